@@ -1,0 +1,24 @@
+# Two commands for a fresh machine with only Python: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test repro-check
+
+# (Re)install when the dependency pins change; constraints.txt pins every transitive package.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/dvc repro
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+# Two cold runs must agree: rebuild from scratch and compare with the committed lock.
+repro-check: $(VENV)/.installed
+	$(BIN)/dvc repro --force
+	git diff --exit-code dvc.lock

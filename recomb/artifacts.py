@@ -1,0 +1,261 @@
+"""Every artifact read and write of the pipeline goes through this module.
+
+Checkpoints are safetensors tensors plus a JSON sidecar (architecture, role, the
+params that made them, metrics); states are float32 `.npy` arrays; reports are
+JSON, Markdown, CSV and PNG. Nothing here ever unpickles: a foreign or truncated
+file is refused with one line naming it. Stages stage their outputs in an
+`Outputs` object and commit them together at the end, each through a temporary
+file and an atomic rename, so a failing stage leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import RecombError
+from .networks import PARAM_KEYS, Architecture, QNetwork
+
+CHECKPOINT_FORMAT = "recomb.checkpoint"
+CHECKPOINT_VERSION = 1
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """`student_A.safetensors` → `student_A.json`."""
+    return Path(path).with_suffix(".json")
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass
+class Outputs:
+    """A stage's outputs, held in memory until `commit` writes them all atomically."""
+
+    files: dict[Path, bytes] = field(default_factory=dict)
+
+    def add_bytes(self, path: str | Path, data: bytes) -> None:
+        self.files[Path(path)] = data
+
+    def add_json(self, path: str | Path, obj: Any) -> None:
+        self.add_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+
+    def add_text(self, path: str | Path, text: str) -> None:
+        self.add_bytes(path, text.encode())
+
+    def add_csv(self, path: str | Path, rows: list[dict], empty_header: list[str] | None = None) -> None:
+        """Rows as CSV (DVC plots); `empty_header` names the columns when there are no rows."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else empty_header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        self.add_text(path, buf.getvalue())
+
+    def add_figure(self, path: str | Path, figure) -> None:
+        """A matplotlib figure as PNG, without the version stamp so bytes are reproducible."""
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+        self.add_bytes(path, buf.getvalue())
+
+    def add_states(self, path: str | Path, states: np.ndarray) -> None:
+        check_states(states, Path(path), states.shape[1] if states.ndim == 2 else -1)
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(states, dtype=np.float32), allow_pickle=False)
+        self.add_bytes(path, buf.getvalue())
+
+    def add_checkpoint(self, path: str | Path, model: QNetwork, role: str, meta: dict) -> None:
+        """Tensors to `path` (safetensors) and everything else to its JSON sidecar."""
+        tensors = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+        self.add_bytes(path, st_save(tensors, metadata={"format": CHECKPOINT_FORMAT}))
+        sidecar = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "kind": "float",
+            "role": role,
+            "architecture": model.arch.to_dict(),
+            **meta,
+        }
+        self.add_json(sidecar_path(path), sidecar)
+
+    def commit(self) -> None:
+        written: list[Path] = []
+        try:
+            for path, data in self.files.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+                written.append(path)
+        except OSError as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise RecombError(f"{exc.filename or path}: cannot write ({exc.strerror})") from None
+        finally:
+            for path in self.files:
+                path.with_name(f".{path.name}.tmp{os.getpid()}").unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.exists():
+        raise RecombError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise RecombError(f"{path}: expected a file, found a directory")
+    return path.read_bytes()
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    path = Path(path)
+    try:
+        return json.loads(_read_bytes(path, what))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecombError(f"{path}: not valid JSON ({exc.__class__.__name__} at byte {getattr(exc, 'pos', '?')})") from None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded float checkpoint: the network (eval mode) and its sidecar."""
+
+    path: Path
+    model: QNetwork
+    meta: dict
+
+    @property
+    def arch(self) -> Architecture:
+        return self.model.arch
+
+    def expect_dims(self, input_dim: int, output_dim: int, source: str) -> None:
+        """Refuse a checkpoint whose dims differ from the params the stage runs with."""
+        for name, want in (("input_dim", input_dim), ("output_dim", output_dim)):
+            got = getattr(self.arch, name)
+            if got != want:
+                raise RecombError(f"{self.path}: {name} is {got} but {source} says {want}")
+
+
+def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture) -> None:
+    expected = arch.shapes()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        detail = f"missing {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+        raise RecombError(f"{path}: not a Q-network checkpoint of this architecture ({detail})")
+    for key, shape in expected.items():
+        tensor = tensors[key]
+        if tuple(tensor.shape) != shape:
+            raise RecombError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, architecture needs {shape}")
+        if not tensor.is_floating_point():
+            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected floating point")
+        if not torch.isfinite(tensor).all():
+            raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+
+
+def _build(arch: Architecture, tensors: dict[str, torch.Tensor]) -> QNetwork:
+    model = QNetwork(arch)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
+    return model.eval()
+
+
+def _architecture_from(path: Path, data: Any) -> Architecture:
+    try:
+        arch = Architecture(**{k: data[k] for k in ("input_dim", "output_dim", "hidden", "dropout")})
+    except (KeyError, TypeError):
+        raise RecombError(f"{sidecar_path(path)}: 'architecture' must hold input_dim, output_dim, hidden, dropout") from None
+    if not all(isinstance(v, int) and v > 0 for v in (arch.input_dim, arch.output_dim, arch.hidden)):
+        raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers")
+    return arch
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a float checkpoint written by `Outputs.add_checkpoint`, refusing anything else."""
+    path = Path(path)
+    raw = _read_bytes(path, "checkpoint")
+    if raw.startswith(PICKLE_MAGIC):
+        raise RecombError(f"{path}: is a pickle/torch.save file, not safetensors; refusing to unpickle it")
+    meta = read_json(sidecar_path(path), "checkpoint sidecar")
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise RecombError(f"{sidecar_path(path)}: not a recomb checkpoint sidecar (missing format '{CHECKPOINT_FORMAT}')")
+    if meta.get("kind") != "float":
+        raise RecombError(f"{path}: checkpoint kind is {meta.get('kind')!r}, expected 'float'")
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
+    arch = _architecture_from(path, meta.get("architecture"))
+    _check_tensors(path, tensors, arch)
+    return Checkpoint(path, _build(arch, tensors), meta)
+
+
+def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:
+    """Import an AgentFarm `BaseQNetwork` state dict (`.pt`) without unpickling objects.
+
+    `weights_only=True` lets torch read plain tensors and containers only, so a
+    file carrying code is refused instead of executed. Dims are read off the shapes.
+    """
+    path = Path(path)
+    _read_bytes(path, "parent checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise RecombError(f"{path}: refused: holds objects other than tensors (unsafe pickle)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise RecombError(f"{path}: truncated or not a torch state dict ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RecombError(f"{path}: expected a state dict of tensors (a BaseQNetwork state_dict())")
+    missing = [k for k in PARAM_KEYS if k not in state]
+    if missing:
+        raise RecombError(f"{path}: not a BaseQNetwork state dict (missing {missing[0]})")
+    hidden, input_dim = state["network.0.weight"].shape
+    arch = Architecture(int(input_dim), int(state["network.8.weight"].shape[0]), int(hidden), dropout)
+    _check_tensors(path, dict(state), arch)
+    return Checkpoint(path, _build(arch, dict(state)), {"role": "parent", "imported_from": "agentfarm"})
+
+
+def load_parent(path: str | Path, dropout: float) -> Checkpoint:
+    """A user-given parent: ours (`.safetensors` + sidecar) or AgentFarm's (`.pt`)."""
+    if Path(path).suffix == ".pt":
+        return load_agentfarm_parent(path, dropout)
+    return load_checkpoint(path)
+
+
+def check_states(states: np.ndarray, path: Path, input_dim: int) -> None:
+    if states.ndim != 2 or states.shape[1] != input_dim or states.shape[0] == 0:
+        raise RecombError(f"{path}: states must have shape (N, {input_dim}) with N > 0, got {states.shape}")
+    if states.dtype != np.float32:
+        raise RecombError(f"{path}: states must be float32, got {states.dtype}")
+    bad = ~np.isfinite(states).all(axis=1)
+    if bad.any():
+        raise RecombError(f"{path}: {int(bad.sum())} of {len(states)} states contain NaN or Inf (first at row {int(np.argmax(bad))})")
+
+
+def load_states(path: str | Path, input_dim: int) -> np.ndarray:
+    """A float32 (N, input_dim) array of finite states; object arrays (pickles) are refused."""
+    path = Path(path)
+    raw = _read_bytes(path, "states file")
+    try:
+        states = np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as exc:
+        reason = "holds Python objects (pickle); refusing to load" if "pickle" in str(exc) else "truncated or not a .npy file"
+        raise RecombError(f"{path}: {reason}") from None
+    except (OSError, EOFError):
+        raise RecombError(f"{path}: truncated or not a .npy file") from None
+    if not isinstance(states, np.ndarray):
+        raise RecombError(f"{path}: expected a single .npy array, got an archive")
+    check_states(states, path, input_dim)
+    return states

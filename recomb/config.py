@@ -1,0 +1,132 @@
+"""Typed, validated views of `params.yaml` sections.
+
+`params.yaml` is the single source of every default: the dataclasses here carry
+types and allowed ranges but no default values, so a key missing from the file
+is an error rather than a silently different behaviour. Every problem is
+reported as one line naming the exact key, e.g. `params.yaml: distill.lr: must be > 0 (got -1)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from .errors import RecombError
+
+
+def load_params(path: str | Path) -> dict:
+    """Read the whole params file; a missing or malformed file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecombError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecombError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise RecombError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+class Section:
+    """Base for a params section; subclasses are dataclasses and may override `check`."""
+
+    _where: str = ""
+
+    @classmethod
+    def from_params(cls, params: dict, name: str, source: str = "params.yaml"):
+        if name not in params:
+            raise RecombError(f"{source}: section '{name}' is missing")
+        return cls.from_mapping(params[name], f"{source}: {name}")
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str):
+        if not isinstance(data, dict):
+            raise RecombError(f"{where}: expected a mapping, got {type(data).__name__}")
+        hints = typing.get_type_hints(cls)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise RecombError(f"{where}.{unknown[0]}: unknown key (expected one of: {', '.join(fields)})")
+        missing = [f for f in fields if f not in data]
+        if missing:
+            raise RecombError(f"{where}.{missing[0]}: missing key")
+        values = {f: _coerce(data[f], hints[f], f"{where}.{f}") for f in fields}
+        obj = cls(**values)
+        object.__setattr__(obj, "_where", where)
+        obj.check()
+        return obj
+
+    def check(self) -> None:
+        """Range checks; call `self.require(...)` for each rule."""
+
+    def require(self, ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            raise RecombError(f"{self._where}.{key}: {rule} (got {getattr(self, key)!r})")
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Section):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise RecombError(f"{where}: must be one of {', '.join(map(str, allowed))} (got {value!r})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecombError(f"{where}: expected a list (got {value!r})")
+        (item,) = get_args(tp)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise RecombError(f"{where}: expected a mapping (got {value!r})")
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return tp.from_mapping(value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecombError(f"{where}: expected true or false (got {value!r})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecombError(f"{where}: expected an integer (got {value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecombError(f"{where}: expected a number (got {value!r})")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecombError(f"{where}: must be finite (got {value!r})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecombError(f"{where}: expected a string (got {value!r})")
+        return value
+    raise TypeError(f"unsupported params type {_type_name(tp)} at {where}")

@@ -1,0 +1,183 @@
+"""Knowledge distillation of frozen teacher Q-networks into smaller students.
+
+The objective per student is
+
+    alpha · soft + (1 − alpha) · hard + q_weight · q_regression
+
+where `soft` is T²·KL(softmax(teacher/T) ‖ softmax(student/T)) (or the MSE of those
+probabilities with `loss_fn: mse`), `hard` is cross-entropy on the teacher's greedy
+action, and `q_regression` is the MSE of raw Q-values divided by the teacher's Q
+variance. The KL term only sees Q differences, so a KL-only student loses the
+teacher's Q scale; the regression term keeps it, unit-free.
+
+Several students (both pairs, or many children later) train together as one
+`QNetworkStack`. Each member has its own data order and dropout stream drawn from
+its own seed, so a member's result does not depend on who it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .config import Section
+from .networks import QNetwork, QNetworkStack
+
+
+@dataclass(frozen=True)
+class DistillConfig(Section):
+    student_hidden: int | None
+    student_dropout: float
+    epochs: int
+    lr: float
+    batch_size: int
+    max_grad_norm: float
+    val_fraction: float
+    seed: int
+    loss_fn: Literal["kl", "mse"]
+    temperature: float
+    temp_decay: float
+    alpha: float
+    q_weight: float
+
+    def check(self) -> None:
+        self.require(self.student_hidden is None or self.student_hidden >= 1, "student_hidden", "must be ≥ 1 or null")
+        self.require(0 <= self.student_dropout < 1, "student_dropout", "must be in [0, 1)")
+        self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
+        self.require(self.lr > 0, "lr", "must be > 0")
+        self.require(self.batch_size >= 1, "batch_size", "must be ≥ 1")
+        self.require(self.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
+        self.require(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
+        self.require(self.temperature > 0, "temperature", "must be > 0")
+        self.require(0 < self.temp_decay <= 1, "temp_decay", "must be in (0, 1]")
+        self.require(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]")
+        self.require(self.q_weight >= 0, "q_weight", "must be ≥ 0")
+
+
+def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.Tensor,
+              cfg: DistillConfig, temperature: float) -> dict[str, torch.Tensor]:
+    """Per-member loss terms for Q-values of shape (P, B, A); each term has shape (P,)."""
+    t = temperature
+    teacher_logp = F.log_softmax(teacher_q / t, -1)
+    student_logp = F.log_softmax(student_q / t, -1)
+    if cfg.loss_fn == "kl":
+        soft = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean(-1) * t * t
+    else:
+        soft = (teacher_logp.exp() - student_logp.exp()).pow(2).mean((-1, -2))
+    targets = teacher_q.argmax(-1)
+    hard = F.cross_entropy(student_q.transpose(1, 2), targets, reduction="none").mean(-1)
+    q_reg = (student_q - teacher_q).pow(2).mean((-1, -2)) / q_scale
+    total = cfg.alpha * soft + (1 - cfg.alpha) * hard + cfg.q_weight * q_reg
+    return {"soft": soft, "hard": hard, "q": q_reg, "total": total}
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded train/validation split of range(n); at least one state on each side."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return perm[n_val:], perm[:n_val]
+
+
+@dataclass
+class DistillResult:
+    students: list[QNetwork]
+    histories: list[list[dict]]
+    best_epochs: list[int]
+
+
+def _dropout_masks(shape: tuple[int, ...], p: float, gens: list[torch.Generator]) -> torch.Tensor:
+    """Inverted-dropout masks of shape (P, *shape), one generator per member."""
+    if p == 0:
+        return torch.ones(len(gens), *shape)
+    keep = torch.stack([torch.rand(shape, generator=g) >= p for g in gens])
+    return keep.float() / (1 - p)
+
+
+def distill(
+    students: list[QNetwork],
+    teachers: list[torch.nn.Module],
+    states: torch.Tensor,
+    cfg: DistillConfig,
+    seeds: list[int],
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> DistillResult:
+    """Train each `students[p]` to mimic frozen `teachers[p]` on `states`; keep each best epoch.
+
+    `states` is the training buffer; a `cfg.val_fraction` of it (seeded split)
+    scores every epoch, and each student keeps the weights of its lowest
+    validation loss. Returns the students (eval mode) and per-epoch histories.
+    """
+    arch = students[0].arch
+    stack = QNetworkStack(arch, [s.state_dict() for s in students])
+    with torch.inference_mode():
+        teacher_q = torch.stack([t.eval()(states) for t in teachers])
+    train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)
+    x_train, x_val = states[train_idx], states[val_idx]
+    q_train, q_val = teacher_q[:, train_idx], teacher_q[:, val_idx]
+    q_scale = q_train.var(dim=(1, 2)).clamp_min(1e-8).view(-1, 1).squeeze(1)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    optimizer = torch.optim.Adam(stack.parameters(), lr=cfg.lr, fused=True)
+    members = len(students)
+    n_train, bs = len(x_train), cfg.batch_size
+    steps = (n_train + bs - 1) // bs
+    best_loss = torch.full((members,), float("inf"))
+    best_state = {k: v.detach().clone() for k, v in stack.params.items()}
+    best_epochs = [0] * members
+    histories: list[list[dict]] = [[] for _ in range(members)]
+
+    for epoch in range(1, cfg.epochs + 1):
+        temperature = cfg.temperature * cfg.temp_decay ** (epoch - 1)
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+        masks = _dropout_masks((2, steps * bs, arch.hidden), arch.dropout, gens)
+        stack.train()
+        sums = {key: torch.zeros(members) for key in ("soft", "hard", "q", "total")}
+        for step in range(steps):
+            idx = order[:, step * bs:(step + 1) * bs]
+            batch_masks = masks[:, :, step * bs:step * bs + idx.shape[1]]
+            student_q = stack(x_train[idx], dropout_masks=batch_masks)
+            target_q = torch.gather(q_train, 1, idx.unsqueeze(-1).expand(-1, -1, q_train.shape[-1]))
+            losses = objective(student_q, target_q, q_scale, cfg, temperature)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].sum().backward()
+            stack.per_member_grad_norm_clip_(cfg.max_grad_norm)
+            optimizer.step()
+            for key in sums:
+                sums[key] += losses[key].detach() * idx.shape[1]
+        stack.eval()
+        with torch.no_grad():
+            val_student = stack(x_val)
+            val_losses = objective(val_student, q_val, q_scale, cfg, cfg.temperature)["total"]
+            agree = (val_student.argmax(-1) == q_val.argmax(-1)).double().mean(-1)
+            prob_sim = 1 - (F.softmax(val_student.double(), -1) - F.softmax(q_val.double(), -1)).abs().mean((-1, -2))
+            improved = val_losses < best_loss
+            for key, value in stack.params.items():
+                best_state[key][improved] = value.detach()[improved]
+            best_loss = torch.where(improved, val_losses, best_loss)
+        rows = []
+        for p in range(members):
+            if improved[p]:
+                best_epochs[p] = epoch
+            row = {
+                "epoch": epoch,
+                "temperature": temperature,
+                "train_loss": (sums["total"][p] / n_train).item(),
+                "train_soft_loss": (sums["soft"][p] / n_train).item(),
+                "train_hard_loss": (sums["hard"][p] / n_train).item(),
+                "train_q_loss": (sums["q"][p] / n_train).item(),
+                "val_loss": val_losses[p].item(),
+                "val_agreement": agree[p].item(),
+                "val_prob_similarity": prob_sim[p].item(),
+            }
+            histories[p].append(row)
+            rows.append(row)
+        if on_epoch:
+            on_epoch(epoch, rows)
+
+    with torch.no_grad():
+        for key, value in stack.params.items():
+            value.copy_(best_state[key])
+    return DistillResult([stack.member(p) for p in range(members)], histories, best_epochs)

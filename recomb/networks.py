@@ -1,0 +1,141 @@
+"""Q-networks: the parent/student architecture and a stacked population of it.
+
+`QNetwork` keeps AgentFarm's `BaseQNetwork` layout (state-dict keys
+`network.{0,1,4,5,8}.{weight,bias}`), so AgentFarm parents load unchanged.
+`QNetworkStack` holds P networks of one shape as stacked tensors and runs them
+in one batched forward: training P small networks together costs about as much
+Python overhead as training one, which is what makes distilling both pairs (and,
+later, searching many children) fast on two cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LINEAR_INDICES = (0, 4, 8)
+NORM_INDICES = (1, 5)
+PARAM_KEYS = tuple(
+    f"network.{i}.{name}" for i in (0, 1, 4, 5, 8) for name in ("weight", "bias")
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild a QNetwork; stored in every checkpoint sidecar."""
+
+    input_dim: int
+    output_dim: int
+    hidden: int
+    dropout: float
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected parameter shapes by state-dict key."""
+        i, h, o = self.input_dim, self.hidden, self.output_dim
+        return {
+            "network.0.weight": (h, i), "network.0.bias": (h,),
+            "network.1.weight": (h,), "network.1.bias": (h,),
+            "network.4.weight": (h, h), "network.4.bias": (h,),
+            "network.5.weight": (h,), "network.5.bias": (h,),
+            "network.8.weight": (o, h), "network.8.bias": (o,),
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def student_hidden(parent_hidden: int, requested: int | None) -> int:
+    """The student's width: `requested` if given, else half the parent's, at least 16."""
+    return requested if requested else max(16, parent_hidden // 2)
+
+
+class QNetwork(nn.Module):
+    """Linear→LayerNorm→ReLU→Dropout ×2 → Linear, Xavier-uniform weights, zero biases."""
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        i, h, o, p = arch.input_dim, arch.hidden, arch.output_dim, arch.dropout
+        self.network = nn.Sequential(
+            nn.Linear(i, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(p),
+            nn.Linear(h, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(p),
+            nn.Linear(h, o),
+        )
+        for idx in LINEAR_INDICES:
+            nn.init.xavier_uniform_(self.network[idx].weight)
+            nn.init.zeros_(self.network[idx].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+
+def seeded_qnetwork(arch: Architecture, seed: int) -> QNetwork:
+    """A freshly initialised network whose weights depend only on `seed`."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return QNetwork(arch)
+    finally:
+        torch.random.set_rng_state(gen_state)
+
+
+class QNetworkStack(nn.Module):
+    """P QNetworks of one architecture, evaluated together.
+
+    Parameters carry a leading population dimension; `forward` takes states of
+    shape (B, in) (shared by all members) or (P, B, in) and returns (P, B, out).
+    Member p computes exactly what `QNetwork` with `member_state_dict(p)` computes.
+    """
+
+    def __init__(self, arch: Architecture, state_dicts: list[dict[str, torch.Tensor]]):
+        super().__init__()
+        if not state_dicts:
+            raise ValueError("QNetworkStack needs at least one member")
+        self.arch = arch
+        self.size = len(state_dicts)
+        self.params = nn.ParameterDict({
+            key.replace(".", "_"): nn.Parameter(
+                torch.stack([sd[key].detach().to(torch.float32) for sd in state_dicts]).clone()
+            )
+            for key in PARAM_KEYS
+        })
+
+    def _p(self, idx: int, name: str) -> torch.Tensor:
+        return self.params[f"network_{idx}_{name}"]
+
+    def forward(self, x: torch.Tensor, dropout_masks: torch.Tensor | None = None) -> torch.Tensor:
+        """`dropout_masks` (P, 2, B, hidden), already scaled by 1/(1−p), replaces
+        torch's global-RNG dropout in training so each member's noise is its own."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.size, -1, -1)
+        for layer, (lin, norm) in enumerate(zip(LINEAR_INDICES[:2], NORM_INDICES)):
+            x = torch.baddbmm(self._p(lin, "bias").unsqueeze(1), x, self._p(lin, "weight").transpose(1, 2))
+            x = F.layer_norm(x, (self.arch.hidden,))
+            x = torch.relu(x * self._p(norm, "weight").unsqueeze(1) + self._p(norm, "bias").unsqueeze(1))
+            if dropout_masks is not None:
+                x = x * dropout_masks[:, layer]
+            else:
+                x = F.dropout(x, self.arch.dropout, self.training)
+        last = LINEAR_INDICES[2]
+        return torch.baddbmm(self._p(last, "bias").unsqueeze(1), x, self._p(last, "weight").transpose(1, 2))
+
+    def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        return {key: self.params[key.replace(".", "_")][member].detach().clone() for key in PARAM_KEYS}
+
+    def member(self, member: int) -> QNetwork:
+        net = QNetwork(self.arch)
+        net.load_state_dict(self.member_state_dict(member))
+        return net.eval()
+
+    def per_member_grad_norm_clip_(self, max_norm: float) -> None:
+        """Clip each member's gradient to `max_norm` on its own, as if trained alone."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        if not grads or max_norm <= 0:
+            return
+        sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+        scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))

@@ -1,0 +1,138 @@
+"""Validation: compare networks on held-out states, online in the environment, and gate on thresholds.
+
+Reports are split in two on purpose. Everything that is a deterministic function
+of the inputs (agreement, KL, returns, the `passed` flag over them) goes into the
+quality report that DVC hashes; wall-clock figures (latency) vary run to run and
+go into a separate timing report that DVC does not hash, so two cold runs give
+the same `dvc.lock`.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import envs, metrics
+from .config import Section
+
+OPS = {">=": operator.ge, "<=": operator.le}
+
+
+@dataclass(frozen=True)
+class RobustnessConfig(Section):
+    noise_std: float
+    scale_factor: float
+    seed: int
+
+    def check(self) -> None:
+        self.require(self.noise_std >= 0, "noise_std", "must be ≥ 0")
+        self.require(self.scale_factor > 0, "scale_factor", "must be > 0")
+
+
+@dataclass(frozen=True)
+class DistillThresholds(Section):
+    min_action_agreement: float
+    max_kl_divergence: float
+    max_relative_mse: float
+    min_cosine: float
+    max_latency_ratio: float
+    min_robustness_agreement: float
+    min_greedy_return: float
+
+
+@dataclass(frozen=True)
+class ValidateDistillConfig(Section):
+    top_k: int
+    kl_temperature: float
+    eval_episodes: int
+    eval_seed: int
+    latency_repeats: int
+    robustness: RobustnessConfig
+    thresholds: DistillThresholds
+
+    def check(self) -> None:
+        self.require(self.top_k >= 1, "top_k", "must be ≥ 1")
+        self.require(self.kl_temperature > 0, "kl_temperature", "must be > 0")
+        self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
+        self.require(self.latency_repeats >= 10, "latency_repeats", "must be ≥ 10")
+
+
+def gate(checks: list[tuple[str, float, str, float]]) -> dict[str, dict]:
+    """Each (name, value, op, threshold) → {value, op, threshold, passed}."""
+    return {
+        name: {"value": value, "op": op, "threshold": threshold, "passed": bool(OPS[op](value, threshold))}
+        for name, value, op, threshold in checks
+    }
+
+
+def all_passed(gated: dict[str, dict]) -> bool:
+    return all(check["passed"] for check in gated.values())
+
+
+def q_values(model, states: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(states)
+
+
+def robustness_slices(states: np.ndarray, cfg: RobustnessConfig) -> dict[str, torch.Tensor]:
+    """Perturbed copies of the states: Gaussian noise scaled per feature, and a global input scaling."""
+    rng = np.random.default_rng(cfg.seed)
+    feature_std = states.std(axis=0, keepdims=True)
+    noisy = states + rng.standard_normal(states.shape).astype(np.float32) * cfg.noise_std * feature_std
+    return {
+        "gaussian_noise": torch.from_numpy(noisy.astype(np.float32)),
+        "input_scaling": torch.from_numpy(states * np.float32(cfg.scale_factor)),
+    }
+
+
+def greedy_return(model, env: str | None, cfg: ValidateDistillConfig) -> float | None:
+    """Mean greedy return over the fixed evaluation episodes; None when there is no environment."""
+    if env is None:
+        return None
+    return float(envs.greedy_returns(model, cfg.eval_episodes, cfg.eval_seed).mean())
+
+
+def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg: ValidateDistillConfig) -> dict:
+    """The deterministic part of a distillation report for one teacher/student pair."""
+    states = torch.from_numpy(heldout)
+    teacher_q, student_q = q_values(teacher, states), q_values(student, states)
+    fidelity = metrics.compare(teacher_q, student_q, cfg.top_k, cfg.kl_temperature)
+    robustness = {
+        name: metrics.action_agreement(q_values(teacher, x), q_values(student, x))
+        for name, x in robustness_slices(heldout, cfg.robustness).items()
+    }
+    returns = {"teacher": greedy_return(teacher, env, cfg), "student": greedy_return(student, env, cfg)}
+    t = cfg.thresholds
+    checks = [
+        ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
+        ("kl_divergence", fidelity["kl_divergence"], "<=", t.max_kl_divergence),
+        ("relative_mse", fidelity["relative_mse"], "<=", t.max_relative_mse),
+        ("cosine", fidelity["cosine"], ">=", t.min_cosine),
+        *((f"robustness_{name}", value, ">=", t.min_robustness_agreement) for name, value in robustness.items()),
+    ]
+    if returns["student"] is not None:
+        checks.append(("student_greedy_return", returns["student"], ">=", t.min_greedy_return))
+    gated = gate(checks)
+    return {
+        "fidelity": fidelity,
+        "robustness_agreement": robustness,
+        "greedy_return": returns,
+        "checks": gated,
+        "passed": all_passed(gated),
+    }
+
+
+def latency_report(teacher, student, heldout: np.ndarray, repeats: int, max_ratio: float) -> dict:
+    """Batch-1 latency of teacher and student and their ratio: the non-deterministic part."""
+    states = torch.from_numpy(heldout)
+    teacher_ms = metrics.batch1_latency_ms(teacher, states, repeats)
+    student_ms = metrics.batch1_latency_ms(student, states, repeats)
+    ratio = student_ms["median_ms"] / teacher_ms["median_ms"]
+    return {
+        "teacher": teacher_ms,
+        "student": student_ms,
+        "checks": gate([("latency_ratio", ratio, "<=", max_ratio)]),
+    }

@@ -1,0 +1,42 @@
+"""What every stage shares: params loading, thread count, logging, progress, one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from recomb.config import Section, load_params
+from recomb.errors import RecombError
+
+PARAMS_FILE = "params.yaml"
+log = logging.getLogger("recomb")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Section):
+    torch_threads: int
+
+    def check(self) -> None:
+        self.require(self.torch_threads >= 1, "torch_threads", "must be ≥ 1")
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """A progress bar on a terminal, silence in logs and CI."""
+    return tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
+
+
+def run(main: Callable[[dict], None]) -> None:
+    """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        params = load_params(PARAMS_FILE)
+        torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
+        main(params)
+    except RecombError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,48 @@
+"""Stage `distill`: a smaller student for each parent, trained on the train states."""
+
+import dataclasses
+
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.distill import DistillConfig, distill
+from recomb.networks import seeded_qnetwork, student_hidden
+from recomb.plots import close, learning_curves
+
+from . import paths
+from .common import log, progress, run
+
+
+def main(params: dict) -> None:
+    cfg = DistillConfig.from_params(params, "distill")
+    parents = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
+    states = load_states(paths.STATES_TRAIN, parents[0].arch.input_dim)
+    parents[1].expect_dims(parents[0].arch.input_dim, parents[0].arch.output_dim, str(parents[0].path))
+    seeds = [cfg.seed + i for i in range(len(parents))]
+    students = []
+    for parent, seed in zip(parents, seeds):
+        arch = dataclasses.replace(parent.arch, hidden=student_hidden(parent.arch.hidden, cfg.student_hidden),
+                                   dropout=cfg.student_dropout)
+        students.append(seeded_qnetwork(arch, seed))
+    with progress(cfg.epochs, "distill") as bar:
+        def on_epoch(epoch: int, rows: list[dict]) -> None:
+            bar.update()
+            bar.set_postfix(agreement=" ".join(f"{r['val_agreement']:.3f}" for r in rows))
+        result = distill(students, [p.model for p in parents], torch.from_numpy(states), cfg, seeds, on_epoch)
+
+    out = Outputs()
+    for pair, student, history, best, seed in zip(paths.PAIRS, result.students, result.histories, result.best_epochs, seeds):
+        meta = {"params": cfg.to_dict(), "teacher": paths.PARENTS.format(pair), "seed": seed,
+                "best_epoch": best, "metrics": history[best - 1], "history": history}
+        out.add_checkpoint(paths.STUDENTS.format(pair), student, f"student_{pair}", meta)
+        out.add_csv(paths.DISTILL_CURVES.format(pair), history)
+        log.info("student %s: best epoch %d, val agreement %.4f", pair, best, history[best - 1]["val_agreement"])
+    fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
+                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "Distillation")
+    out.add_figure(paths.DISTILL_PNG, fig)
+    close(fig)
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)

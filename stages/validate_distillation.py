@@ -1,0 +1,39 @@
+"""Stage `validate_distillation`: each student against its teacher on held-out states and online."""
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.reports import distillation_markdown
+from recomb.validation import ValidateDistillConfig, all_passed, latency_report, validate_student
+
+from . import paths
+from .common import log, run
+
+
+def main(params: dict) -> None:
+    cfg = ValidateDistillConfig.from_params(params, "validate_distillation")
+    quality = {"pairs": {}, "kl_direction": f"KL(teacher ‖ student) on softmax(Q / {cfg.kl_temperature:g})"}
+    timing = {"pairs": {}}
+    for pair in paths.PAIRS:
+        teacher = load_checkpoint(paths.PARENTS.format(pair))
+        student = load_checkpoint(paths.STUDENTS.format(pair))
+        student.expect_dims(teacher.arch.input_dim, teacher.arch.output_dim, str(teacher.path))
+        heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim)
+        quality["pairs"][pair] = validate_student(teacher.model, student.model, heldout, teacher.meta.get("env"), cfg)
+        latency = latency_report(teacher.model, student.model, heldout, cfg.latency_repeats,
+                                 cfg.thresholds.max_latency_ratio)
+        timing["pairs"][pair] = {**latency, "passed": all_passed(latency["checks"])}
+        log.info("pair %s: agreement %.4f, quality %s, latency ratio %.2f", pair,
+                 quality["pairs"][pair]["fidelity"]["action_agreement"],
+                 "passed" if quality["pairs"][pair]["passed"] else "FAILED",
+                 latency["checks"]["latency_ratio"]["value"])
+    quality["n_heldout"] = len(heldout)
+    quality["passed"] = all(r["passed"] for r in quality["pairs"].values())
+    timing["passed"] = all(r["passed"] for r in timing["pairs"].values())
+    out = Outputs()
+    out.add_json(paths.DISTILL_REPORT, quality)
+    out.add_json(paths.DISTILL_TIMING, timing)
+    out.add_text(paths.DISTILL_MARKDOWN, distillation_markdown(quality, timing))
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)
