@@ -32,6 +32,7 @@ from .networks import PARAM_KEYS, Architecture, QNetwork
 CHECKPOINT_FORMAT = "recomb.checkpoint"
 CHECKPOINT_VERSION = 1
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -248,6 +249,9 @@ def load_states(path: str | Path, input_dim: int) -> np.ndarray:
     """A float32 (N, input_dim) array of finite states; object arrays (pickles) are refused."""
     path = Path(path)
     raw = _read_bytes(path, "states file")
+    if not raw.startswith(NPY_MAGIC):
+        reason = "holds Python objects (pickle); refusing to load" if raw.startswith(PICKLE_MAGIC) else "not a .npy file"
+        raise RecombError(f"{path}: {reason}")
     try:
         states = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:

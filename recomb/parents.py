@@ -106,7 +106,7 @@ def cartpole_parents(cfg: ParentsConfig) -> ParentSet:
     arch = Architecture(envs.OBS_DIM, envs.N_ACTIONS, cfg.hidden, cfg.dropout)
     seeds = [cfg.seed, cfg.seed + 1]
     results = map_processes(_train_one, [(cfg.dqn, arch, s) for s in seeds], cfg.workers)
-    parents = [r.model for r in results]
+    parents = [r.network for r in results]
     states = envs.collect_states(parents, cfg.buffer.n_states, cfg.buffer.epsilon, cfg.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [

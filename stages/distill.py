@@ -1,6 +1,7 @@
 """Stage `distill`: a smaller student for each parent, trained on the train states."""
 
 import dataclasses
+import time
 
 import torch
 
@@ -24,11 +25,13 @@ def main(params: dict) -> None:
         arch = dataclasses.replace(parent.arch, hidden=student_hidden(parent.arch.hidden, cfg.student_hidden),
                                    dropout=cfg.student_dropout)
         students.append(seeded_qnetwork(arch, seed))
+    start = time.perf_counter()
     with progress(cfg.epochs, "distill") as bar:
         def on_epoch(epoch: int, rows: list[dict]) -> None:
             bar.update()
             bar.set_postfix(agreement=" ".join(f"{r['val_agreement']:.3f}" for r in rows))
         result = distill(students, [p.model for p in parents], torch.from_numpy(states), cfg, seeds, on_epoch)
+    training_seconds = time.perf_counter() - start
 
     out = Outputs()
     for pair, student, history, best, seed in zip(paths.PAIRS, result.students, result.histories, result.best_epochs, seeds):
@@ -42,6 +45,7 @@ def main(params: dict) -> None:
     out.add_figure(paths.DISTILL_PNG, fig)
     close(fig)
     out.commit()
+    log.info("distilled %d students in %.2f s", len(students), training_seconds)
 
 
 if __name__ == "__main__":

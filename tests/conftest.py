@@ -1,0 +1,30 @@
+"""Shared fixtures: a throw-away copy of the project for end-to-end stage runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from scratch import Project
+
+torch.set_num_threads(1)
+
+SMALL_SYNTHETIC = {
+    "parents.source": "synthetic",
+    "parents.seed": 42,
+    "parents.synthetic.n_states": 400,
+    "distill.epochs": 3,
+    "validate_distillation.latency_repeats": 20,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "project")
+
+
+@pytest.fixture
+def synthetic_project(project: Project) -> Project:
+    project.set(**SMALL_SYNTHETIC)
+    return project

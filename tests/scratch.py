@@ -1,0 +1,61 @@
+"""A throw-away copy of the pipeline (code, params, dvc.yaml) with its own DVC repo.
+
+Used by the end-to-end tests and the benchmarks, so neither depends on, nor
+disturbs, the artifacts in the real `data/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+class Project:
+    """A copy of recomb's pipeline in a temp dir, with its own DVC repo and params."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        for name in ("recomb", "stages"):
+            shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("params.yaml", "dvc.yaml"):
+            shutil.copy(ROOT / name, path / name)
+        (path / "data" / "user").mkdir(parents=True)
+        (path / "data" / "user" / ".gitkeep").touch()
+        self.run("dvc", "init", "--no-scm", "-q")
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONPATH"] = str(self.path)
+        return env
+
+    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(cmd, cwd=self.path, env=self.env(), capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set(self, **dotted) -> None:
+        """Set params by dotted key, e.g. set(**{"distill.epochs": 2})."""
+        params = self.params()
+        for key, value in dotted.items():
+            node = params
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node[part]
+            node[last] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def stage(self, name: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(sys.executable, "-m", f"stages.{name}", check=check)

@@ -1,0 +1,169 @@
+"""Every bad-input case of the artifact layer, with its exact one-line message."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint, load_parent, load_states, sidecar_path
+from recomb.errors import RecombError
+from recomb.networks import Architecture, seeded_qnetwork
+
+ARCH = Architecture(8, 4, 16, 0.1)
+
+
+def save(path, net=None, role="parent_A"):
+    out = Outputs()
+    out.add_checkpoint(path, net or seeded_qnetwork(ARCH, 0), role, {"metrics": {"x": 1.0}})
+    out.commit()
+    return path
+
+
+def refused(fn, *args):
+    with pytest.raises(RecombError) as err:
+        fn(*args)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_checkpoint_round_trip_and_sidecar(tmp_path):
+    net = seeded_qnetwork(ARCH, 5)
+    path = save(tmp_path / "p.safetensors", net)
+    ckpt = load_checkpoint(path)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(ckpt.model(x), net.eval()(x))
+    assert ckpt.meta["role"] == "parent_A" and ckpt.meta["architecture"]["hidden"] == 16
+    assert sidecar_path(path).name == "p.json"
+
+
+def test_commit_leaves_no_temp_files_and_nothing_before_commit(tmp_path):
+    out = Outputs()
+    out.add_json(tmp_path / "a" / "r.json", {"k": 1})
+    assert not (tmp_path / "a").exists()
+    out.commit()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["r.json"]
+
+
+def test_missing_checkpoint(tmp_path):
+    assert refused(load_checkpoint, tmp_path / "nope.safetensors") == f"{tmp_path / 'nope.safetensors'}: checkpoint not found"
+
+
+def test_missing_sidecar(tmp_path):
+    path = save(tmp_path / "p.safetensors")
+    sidecar_path(path).unlink()
+    assert refused(load_checkpoint, path) == f"{tmp_path / 'p.json'}: checkpoint sidecar not found"
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = save(tmp_path / "p.safetensors")
+    path.write_bytes(path.read_bytes()[:100])
+    assert refused(load_checkpoint, path).startswith(f"{path}: truncated or not a safetensors file")
+
+
+def test_pickle_renamed_as_checkpoint_is_refused(tmp_path):
+    path = save(tmp_path / "p.safetensors")
+    torch.save(seeded_qnetwork(ARCH, 0), path)  # a whole pickled module
+    assert refused(load_checkpoint, path) == f"{path}: is a pickle/torch.save file, not safetensors; refusing to unpickle it"
+
+
+def test_foreign_sidecar(tmp_path):
+    path = save(tmp_path / "p.safetensors")
+    sidecar_path(path).write_text('{"hello": 1}')
+    assert refused(load_checkpoint, path) == (
+        f"{tmp_path / 'p.json'}: not a recomb checkpoint sidecar (missing format 'recomb.checkpoint')")
+
+
+def test_sidecar_shape_mismatch(tmp_path):
+    path = save(tmp_path / "p.safetensors")
+    text = sidecar_path(path).read_text().replace('"hidden": 16', '"hidden": 32')
+    sidecar_path(path).write_text(text)
+    assert refused(load_checkpoint, path) == (
+        f"{path}: tensor network.0.weight has shape (16, 8), architecture needs (32, 8)")
+
+
+def test_nan_weights(tmp_path):
+    net = seeded_qnetwork(ARCH, 0)
+    with torch.no_grad():
+        net.network[4].weight[0, 0] = float("nan")
+    path = save(tmp_path / "p.safetensors", net)
+    assert refused(load_checkpoint, path) == f"{path}: tensor network.4.weight contains NaN or Inf"
+
+
+def test_dims_not_matching_params(tmp_path):
+    ckpt = load_checkpoint(save(tmp_path / "p.safetensors"))
+    assert refused(ckpt.expect_dims, 4, 4, "params.yaml parents.files") == (
+        f"{ckpt.path}: input_dim is 8 but params.yaml parents.files says 4")
+
+
+def test_agentfarm_state_dict_loads_without_unpickling_objects(tmp_path):
+    net = seeded_qnetwork(Architecture(8, 4, 64, 0.1), 1)
+    path = tmp_path / "parent_A.pt"
+    torch.save(net.state_dict(), path)
+    ckpt = load_parent(path, dropout=0.1)
+    assert ckpt.arch == Architecture(8, 4, 64, 0.1)
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(ckpt.model(x), net.eval()(x))
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_malicious_pt_is_refused(tmp_path):
+    path = tmp_path / "parent_A.pt"
+    torch.save({"network.0.weight": Evil()}, path)
+    assert refused(load_parent, path, 0.1) == f"{path}: refused: holds objects other than tensors (unsafe pickle)"
+
+
+def test_pt_that_is_not_a_base_qnetwork(tmp_path):
+    path = tmp_path / "parent_A.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    assert refused(load_parent, path, 0.1) == f"{path}: not a BaseQNetwork state dict (missing network.0.weight)"
+
+
+def write_npy(path, array):
+    np.save(path, array, allow_pickle=True)
+    return path
+
+
+def test_states_round_trip(tmp_path):
+    states = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    out = Outputs()
+    out.add_states(tmp_path / "s.npy", states)
+    out.commit()
+    np.testing.assert_array_equal(load_states(tmp_path / "s.npy", 8), states)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((5, 3), np.float32), "states must have shape (N, 8) with N > 0, got (5, 3)"),
+    (np.zeros((5,), np.float32), "states must have shape (N, 8) with N > 0, got (5,)"),
+    (np.zeros((0, 8), np.float32), "states must have shape (N, 8) with N > 0, got (0, 8)"),
+    (np.zeros((5, 8), np.float64), "states must be float32, got float64"),
+    (np.array([[0.0] * 8, [np.nan] + [0.0] * 7], np.float32), "1 of 2 states contain NaN or Inf (first at row 1)"),
+    (np.array([[np.inf] * 8], np.float32), "1 of 1 states contain NaN or Inf (first at row 0)"),
+])
+def test_bad_states(tmp_path, array, message):
+    path = write_npy(tmp_path / "s.npy", array)
+    assert refused(load_states, path, 8) == f"{path}: {message}"
+
+
+def test_pickled_states_are_refused(tmp_path):
+    path = write_npy(tmp_path / "s.npy", np.array([{"a": 1}], dtype=object))
+    assert refused(load_states, path, 8) == f"{path}: holds Python objects (pickle); refusing to load"
+    path.write_bytes(pickle.dumps([1, 2]))
+    assert refused(load_states, path, 8) == f"{path}: holds Python objects (pickle); refusing to load"
+    path.write_bytes(b"hello, not an array")
+    assert refused(load_states, path, 8) == f"{path}: not a .npy file"
+
+
+def test_truncated_states(tmp_path):
+    path = write_npy(tmp_path / "s.npy", np.zeros((50, 8), np.float32))
+    path.write_bytes(path.read_bytes()[:200])
+    assert refused(load_states, path, 8) == f"{path}: truncated or not a .npy file"
+
+
+def test_missing_states(tmp_path):
+    assert refused(load_states, tmp_path / "s.npy", 8) == f"{tmp_path / 's.npy'}: states file not found"

@@ -1,0 +1,37 @@
+import pytest
+
+from recomb.distill import DistillConfig
+from recomb.errors import RecombError
+
+GOOD = dict(student_hidden=None, student_dropout=0.05, train_dropout=True, epochs=2, lr=1e-3, lr_schedule="cosine", warmup_fraction=0.05, batch_size=8, max_grad_norm=1.0,
+            val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0)
+WHERE = "params.yaml: distill"
+
+
+def test_valid_section_parses():
+    cfg = DistillConfig.from_mapping(GOOD, WHERE)
+    assert cfg.lr == 1e-3 and cfg.student_hidden is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": -1.0}, "params.yaml: distill.lr: must be > 0 (got -1.0)"),
+    ({"alpha": 1.5}, "params.yaml: distill.alpha: must be in [0, 1] (got 1.5)"),
+    ({"epochs": "ten"}, "params.yaml: distill.epochs: expected an integer (got 'ten')"),
+    ({"epochs": 2.5}, "params.yaml: distill.epochs: expected an integer (got 2.5)"),
+    ({"loss_fn": "huber"}, "params.yaml: distill.loss_fn: must be one of kl, mse (got 'huber')"),
+    ({"val_fraction": 1.0}, "params.yaml: distill.val_fraction: must be in (0, 1) (got 1.0)"),
+    ({"lr": float("nan")}, "params.yaml: distill.lr: must be finite (got nan)"),
+    ({"temperatur": 3.0}, "params.yaml: distill.temperatur: unknown key (expected one of: "),
+])
+def test_bad_values_name_the_key(change, message):
+    with pytest.raises(RecombError) as err:
+        DistillConfig.from_mapping({**GOOD, **change}, WHERE)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_key_is_an_error_not_a_default():
+    data = dict(GOOD)
+    del data["temperature"]
+    with pytest.raises(RecombError, match=r"^params.yaml: distill.temperature: missing key$"):
+        DistillConfig.from_mapping(data, WHERE)

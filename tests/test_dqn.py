@@ -1,0 +1,73 @@
+"""DQN parents: config validation, determinism, the quality bar, one real solve."""
+
+import pytest
+import torch
+
+from recomb.dqn import DQNConfig, train_dqn
+from recomb.errors import RecombError
+from recomb.networks import Architecture
+
+torch.set_num_threads(1)
+
+WHERE = "params.yaml: parents.dqn"
+ARCH = Architecture(input_dim=4, output_dim=2, hidden=64, dropout=0.1)
+GOOD = {
+    "total_steps": 50_000, "num_envs": 8, "learning_rate": 2.3e-3, "batch_size": 128,
+    "buffer_size": 100_000, "learning_starts": 1000, "gamma": 0.99, "train_freq": 128,
+    "gradient_steps": 32, "target_update_interval": 10, "max_grad_norm": 10.0,
+    "train_dropout": False, "exploration_fraction": 0.16, "exploration_initial_eps": 1.0,
+    "exploration_final_eps": 0.04, "eval_interval": 1024, "eval_episodes": 100,
+    "eval_seed": 10_000, "pass_return": 475.0, "stop_return": 500.0,
+}
+
+
+def config(**changes) -> DQNConfig:
+    return DQNConfig.from_mapping({**GOOD, **changes}, WHERE)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("total_steps", 0), ("num_envs", 0), ("learning_rate", 0.0), ("batch_size", 200_000),
+    ("learning_starts", -1), ("gamma", 1.5), ("gradient_steps", 0), ("max_grad_norm", -1.0),
+    ("exploration_fraction", 0.0), ("exploration_final_eps", 1.2), ("eval_episodes", 0),
+    ("pass_return", 600.0), ("stop_return", 400.0), ("train_dropout", 1), ("train_freq", 1.5),
+])
+def test_config_rejects_bad_values(key, value):
+    with pytest.raises(RecombError) as err:
+        config(**{key: value})
+    message = str(err.value)
+    assert message.startswith(f"{WHERE}.{key}: ") and "\n" not in message
+
+
+def test_config_requires_every_key():
+    data = dict(GOOD)
+    del data["gamma"]
+    with pytest.raises(RecombError, match=r"parents\.dqn\.gamma: missing key"):
+        DQNConfig.from_mapping(data, WHERE)
+
+
+def test_tiny_run_is_deterministic():
+    tiny = config(total_steps=1200, learning_starts=256, buffer_size=1000, gradient_steps=8,
+                  eval_interval=600, eval_episodes=5, pass_return=1.0, train_dropout=True)
+    first, second = train_dqn(tiny, ARCH, seed=4), train_dqn(tiny, ARCH, seed=4)
+    assert first.env_steps == second.env_steps == 1200
+    assert first.history == second.history and len(first.history) == 2
+    assert not first.network.training
+    for key, value in first.network.state_dict().items():
+        assert torch.equal(value, second.network.state_dict()[key]), key
+    other = train_dqn(tiny, ARCH, seed=5).network.state_dict()
+    assert any(not torch.equal(v, other[k]) for k, v in first.network.state_dict().items())
+
+
+def test_too_small_budget_names_seed_and_bar():
+    with pytest.raises(RecombError) as err:
+        train_dqn(config(total_steps=800, learning_starts=400, eval_episodes=10), ARCH, seed=3)
+    message = str(err.value)
+    assert "parent seed 3" in message and "pass_return 475.0" in message and "\n" not in message
+
+
+def test_solves_cartpole():
+    rows = []
+    result = train_dqn(config(), ARCH, seed=9, on_eval=rows.append)
+    assert result.best_return >= 475.0
+    assert rows == result.history and rows[-1]["step"] == result.env_steps
+    assert result.best_step == max(rows, key=lambda r: r["mean_return"])["step"]

@@ -1,0 +1,121 @@
+"""End-to-end: the real stages under DVC on small budgets, in a throw-away copy of the project."""
+
+import json
+
+import numpy as np
+import torch
+
+from recomb.networks import Architecture, seeded_qnetwork
+
+
+def one_line_error(proc) -> str:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0][len("error: "):]
+
+
+def test_synthetic_pipeline_repro_noop_and_partial_rerun(synthetic_project):
+    p = synthetic_project
+    first = p.run("dvc", "repro")
+    for stage in ("parents", "distill", "validate_distillation"):
+        assert f"Running stage '{stage}'" in first.stdout
+    for name in ("parents/parent_A.safetensors", "parents/parent_B.json", "states/train.npy", "states/heldout.npy",
+                 "students/student_A.safetensors", "students/student_B.json", "plots/distill/learning_curves.png",
+                 "plots/distill/student_A.csv", "reports/distillation.json",
+                 "reports/latest/distillation.md", "reports/latest/distillation_timing.json"):
+        assert (p.path / "data" / name).is_file(), name
+    report = json.loads((p.path / "data/reports/distillation.json").read_text())
+    assert set(report["pairs"]) == {"A", "B"}
+    assert isinstance(report["passed"], bool)
+    assert report["n_heldout"] == 80  # 20 % of 400 synthetic states
+    assert 0.0 <= report["pairs"]["A"]["fidelity"]["action_agreement"] <= 1.0
+    assert "latency_ratio" not in json.dumps(report)  # timing stays out of the hashed report
+    timing = json.loads((p.path / "data/reports/latest/distillation_timing.json").read_text())
+    assert timing["pairs"]["A"]["checks"]["latency_ratio"]["value"] > 0
+    lock = (p.path / "dvc.lock").read_text()
+
+    assert "didn't change, skipping" in p.run("dvc", "repro").stdout or "up to date" in p.run("dvc", "status").stdout
+    shown = p.run("dvc", "metrics", "show").stdout
+    assert "pairs.A.fidelity.action_agreement" in shown and "pairs.A.checks.latency_ratio.value" in shown
+
+    p.set(**{"distill.epochs": 4})
+    second = p.run("dvc", "repro")
+    assert "Running stage 'parents'" not in second.stdout
+    assert "Running stage 'distill'" in second.stdout
+    assert (p.path / "dvc.lock").read_text() != lock
+
+
+def test_two_cold_runs_give_identical_outputs(synthetic_project):
+    p = synthetic_project
+    for stage in ("parents", "distill", "validate_distillation"):
+        p.stage(stage)
+    first = {f: (p.path / "data" / f).read_bytes() for f in (
+        "students/student_A.safetensors", "students/student_B.json", "reports/distillation.json",
+        "plots/distill/learning_curves.png")}
+    p.stage("distill")
+    p.stage("validate_distillation")
+    for name, data in first.items():
+        assert (p.path / "data" / name).read_bytes() == data, name
+
+
+def test_out_of_range_param_is_one_line_and_writes_nothing(synthetic_project):
+    p = synthetic_project
+    p.stage("parents")
+    p.set(**{"distill.lr": -1})
+    assert one_line_error(p.stage("distill", check=False)) == "params.yaml: distill.lr: must be > 0 (got -1.0)"
+    assert not (p.path / "data/students").exists()
+
+
+def test_truncated_checkpoint_between_stages(synthetic_project):
+    p = synthetic_project
+    p.stage("parents")
+    ckpt = p.path / "data/parents/parent_A.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:64])
+    message = one_line_error(p.stage("distill", check=False))
+    assert message.startswith("data/parents/parent_A.safetensors: truncated or not a safetensors file")
+    assert not (p.path / "data/students").exists()
+
+
+def write_user_files(p, states):
+    arch = Architecture(8, 4, 64, 0.1)
+    for pair, seed in (("A", 0), ("B", 1)):
+        torch.save(seeded_qnetwork(arch, seed).state_dict(), p.path / f"data/user/parent_{pair}.pt")
+    np.save(p.path / "data/user/states.npy", states)
+
+
+def test_files_source_imports_agentfarm_parents(project):
+    p = project
+    states = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
+    write_user_files(p, states)
+    p.set(**{"parents.source": "files"})
+    p.stage("parents")
+    sidecar = json.loads((p.path / "data/parents/parent_A.json").read_text())
+    assert sidecar["architecture"] == {"input_dim": 8, "output_dim": 4, "hidden": 64, "dropout": 0.1}
+    train = np.load(p.path / "data/states/train.npy")
+    heldout = np.load(p.path / "data/states/heldout.npy")
+    assert len(train) + len(heldout) == 200
+    assert not {r.tobytes() for r in train} & {r.tobytes() for r in heldout}
+
+
+def test_files_source_refuses_nan_states_and_wrong_dims(project):
+    p = project
+    states = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    states[7, 2] = np.nan
+    write_user_files(p, states)
+    p.set(**{"parents.source": "files"})
+    assert one_line_error(p.stage("parents", check=False)) == (
+        "data/user/states.npy: 1 of 50 states contain NaN or Inf (first at row 7)")
+    assert not (p.path / "data/parents").exists() and not (p.path / "data/states").exists()
+    p.set(**{"parents.files.input_dim": 6})
+    assert one_line_error(p.stage("parents", check=False)) == (
+        "data/user/parent_A.pt: input_dim is 8 but params.yaml parents.files says 6")
+
+
+def test_missing_params_section_and_bad_yaml(project):
+    p = project
+    (p.path / "params.yaml").write_text("runtime: {torch_threads: 1}\n")
+    assert one_line_error(p.stage("distill", check=False)) == "params.yaml: section 'distill' is missing"
+    (p.path / "params.yaml").write_text("runtime: [unclosed\n")
+    assert one_line_error(p.stage("distill", check=False)).startswith("params.yaml: not valid YAML")
