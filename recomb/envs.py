@@ -18,6 +18,7 @@ import torch
 OBS_DIM = 4
 N_ACTIONS = 2
 MAX_EPISODE_STEPS = 500
+ENV_ID = "CartPole-v1"
 
 # Physical constants of gymnasium's CartPoleEnv.
 _GRAVITY = 9.8
