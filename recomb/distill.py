@@ -6,9 +6,12 @@ The objective per student is
 
 where `soft` is T²·KL(softmax(teacher/T) ‖ softmax(student/T)) (or the MSE of those
 probabilities with `loss_fn: mse`), `hard` is cross-entropy on the teacher's greedy
-action, and `q_regression` is the MSE of raw Q-values divided by the teacher's Q
-variance. The KL term only sees Q differences, so a KL-only student loses the
-teacher's Q scale; the regression term keeps it, unit-free.
+action, and `q_regression` averages the MSE of raw Q-values over the teacher's Q
+variance and the MSE of advantages (Q minus its per-state mean) over the teacher's
+advantage variance. The KL term only sees Q differences, so a KL-only student loses
+the teacher's Q scale; the raw-Q part keeps it, unit-free. On CartPole the state
+value (≈ 1/(1−γ)) dwarfs the action differences, so without the advantage part the
+regression would ignore exactly what decides the greedy action.
 
 Several students (both pairs, or many children later) train together as one
 `QNetworkStack`. Each member has its own data order and dropout stream drawn from
@@ -75,7 +78,9 @@ def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.T
         soft = (teacher_logp.exp() - student_logp.exp()).pow(2).mean((-1, -2))
     targets = teacher_q.argmax(-1)
     hard = F.cross_entropy(student_q.transpose(1, 2), targets, reduction="none").mean(-1)
-    q_reg = (student_q - teacher_q).pow(2).mean((-1, -2)) / q_scale
+    q_reg = (student_q - teacher_q).pow(2).mean((-1, -2)) / q_scale[:, 0]
+    adv_err = (student_q - student_q.mean(-1, keepdim=True)) - (teacher_q - teacher_q.mean(-1, keepdim=True))
+    q_reg = 0.5 * (q_reg + adv_err.pow(2).mean((-1, -2)) / q_scale[:, 1])
     total = cfg.alpha * soft + (1 - cfg.alpha) * hard + cfg.q_weight * q_reg
     return {"soft": soft, "hard": hard, "q": q_reg, "total": total}
 
@@ -138,7 +143,8 @@ def distill(
     train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)
     x_train, x_val = states[train_idx], states[val_idx]
     q_train, q_val = teacher_q[:, train_idx], teacher_q[:, val_idx]
-    q_scale = q_train.var(dim=(1, 2)).clamp_min(1e-8).view(-1, 1).squeeze(1)
+    centred = q_train - q_train.mean(-1, keepdim=True)
+    q_scale = torch.stack([q_train.var(dim=(1, 2)), centred.var(dim=(1, 2))], 1).clamp_min(1e-8)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     optimizer = Adam(stack.parameters(), lr=cfg.lr)
     members = len(students)

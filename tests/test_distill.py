@@ -19,7 +19,7 @@ def states(n=1500, seed=0):
 
 def test_objective_terms():
     t = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
-    scale = torch.ones(1)
+    scale = torch.ones(1, 2)
     same = objective(t, t, scale, CFG, 3.0)
     assert same["soft"].item() == pytest.approx(0.0, abs=1e-7)
     assert same["q"].item() == 0.0
