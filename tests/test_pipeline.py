@@ -39,6 +39,8 @@ def test_synthetic_pipeline_repro_noop_and_partial_rerun(synthetic_project):
     assert "didn't change, skipping" in p.run("dvc", "repro").stdout or "up to date" in p.run("dvc", "status").stdout
     shown = p.run("dvc", "metrics", "show").stdout
     assert "pairs.A.fidelity.action_agreement" in shown and "pairs.A.checks.latency_ratio.value" in shown
+    p.run("dvc", "plots", "show", "-o", "plots_html")
+    assert (p.path / "plots_html" / "index.html").is_file()
 
     p.set(**{"distill.epochs": 4})
     second = p.run("dvc", "repro")
