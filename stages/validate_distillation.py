@@ -12,11 +12,12 @@ def main(params: dict) -> None:
     cfg = ValidateDistillConfig.from_params(params, "validate_distillation")
     quality = {"pairs": {}, "kl_direction": f"KL(teacher ‖ student) on softmax(Q / {cfg.kl_temperature:g})"}
     timing = {"pairs": {}}
-    for pair in paths.PAIRS:
-        teacher = load_checkpoint(paths.PARENTS.format(pair))
+    teachers = {pair: load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS}
+    heldout = load_states(paths.STATES_HELDOUT, teachers["A"].arch.input_dim)
+    for pair, teacher in teachers.items():
+        teacher.expect_dims(heldout.shape[1], teachers["A"].arch.output_dim, str(teachers["A"].path))
         student = load_checkpoint(paths.STUDENTS.format(pair))
         student.expect_dims(teacher.arch.input_dim, teacher.arch.output_dim, str(teacher.path))
-        heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim)
         quality["pairs"][pair] = validate_student(teacher.model, student.model, heldout, teacher.meta.get("env"), cfg)
         latency = latency_report(teacher.model, student.model, heldout, cfg.latency_repeats,
                                  cfg.thresholds.max_latency_ratio)
