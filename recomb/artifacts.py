@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save
 
 from .errors import RecombError
 from .networks import PARAM_KEYS, Architecture, QNetwork
+from .quantize import Int8QNetwork, int8_tensor_keys, int8_tensor_shapes
 
 CHECKPOINT_FORMAT = "recomb.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -78,14 +79,23 @@ class Outputs:
         np.save(buf, np.ascontiguousarray(states, dtype=np.float32), allow_pickle=False)
         self.add_bytes(path, buf.getvalue())
 
-    def add_checkpoint(self, path: str | Path, model: QNetwork, role: str, meta: dict) -> None:
-        """Tensors to `path` (safetensors) and everything else to its JSON sidecar."""
-        tensors = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+    def add_checkpoint(self, path: str | Path, model: QNetwork | Int8QNetwork, role: str, meta: dict) -> None:
+        """Tensors to `path` (safetensors) and everything else to its JSON sidecar.
+
+        An `Int8QNetwork` is stored as its int8 weights, scales, zero points and
+        float biases/LayerNorm parameters (kind `int8`, with its mode and backend).
+        """
+        if isinstance(model, Int8QNetwork):
+            tensors = {k: v.detach().contiguous().clone() for k, v in model.tensors().items()}
+            kind = {"kind": "int8", "quantization": {"mode": model.mode, "backend": model.backend}}
+        else:
+            tensors = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+            kind = {"kind": "float"}
         self.add_bytes(path, st_save(tensors, metadata={"format": CHECKPOINT_FORMAT}))
         sidecar = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "kind": "float",
+            **kind,
             "role": role,
             "architecture": model.arch.to_dict(),
             **meta,
@@ -132,15 +142,23 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
 
 @dataclass
 class Checkpoint:
-    """A loaded float checkpoint: the network (eval mode) and its sidecar."""
+    """A loaded checkpoint: the network (eval mode; float or int8) and its sidecar."""
 
     path: Path
-    model: QNetwork
+    model: QNetwork | Int8QNetwork
     meta: dict
 
     @property
     def arch(self) -> Architecture:
         return self.model.arch
+
+    @property
+    def kind(self) -> str:
+        return "int8" if isinstance(self.model, Int8QNetwork) else "float"
+
+    def float_model(self) -> QNetwork:
+        """The network as float weights: itself, or the int8 weights dequantized."""
+        return self.model.dequantized() if isinstance(self.model, Int8QNetwork) else self.model
 
     def expect_dims(self, input_dim: int, output_dim: int, source: str) -> None:
         """Refuse a checkpoint whose dims differ from the params the stage runs with."""
@@ -183,8 +201,29 @@ def _architecture_from(path: Path, data: Any) -> Architecture:
     return arch
 
 
+def _check_int8_tensors(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture, mode: str) -> None:
+    dtypes, shapes = int8_tensor_keys(mode), int8_tensor_shapes(arch, mode)
+    missing = sorted(set(dtypes) - set(tensors))
+    extra = sorted(set(tensors) - set(dtypes))
+    if missing or extra:
+        detail = f"missing {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+        raise RecombError(f"{path}: not an int8 {mode} Q-network checkpoint of this architecture ({detail})")
+    for key, dtype in dtypes.items():
+        tensor = tensors[key]
+        if tuple(tensor.shape) != shapes[key]:
+            raise RecombError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, architecture needs {shapes[key]}")
+        if tensor.dtype != dtype:
+            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected {dtype}")
+        if dtype == torch.float32 and not torch.isfinite(tensor).all():
+            raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+        if key.endswith("scale") and not (tensor > 0).all():
+            raise RecombError(f"{path}: tensor {key} has a non-positive quantization scale")
+        if key.endswith("zero_point") and not ((tensor >= -128) & (tensor <= 127)).all():
+            raise RecombError(f"{path}: tensor {key} holds a zero point outside the int8 range")
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a float checkpoint written by `Outputs.add_checkpoint`, refusing anything else."""
+    """Load a checkpoint written by `Outputs.add_checkpoint` (float or int8), refusing anything else."""
     path = Path(path)
     raw = _read_bytes(path, "checkpoint")
     if raw.startswith(PICKLE_MAGIC):
@@ -192,15 +231,30 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = read_json(sidecar_path(path), "checkpoint sidecar")
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise RecombError(f"{sidecar_path(path)}: not a recomb checkpoint sidecar (missing format '{CHECKPOINT_FORMAT}')")
-    if meta.get("kind") != "float":
-        raise RecombError(f"{path}: checkpoint kind is {meta.get('kind')!r}, expected 'float'")
+    kind = meta.get("kind")
+    if kind not in ("float", "int8"):
+        raise RecombError(f"{sidecar_path(path)}: checkpoint kind is {kind!r}, expected 'float' or 'int8'")
     try:
         tensors = st_load(raw)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
     arch = _architecture_from(path, meta.get("architecture"))
-    _check_tensors(path, tensors, arch)
-    return Checkpoint(path, _build(arch, tensors), meta)
+    if kind == "float":
+        _check_tensors(path, tensors, arch)
+        return Checkpoint(path, _build(arch, tensors), meta)
+    quant = meta.get("quantization")
+    mode = quant.get("mode") if isinstance(quant, dict) else None
+    backend = quant.get("backend") if isinstance(quant, dict) else None
+    if mode not in ("dynamic", "static") or backend not in ("int8", "reference"):
+        raise RecombError(f"{sidecar_path(path)}: 'quantization' must hold mode (dynamic|static) and backend (int8|reference)")
+    _check_int8_tensors(path, tensors, arch, mode)
+    return Checkpoint(path, Int8QNetwork(arch, mode, tensors, backend).eval(), meta)
+
+
+def stored_bytes(path: str | Path) -> dict[str, int]:
+    """Bytes on disk of a checkpoint's tensor file and of its sidecar."""
+    path = Path(path)
+    return {"tensors_file": path.stat().st_size, "sidecar": sidecar_path(path).stat().st_size}
 
 
 def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:

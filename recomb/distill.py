@@ -129,15 +129,19 @@ def distill(
     cfg: DistillConfig,
     seeds: list[int],
     on_epoch: Callable[[int, list[dict]], None] | None = None,
+    weight_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> DistillResult:
     """Train each `students[p]` to mimic frozen `teachers[p]` on `states`; keep each best epoch.
 
     `states` is the training buffer; a `cfg.val_fraction` of it (seeded split)
     scores every epoch, and each student keeps the weights of its lowest
     validation loss. Returns the students (eval mode) and per-epoch histories.
+    `weight_transform` is applied to the Linear weights in every forward, training
+    and validation alike (QAT passes int8 fake quantization).
     """
     arch = students[0].arch
     stack = QNetworkStack(arch, [s.state_dict() for s in students])
+    stack.weight_transform = weight_transform
     with torch.inference_mode():
         teacher_q = torch.stack([t.eval()(states) for t in teachers])
     train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)

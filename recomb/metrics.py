@@ -70,22 +70,42 @@ def compare(ref_q: torch.Tensor, other_q: torch.Tensor, top_k: int, temperature:
     }
 
 
-def batch1_latency_ms(model, states: torch.Tensor, repeats: int, warmup: int = 20) -> dict[str, float]:
-    """Median / mean / p95 wall time of single-state forward passes, in milliseconds.
+def batch1_latency_ms(models: dict[str, torch.nn.Module], states: torch.Tensor, repeats: int,
+                      warmup: int = 20) -> dict[str, dict[str, float]]:
+    """Median / mean / p95 wall time of single-state forward passes per model, in milliseconds.
 
-    Timing figures vary between runs, so callers keep them out of hashed outputs.
+    The models take turns on each state, so drifts in machine load hit all of them
+    alike and their ratio is fair. Timing figures vary between runs, so callers keep
+    them out of hashed outputs.
     """
     rows = [states[i % len(states)].unsqueeze(0) for i in range(repeats + warmup)]
-    samples = []
+    samples: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode():
         for i, row in enumerate(rows):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(row)
+                if i >= warmup:
+                    samples[name].append((time.perf_counter() - start) * 1e3)
+    stats = {}
+    for name, times in samples.items():
+        times.sort()
+        stats[name] = {
+            "median_ms": statistics.median(times),
+            "mean_ms": statistics.fmean(times),
+            "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))],
+        }
+    return stats
+
+
+def throughput(model: torch.nn.Module, states: torch.Tensor, batch_size: int, repeats: int) -> float:
+    """States per second through `model` in batches of `batch_size` (median of `repeats` passes)."""
+    batch = states[torch.arange(batch_size) % len(states)]
+    times = []
+    with torch.inference_mode():
+        model(batch)
+        for _ in range(repeats):
             start = time.perf_counter()
-            model(row)
-            if i >= warmup:
-                samples.append((time.perf_counter() - start) * 1e3)
-    samples.sort()
-    return {
-        "median_ms": statistics.median(samples),
-        "mean_ms": statistics.fmean(samples),
-        "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))],
-    }
+            model(batch)
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)

@@ -96,6 +96,7 @@ class QNetworkStack(nn.Module):
             raise ValueError("QNetworkStack needs at least one member")
         self.arch = arch
         self.size = len(state_dicts)
+        self.weight_transform = None  # e.g. QAT's fake quantization of the Linear weights
         self.params = nn.ParameterDict({
             key.replace(".", "_"): nn.Parameter(
                 torch.stack([sd[key].detach().to(torch.float32) for sd in state_dicts]).clone()
@@ -104,7 +105,10 @@ class QNetworkStack(nn.Module):
         })
 
     def _p(self, idx: int, name: str) -> torch.Tensor:
-        return self.params[f"network_{idx}_{name}"]
+        param = self.params[f"network_{idx}_{name}"]
+        if self.weight_transform is not None and idx in LINEAR_INDICES and name == "weight":
+            return self.weight_transform(param)
+        return param
 
     def forward(self, x: torch.Tensor, dropout_masks: torch.Tensor | None = None) -> torch.Tensor:
         """`dropout_masks` (P, 2, B, hidden), already scaled by 1/(1−p), replaces

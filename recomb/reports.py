@@ -51,3 +51,39 @@ def distillation_markdown(quality: dict, timing: dict) -> str:
                         for who in ("teacher", "student")),
         ]
     return "\n".join(parts) + "\n"
+
+
+def quantized_markdown(quality: dict, timing: dict) -> str:
+    """Int8 vs float per student (hashed report) plus this run's speed figures (not hashed)."""
+    parts = [
+        f"# Quantization validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
+        "",
+        f"Held-out states: {quality['n_heldout']}. {quality['definitions']}",
+    ]
+    for name, report in quality["students"].items():
+        speed = timing["students"][name]
+        latency = speed["batch1_latency"]
+        throughput = {k: v for k, v in speed.items() if k.startswith("throughput")}
+        rows = [[k, v] for k, v in report["int8_vs_float"].items()]
+        rows += [[f"agreement with teacher ({k})", v] for k, v in report["teacher_agreement"].items()]
+        rows += [[f"greedy return ({k})", v] for k, v in report["greedy_return"].items()]
+        rows += [["max |ΔQ| batched vs one at a time", report["batch_dependence_max_abs"]]]
+        rows += [[f"{k} (float → int8)", f"{v['float']} → {v['int8']} ({v['int8'] / v['float']:.3f}×)"]
+                 for k, v in report["size_bytes"].items()]
+        parts += [
+            "",
+            f"## {name} ({report['mode']}) — {'passed' if report['passed'] and speed['passed'] else 'FAILED'}",
+            "",
+            table(["metric", "value"], rows),
+            "",
+            checks_table({**report["checks"], **speed["checks"]}),
+            "",
+            "Batch-1 latency (ms, this run): "
+            + ", ".join(f"{who} median {latency[who]['median_ms']:.4f} / mean {latency[who]['mean_ms']:.4f}"
+                        f" / p95 {latency[who]['p95_ms']:.4f}" for who in ("float", "int8")),
+            "",
+            "Throughput (states/s, this run): "
+            + "; ".join(f"{k}: float {v['float']:.0f}, int8 {v['int8']:.0f}" for k, v in throughput.items()),
+        ]
+    parts += ["", f"Process peak RSS: {timing['peak_rss_mib']:.1f} MiB."]
+    return "\n".join(parts) + "\n"

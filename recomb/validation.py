@@ -127,12 +127,94 @@ def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg
 
 def latency_report(teacher, student, heldout: np.ndarray, repeats: int, max_ratio: float) -> dict:
     """Batch-1 latency of teacher and student and their ratio: the non-deterministic part."""
+    timed = metrics.batch1_latency_ms({"teacher": teacher, "student": student}, torch.from_numpy(heldout), repeats)
+    ratio = timed["student"]["median_ms"] / timed["teacher"]["median_ms"]
+    return {**timed, "checks": gate([("latency_ratio", ratio, "<=", max_ratio)])}
+
+
+@dataclass(frozen=True)
+class QuantThresholds(Section):
+    min_action_agreement: float
+    max_relative_q_error: float
+    min_cosine: float
+    max_latency_ratio: float
+    min_greedy_return: float
+
+
+@dataclass(frozen=True)
+class ValidateQuantizedConfig(Section):
+    top_k: int
+    kl_temperature: float
+    eval_episodes: int
+    eval_seed: int
+    latency_repeats: int
+    throughput_batch_size: int
+    throughput_repeats: int
+    batch_invariance_states: int
+    thresholds: QuantThresholds
+
+    def check(self) -> None:
+        self.require(self.top_k >= 1, "top_k", "must be ≥ 1")
+        self.require(self.kl_temperature > 0, "kl_temperature", "must be > 0")
+        self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
+        self.require(self.latency_repeats >= 10, "latency_repeats", "must be ≥ 10")
+        self.require(self.throughput_batch_size >= 1, "throughput_batch_size", "must be ≥ 1")
+        self.require(self.throughput_repeats >= 1, "throughput_repeats", "must be ≥ 1")
+        self.require(self.batch_invariance_states >= 2, "batch_invariance_states", "must be ≥ 2")
+
+
+def batch_dependence(model, states: torch.Tensor) -> float:
+    """Largest |ΔQ| between scoring the states in one batch and one at a time."""
+    with torch.inference_mode():
+        together = model(states)
+        alone = torch.cat([model(states[i:i + 1]) for i in range(len(states))])
+    return (together - alone).abs().max().item()
+
+
+def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray, env: str | None,
+                       cfg: ValidateQuantizedConfig) -> dict:
+    """The deterministic part of the report for one int8 student against its float student.
+
+    `relative_q_error` is mean |Q_int8 − Q_float| over the standard deviation of the
+    float student's Q-values across held-out states and actions (its Q spread).
+    """
     states = torch.from_numpy(heldout)
-    teacher_ms = metrics.batch1_latency_ms(teacher, states, repeats)
-    student_ms = metrics.batch1_latency_ms(student, states, repeats)
-    ratio = student_ms["median_ms"] / teacher_ms["median_ms"]
+    teacher_q, float_q, int8_q = (q_values(m, states) for m in (teacher, float_student, int8_student))
+    fidelity = metrics.compare(float_q, int8_q, cfg.top_k, cfg.kl_temperature)
+    q_error = (int8_q - float_q).abs().mean().item()
+    fidelity["mean_abs_q_error"] = q_error
+    fidelity["relative_q_error"] = q_error / float_q.double().std().item()
+    teacher_agreement = {"float": metrics.action_agreement(teacher_q, float_q),
+                         "int8": metrics.action_agreement(teacher_q, int8_q)}
+    returns = {"float": greedy_return(float_student, env, cfg), "int8": greedy_return(int8_student, env, cfg)}
+    t = cfg.thresholds
+    checks = [
+        ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
+        ("relative_q_error", fidelity["relative_q_error"], "<=", t.max_relative_q_error),
+        ("cosine", fidelity["cosine"], ">=", t.min_cosine),
+    ]
+    if returns["int8"] is not None:
+        checks.append(("int8_greedy_return", returns["int8"], ">=", t.min_greedy_return))
+    gated = gate(checks)
     return {
-        "teacher": teacher_ms,
-        "student": student_ms,
-        "checks": gate([("latency_ratio", ratio, "<=", max_ratio)]),
+        "int8_vs_float": fidelity,
+        "teacher_agreement": teacher_agreement,
+        "greedy_return": returns,
+        "batch_dependence_max_abs": batch_dependence(int8_student, states[:cfg.batch_invariance_states]),
+        "checks": gated,
+        "passed": all_passed(gated),
+    }
+
+
+def quantized_timing(float_student, int8_student, heldout: np.ndarray, cfg: ValidateQuantizedConfig) -> dict:
+    """Batch-1 latency (interleaved), throughput, and their gate: the non-deterministic part."""
+    states = torch.from_numpy(heldout)
+    timed = metrics.batch1_latency_ms({"float": float_student, "int8": int8_student}, states, cfg.latency_repeats)
+    ratio = timed["int8"]["median_ms"] / timed["float"]["median_ms"]
+    per_second = {name: metrics.throughput(model, states, cfg.throughput_batch_size, cfg.throughput_repeats)
+                  for name, model in (("float", float_student), ("int8", int8_student))}
+    return {
+        "batch1_latency": timed,
+        f"throughput_states_per_s_batch{cfg.throughput_batch_size}": per_second,
+        "checks": gate([("latency_ratio", ratio, "<=", cfg.thresholds.max_latency_ratio)]),
     }

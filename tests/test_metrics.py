@@ -32,5 +32,10 @@ def test_relative_mse_and_centered_cosine_see_through_a_common_offset():
 
 def test_latency_figures_are_ordered():
     net = torch.nn.Linear(4, 2)
-    lat = metrics.batch1_latency_ms(net, torch.randn(8, 4), repeats=30)
-    assert 0 < lat["median_ms"] <= lat["p95_ms"]
+    lat = metrics.batch1_latency_ms({"a": net, "b": torch.nn.Identity()}, torch.randn(8, 4), repeats=30)
+    assert set(lat) == {"a", "b"}
+    assert 0 < lat["a"]["median_ms"] <= lat["a"]["p95_ms"]
+
+
+def test_throughput_is_states_per_second():
+    assert metrics.throughput(torch.nn.Linear(4, 2), torch.randn(8, 4), batch_size=64, repeats=3) > 64

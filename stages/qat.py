@@ -1,0 +1,45 @@
+"""Stage `qat`: quantization-aware training of both students, then conversion to int8."""
+
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.plots import close, learning_curves
+from recomb.quantize import PTQConfig, QATConfig, ptq, qat
+
+from . import paths
+from .common import log, progress, run
+
+
+def main(params: dict) -> None:
+    cfg = QATConfig.from_params(params, "qat")
+    backend = PTQConfig.from_params(params, "ptq").backend  # kernels the int8 students run with
+    teachers = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
+    students = [load_checkpoint(paths.STUDENTS.format(pair)) for pair in paths.PAIRS]
+    states = load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim)
+    for teacher, student in zip(teachers, students):
+        student.expect_dims(teacher.arch.input_dim, teacher.arch.output_dim, str(teacher.path))
+    seeds = [cfg.seed + i for i in range(len(students))]
+    with progress(cfg.epochs, "qat") as bar:
+        result = qat([s.float_model() for s in students], [t.model for t in teachers], torch.from_numpy(states),
+                     cfg, seeds, lambda epoch, rows: bar.update())
+
+    out = Outputs()
+    for pair, trained, history, best, seed in zip(paths.PAIRS, result.students, result.histories,
+                                                  result.best_epochs, seeds):
+        meta = {"params": cfg.to_dict(), "source": paths.STUDENTS.format(pair), "teacher": paths.PARENTS.format(pair),
+                "seed": seed, "best_epoch": best, "metrics": history[best - 1], "history": history}
+        out.add_checkpoint(paths.QAT_FLOAT.format(pair), trained, f"student_{pair}_qat", meta)
+        if cfg.convert:
+            out.add_checkpoint(paths.QAT_INT8.format(pair), ptq(trained, "dynamic", backend=backend),
+                               f"student_{pair}_qat_int8", {**meta, "source": paths.QAT_FLOAT.format(pair)})
+        out.add_csv(paths.QAT_CURVES.format(pair), history)
+        log.info("student %s: QAT best epoch %d, val agreement %.4f", pair, best, history[best - 1]["val_agreement"])
+    fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
+                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "QAT")
+    out.add_figure(paths.QAT_PNG, fig)
+    close(fig)
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)

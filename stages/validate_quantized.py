@@ -1,0 +1,61 @@
+"""Stage `validate_quantized`: each int8 student (PTQ, and QAT when converted) against its
+float student and teacher on held-out states, online, and for size and speed."""
+
+import resource
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
+from recomb.quantize import QATConfig, tensor_bytes
+from recomb.reports import quantized_markdown
+from recomb.validation import ValidateQuantizedConfig, all_passed, quantized_timing, validate_quantized
+
+from . import paths
+from .common import log, run
+
+DEFINITIONS = ("relative_q_error = mean |Q_int8 − Q_float| / std of the float student's Q over states and actions; "
+               "KL(float ‖ int8) on softmax(Q / T).")
+
+
+def main(params: dict) -> None:
+    cfg = ValidateQuantizedConfig.from_params(params, "validate_quantized")
+    int8_paths = {"ptq": paths.PTQ_INT8}
+    if QATConfig.from_params(params, "qat").convert:
+        int8_paths["qat"] = paths.QAT_INT8
+    quality = {"students": {}, "definitions": DEFINITIONS}
+    timing = {"students": {}}
+    heldout = None
+    for pair in paths.PAIRS:
+        teacher = load_checkpoint(paths.PARENTS.format(pair))
+        student = load_checkpoint(paths.STUDENTS.format(pair))
+        heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim) if heldout is None else heldout
+        student.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
+        for method, pattern in int8_paths.items():
+            int8 = load_checkpoint(pattern.format(pair))
+            int8.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
+            report = validate_quantized(teacher.model, student.model, int8.model, heldout, teacher.meta.get("env"), cfg)
+            on_disk = {"float": stored_bytes(student.path), "int8": stored_bytes(int8.path)}
+            report["size_bytes"] = {
+                "tensors": {"float": tensor_bytes(student.model), "int8": tensor_bytes(int8.model)},
+                "file": {who: sizes["tensors_file"] for who, sizes in on_disk.items()},
+                "file_with_sidecar": {who: sum(sizes.values()) for who, sizes in on_disk.items()},
+            }
+            report["mode"] = int8.model.mode
+            speed = quantized_timing(student.model, int8.model, heldout, cfg)
+            name = f"{method}_{pair}"
+            quality["students"][name] = report
+            timing["students"][name] = {**speed, "passed": all_passed(speed["checks"])}
+            log.info("%s: int8/float agreement %.4f, teacher agreement %.4f, latency ratio %.2f", name,
+                     report["int8_vs_float"]["action_agreement"], report["teacher_agreement"]["int8"],
+                     speed["checks"]["latency_ratio"]["value"])
+    quality["n_heldout"] = len(heldout)
+    quality["passed"] = all(r["passed"] for r in quality["students"].values())
+    timing["passed"] = all(r["passed"] for r in timing["students"].values())
+    timing["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = Outputs()
+    out.add_json(paths.QUANT_REPORT, quality)
+    out.add_json(paths.QUANT_TIMING, timing)
+    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing))
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)
