@@ -30,8 +30,9 @@ def main(params: dict) -> None:
                 "seed": seed, "best_epoch": best, "metrics": history[best - 1], "history": history}
         out.add_checkpoint(paths.QAT_FLOAT.format(pair), trained, f"student_{pair}_qat", meta)
         if cfg.convert:
+            summary = {k: v for k, v in meta.items() if k != "history"}  # the curve lives with the float checkpoint
             out.add_checkpoint(paths.QAT_INT8.format(pair), ptq(trained, "dynamic", backend=backend),
-                               f"student_{pair}_qat_int8", {**meta, "source": paths.QAT_FLOAT.format(pair)})
+                               f"student_{pair}_qat_int8", {**summary, "source": paths.QAT_FLOAT.format(pair)})
         out.add_csv(paths.QAT_CURVES.format(pair), history)
         log.info("student %s: QAT best epoch %d, val agreement %.4f", pair, best, history[best - 1]["val_agreement"])
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",

@@ -18,7 +18,7 @@ def one_line_error(proc) -> str:
 
 def test_synthetic_pipeline_repro_noop_and_partial_rerun(synthetic_project):
     p = synthetic_project
-    first = p.run("dvc", "repro")
+    first = p.run("dvc", "repro", "validate_distillation")  # the quantization stages have their own test
     for stage in ("parents", "distill", "validate_distillation"):
         assert f"Running stage '{stage}'" in first.stdout
     for name in ("parents/parent_A.safetensors", "parents/parent_B.json", "states/train.npy", "states/heldout.npy",
@@ -36,14 +36,14 @@ def test_synthetic_pipeline_repro_noop_and_partial_rerun(synthetic_project):
     assert timing["pairs"]["A"]["checks"]["latency_ratio"]["value"] > 0
     lock = (p.path / "dvc.lock").read_text()
 
-    assert "didn't change, skipping" in p.run("dvc", "repro").stdout or "up to date" in p.run("dvc", "status").stdout
+    assert "didn't change, skipping" in p.run("dvc", "repro", "validate_distillation").stdout
     shown = p.run("dvc", "metrics", "show").stdout
     assert "pairs.A.fidelity.action_agreement" in shown and "pairs.A.checks.latency_ratio.value" in shown
     p.run("dvc", "plots", "show", "-o", "plots_html")
     assert (p.path / "plots_html" / "index.html").is_file()
 
     p.set(**{"distill.epochs": 4})
-    second = p.run("dvc", "repro")
+    second = p.run("dvc", "repro", "validate_distillation")
     assert "Running stage 'parents'" not in second.stdout
     assert "Running stage 'distill'" in second.stdout
     assert (p.path / "dvc.lock").read_text() != lock
@@ -121,3 +121,41 @@ def test_missing_params_section_and_bad_yaml(project):
     assert one_line_error(p.stage("distill", check=False)) == "params.yaml: section 'distill' is missing"
     (p.path / "params.yaml").write_text("runtime: [unclosed\n")
     assert one_line_error(p.stage("distill", check=False)).startswith("params.yaml: not valid YAML")
+
+
+def test_quantization_stages_under_dvc(synthetic_project):
+    p = synthetic_project
+    p.run("dvc", "repro", "validate_quantized")
+    report = json.loads((p.path / "data/reports/quantized.json").read_text())
+    assert set(report["students"]) == {"ptq_A", "ptq_B", "qat_A", "qat_B"}
+    for name, r in report["students"].items():
+        assert r["batch_dependence_max_abs"] == 0.0, name
+        assert r["int8_vs_float"]["action_agreement"] > 0.8, name
+        assert r["size_bytes"]["tensors"]["int8"] < 0.5 * r["size_bytes"]["tensors"]["float"]
+        assert r["greedy_return"]["int8"] is None  # synthetic parents have no environment
+    assert "latency" not in json.dumps(report)
+    timing = json.loads((p.path / "data/reports/latest/quantized_timing.json").read_text())
+    assert timing["students"]["ptq_A"]["checks"]["latency_ratio"]["value"] > 0
+    assert timing["students"]["qat_B"]["throughput_states_per_s_batch64"]["int8"] > 0
+    assert json.loads((p.path / "data/qat/student_A_qat_int8.json").read_text())["kind"] == "int8"
+
+    p.set(**{"ptq.mode": "static"})
+    rerun = p.run("dvc", "repro", "validate_quantized").stdout
+    assert "Running stage 'ptq'" in rerun and "Running stage 'qat'" not in rerun and "Running stage 'distill'" not in rerun
+    assert json.loads((p.path / "data/quantized/student_B_int8.json").read_text())["quantization"]["mode"] == "static"
+
+    p.set(**{"qat.convert": False})
+    p.run("dvc", "repro", "validate_quantized")
+    assert not (p.path / "data/qat/student_A_qat_int8.safetensors").exists()
+    assert (p.path / "data/qat/student_A_qat.safetensors").is_file()
+    report = json.loads((p.path / "data/reports/quantized.json").read_text())
+    assert set(report["students"]) == {"ptq_A", "ptq_B"}
+
+
+    int8 = p.path / "data/quantized/student_A_int8.safetensors"
+    torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.0), 0), int8)  # a whole-module pickle under the int8 name
+    (p.path / "data/reports/quantized.json").unlink()
+    message = one_line_error(p.stage("validate_quantized", check=False))
+    assert message == ("data/quantized/student_A_int8.safetensors: is a pickle/torch.save file, not safetensors; "
+                       "refusing to unpickle it")
+    assert not (p.path / "data/reports/quantized.json").exists()

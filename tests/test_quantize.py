@@ -1,0 +1,167 @@
+"""Int8 quantization: the scheme's invariants, both kernels, QAT ↔ conversion, int8 checkpoints."""
+
+import pickle
+
+import pytest
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint
+from recomb.config import load_params
+from recomb.distill import distill
+from recomb.errors import RecombError
+from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
+from recomb.quantize import (QATConfig, calibration_batches, fake_quantize_weight, ptq, qat, quantize_weight,
+                             tensor_bytes)
+
+ARCH = Architecture(8, 4, 32, 0.0)
+STATES = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
+
+
+def teacher_and_student():
+    return seeded_qnetwork(Architecture(8, 4, 64, 0.0), 1).eval(), seeded_qnetwork(ARCH, 2).eval()
+
+
+def calibration():
+    return calibration_batches(STATES, 4, 64, seed=0)
+
+
+def test_weights_are_symmetric_int8_per_output_channel():
+    weight = torch.randn(16, 8) * torch.linspace(0.1, 3, 16).unsqueeze(1)
+    q, scale = quantize_weight(weight)
+    assert q.dtype == torch.int8 and scale.shape == (16,)
+    assert int(q.abs().max()) == 127 and int(q.min()) >= -127
+    torch.testing.assert_close(scale, weight.abs().amax(1) / 127)
+    assert ((q.float() * scale.unsqueeze(1) - weight).abs() <= scale.unsqueeze(1) / 2 + 1e-6).all()
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_network_tracks_the_float_network(mode):
+    net = seeded_qnetwork(ARCH, 3).eval()
+    int8 = ptq(net, mode, calibration())
+    with torch.inference_mode():
+        float_q, int8_q = net(STATES), int8(STATES)
+    assert (float_q.argmax(1) == int8_q.argmax(1)).float().mean() > 0.95
+    assert (float_q - int8_q).abs().max() < 0.05 * float_q.abs().max()
+    assert int8.network_0_weight.dtype == torch.int8
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_outputs_do_not_depend_on_batching(mode):
+    int8 = ptq(seeded_qnetwork(ARCH, 3), mode, calibration())
+    with torch.inference_mode():
+        together = int8(STATES[:64])
+        alone = torch.cat([int8(STATES[i:i + 1]) for i in range(64)])
+        halves = torch.cat([int8(STATES[:17]), int8(STATES[17:64])])
+    assert torch.equal(together, alone) and torch.equal(together, halves)
+
+
+def test_static_reference_backend_is_bit_identical_to_int8_kernels():
+    net = seeded_qnetwork(ARCH, 4)
+    with torch.inference_mode():
+        assert torch.equal(ptq(net, "static", calibration())(STATES),
+                           ptq(net, "static", calibration(), backend="reference")(STATES))
+        torch.testing.assert_close(ptq(net, "dynamic")(STATES), ptq(net, "dynamic", backend="reference")(STATES))
+
+
+def test_static_ranges_come_from_calibration_and_clip_outside():
+    net = seeded_qnetwork(ARCH, 4)
+    int8 = ptq(net, "static", calibration())
+    low, high = STATES.min().item(), STATES.max().item()
+    scale, zero_point = int8.network_0_input_scale.item(), int8.network_0_input_zero_point.item()
+    assert abs((127 - zero_point) * scale - high) < 2 * scale and abs((-128 - zero_point) * scale - low) < 2 * scale
+    far = STATES[:1] * 100
+    with torch.inference_mode():
+        assert torch.equal(int8(far), int8(far.clamp(low * 1.01, high * 1.01)))
+
+
+def test_dequantized_network_is_the_dynamic_int8_network():
+    int8 = ptq(seeded_qnetwork(ARCH, 5), "dynamic")
+    with torch.inference_mode():
+        torch.testing.assert_close(int8.dequantized()(STATES), int8(STATES), rtol=1e-5, atol=1e-5)
+
+
+def test_fake_quantization_matches_conversion_and_passes_gradients_straight():
+    weight = torch.randn(3, 16, 8, requires_grad=True)
+    fake = fake_quantize_weight(weight)
+    for p in range(3):
+        q, scale = quantize_weight(weight[p])
+        torch.testing.assert_close(fake[p], q.float() * scale.unsqueeze(1), rtol=0, atol=0)
+    fake.sum().backward()
+    assert torch.equal(weight.grad, torch.ones_like(weight))
+
+
+def qat_config(**overrides) -> QATConfig:
+    section = {**load_params("params.yaml")["qat"], "epochs": 2, **overrides}
+    return QATConfig.from_mapping(section, "params.yaml: qat")
+
+
+def test_qat_student_converts_to_exactly_what_it_trained_against():
+    teacher, student = teacher_and_student()
+    trained = qat([student], [teacher], STATES, qat_config(), [0]).students[0]
+    stack = QNetworkStack(ARCH, [trained.state_dict()])
+    stack.weight_transform = fake_quantize_weight
+    with torch.inference_mode():
+        torch.testing.assert_close(stack(STATES)[0], ptq(trained, "dynamic")(STATES), rtol=1e-5, atol=1e-4)
+
+
+def test_qat_moves_weights_and_differs_from_float_distillation():
+    teacher, student = teacher_and_student()
+    cfg = qat_config(lr=1e-3)
+    trained = qat([student], [teacher], STATES, cfg, [0]).students[0]
+    plain = distill([student], [teacher], STATES, cfg.distill_config(), [0]).students[0]
+    assert not torch.equal(trained.network[0].weight, student.network[0].weight)
+    assert not torch.equal(trained.network[0].weight, plain.network[0].weight)
+
+
+def test_qat_params_are_validated_under_their_own_key():
+    with pytest.raises(RecombError, match=r"^params.yaml: qat.lr: must be > 0 \(got -1.0\)$"):
+        qat_config(lr=-1.0)
+
+
+def save(path, model, role="student_A_int8"):
+    out = Outputs()
+    out.add_checkpoint(path, model, role, {})
+    out.commit()
+    return path
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_checkpoint_round_trip(tmp_path, mode):
+    int8 = ptq(seeded_qnetwork(ARCH, 6), mode, calibration())
+    ckpt = load_checkpoint(save(tmp_path / "s_int8.safetensors", int8))
+    assert ckpt.kind == "int8" and ckpt.model.mode == mode and ckpt.meta["quantization"]["mode"] == mode
+    with torch.inference_mode():
+        assert torch.equal(ckpt.model(STATES), int8(STATES))
+    assert ckpt.float_model().network[0].weight.dtype == torch.float32
+    assert tensor_bytes(int8) < 0.5 * tensor_bytes(seeded_qnetwork(ARCH, 6))
+
+
+def test_pickle_renamed_to_the_int8_file_name_is_refused(tmp_path):
+    path = save(tmp_path / "student_A_int8.safetensors", ptq(seeded_qnetwork(ARCH, 6), "dynamic"))
+    torch.save(ptq(seeded_qnetwork(ARCH, 6), "dynamic"), path)  # a whole-module pickle, as the peer writes
+    with pytest.raises(RecombError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: is a pickle/torch.save file, not safetensors; refusing to unpickle it"
+    path.write_bytes(pickle.dumps({"weights": [1, 2]}))
+    with pytest.raises(RecombError, match="refusing to unpickle"):
+        load_checkpoint(path)
+
+
+def test_int8_checkpoint_with_wrong_tensor_dtype_or_scale_is_refused(tmp_path):
+    int8 = ptq(seeded_qnetwork(ARCH, 6), "dynamic")
+    tensors = int8.tensors()
+    as_float = type(int8)(ARCH, "dynamic", {**tensors, "network.4.weight": tensors["network.4.weight"].float()})
+    path = save(tmp_path / "a.safetensors", as_float)
+    with pytest.raises(RecombError, match=r"a.safetensors: tensor network.4.weight has dtype torch.float32, expected torch.int8$"):
+        load_checkpoint(path)
+    zero_scale = type(int8)(ARCH, "dynamic", {**tensors, "network.8.weight_scale": torch.zeros(4)})
+    with pytest.raises(RecombError, match="network.8.weight_scale has a non-positive quantization scale"):
+        load_checkpoint(save(tmp_path / "b.safetensors", zero_scale))
+
+
+def test_int8_checkpoint_missing_static_tensors_is_refused(tmp_path):
+    path = save(tmp_path / "c.safetensors", ptq(seeded_qnetwork(ARCH, 6), "dynamic"))
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(sidecar.read_text().replace('"dynamic"', '"static"'))
+    with pytest.raises(RecombError, match=r"not an int8 static Q-network checkpoint .*missing network.0.input_scale"):
+        load_checkpoint(path)
