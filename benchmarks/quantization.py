@@ -30,12 +30,8 @@ from recomb.quantize import _torchao, calibration_batches, ptq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scratch import Project  # noqa: E402
 
-SYNTHETIC = {
-    "parents.source": "synthetic",
-    "parents.seed": 42,
-    "parents.synthetic.n_states": 5000,
-    "distill.epochs": 25,
-}
+from foundation import SYNTHETIC  # noqa: E402  (the seeds' harness, as the foundation benchmark runs it)
+
 HARNESSES = {"cartpole": ("CartPole-v1, default params", {}),
              "synthetic": ("Synthetic 8/4/64, 5000 states, 25 distillation epochs", SYNTHETIC)}
 VARIANTS = [("dynamic", "int8"), ("static", "int8"), ("static", "reference"), ("dynamic", "reference")]

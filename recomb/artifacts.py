@@ -168,21 +168,28 @@ class Checkpoint:
                 raise RecombError(f"{self.path}: {name} is {got} but {source} says {want}")
 
 
-def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture) -> None:
-    expected = arch.shapes()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
+def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], spec: dict[str, tuple[tuple[int, ...], torch.dtype | None]],
+                   what: str) -> None:
+    """Every tensor of `spec` (key → shape, dtype; None = any floating point) present, as specified, finite."""
+    missing = sorted(set(spec) - set(tensors))
+    extra = sorted(set(tensors) - set(spec))
     if missing or extra:
         detail = f"missing {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
-        raise RecombError(f"{path}: not a Q-network checkpoint of this architecture ({detail})")
-    for key, shape in expected.items():
+        raise RecombError(f"{path}: not {what} of this architecture ({detail})")
+    for key, (shape, dtype) in spec.items():
         tensor = tensors[key]
         if tuple(tensor.shape) != shape:
             raise RecombError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, architecture needs {shape}")
-        if not tensor.is_floating_point():
+        if dtype is None and not tensor.is_floating_point():
             raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected floating point")
-        if not torch.isfinite(tensor).all():
+        if dtype is not None and tensor.dtype != dtype:
+            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected {dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+
+
+def _float_spec(arch: Architecture) -> dict:
+    return {key: (shape, None) for key, shape in arch.shapes().items()}
 
 
 def _build(arch: Architecture, tensors: dict[str, torch.Tensor]) -> QNetwork:
@@ -202,20 +209,10 @@ def _architecture_from(path: Path, data: Any) -> Architecture:
 
 
 def _check_int8_tensors(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture, mode: str) -> None:
-    dtypes, shapes = int8_tensor_keys(mode), int8_tensor_shapes(arch, mode)
-    missing = sorted(set(dtypes) - set(tensors))
-    extra = sorted(set(tensors) - set(dtypes))
-    if missing or extra:
-        detail = f"missing {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
-        raise RecombError(f"{path}: not an int8 {mode} Q-network checkpoint of this architecture ({detail})")
-    for key, dtype in dtypes.items():
-        tensor = tensors[key]
-        if tuple(tensor.shape) != shapes[key]:
-            raise RecombError(f"{path}: tensor {key} has shape {tuple(tensor.shape)}, architecture needs {shapes[key]}")
-        if tensor.dtype != dtype:
-            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected {dtype}")
-        if dtype == torch.float32 and not torch.isfinite(tensor).all():
-            raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+    shapes = int8_tensor_shapes(arch, mode)
+    spec = {key: (shapes[key], dtype) for key, dtype in int8_tensor_keys(mode).items()}
+    _check_tensors(path, tensors, spec, f"an int8 {mode} Q-network checkpoint")
+    for key, tensor in tensors.items():
         if key.endswith("scale") and not (tensor > 0).all():
             raise RecombError(f"{path}: tensor {key} has a non-positive quantization scale")
         if key.endswith("zero_point") and not ((tensor >= -128) & (tensor <= 127)).all():
@@ -240,7 +237,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
     arch = _architecture_from(path, meta.get("architecture"))
     if kind == "float":
-        _check_tensors(path, tensors, arch)
+        _check_tensors(path, tensors, _float_spec(arch), "a Q-network checkpoint")
         return Checkpoint(path, _build(arch, tensors), meta)
     quant = meta.get("quantization")
     mode = quant.get("mode") if isinstance(quant, dict) else None
@@ -278,7 +275,7 @@ def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:
         raise RecombError(f"{path}: not a BaseQNetwork state dict (missing {missing[0]})")
     hidden, input_dim = state["network.0.weight"].shape
     arch = Architecture(int(input_dim), int(state["network.8.weight"].shape[0]), int(hidden), dropout)
-    _check_tensors(path, dict(state), arch)
+    _check_tensors(path, dict(state), _float_spec(arch), "a Q-network checkpoint")
     return Checkpoint(path, _build(arch, dict(state)), {"role": "parent", "imported_from": "agentfarm"})
 
 
