@@ -53,12 +53,12 @@ def distillation_markdown(quality: dict, timing: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def quantized_markdown(quality: dict, timing: dict) -> str:
+def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
     """Int8 vs float per student (hashed report) plus this run's speed figures (not hashed)."""
     parts = [
         f"# Quantization validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
         "",
-        f"Held-out states: {quality['n_heldout']}. {quality['definitions']}",
+        f"Held-out states: {quality['n_heldout']}. {definitions}",
     ]
     for name, report in quality["students"].items():
         speed = timing["students"][name]

@@ -11,7 +11,8 @@ from recomb.validation import ValidateQuantizedConfig, all_passed, quantized_tim
 from . import paths
 from .common import log, run
 
-DEFINITIONS = ("relative_q_error = mean |Q_int8 − Q_float| / std of the float student's Q over states and actions; "
+DEFINITIONS = ("'float' is the distilled float student (for QAT rows too: the network QAT started from); "
+               "relative_q_error = mean |Q_int8 − Q_float| / std of the float student's Q over states and actions; "
                "KL(float ‖ int8) on softmax(Q / T).")
 
 
@@ -20,7 +21,7 @@ def main(params: dict) -> None:
     int8_paths = {"ptq": paths.PTQ_INT8}
     if QATConfig.from_params(params, "qat").convert:
         int8_paths["qat"] = paths.QAT_INT8
-    quality = {"students": {}, "definitions": DEFINITIONS}
+    quality = {"students": {}}
     timing = {"students": {}}
     heldout = None
     for pair in paths.PAIRS:
@@ -53,7 +54,7 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_json(paths.QUANT_REPORT, quality)
     out.add_json(paths.QUANT_TIMING, timing)
-    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing))
+    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing, DEFINITIONS))
     out.commit()
 
 
