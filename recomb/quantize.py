@@ -160,30 +160,47 @@ class Int8QNetwork(nn.Module):
             correction = (zero_point * weight.to(torch.int32).sum(1)).float()
             kernel.update(inv_scale=1.0 / scale, zero_point=zero_point.float(), out_scale=out_scale,
                           bias=bias - correction * out_scale, weight_t_float=kernel["weight_t"].float())
+            if idx != LINEAR_INDICES[0] and int(zero_point) == ACT_QMIN:
+                # Input = ReLU(LayerNorm(·)). With the zero point at the int8 minimum, the clamp
+                # already zeroes negatives, so ReLU and quantization fold into the LayerNorm's affine.
+                norm = NORM_INDICES[LINEAR_INDICES.index(idx) - 1]
+                kernel.update(norm_weight=self._t(norm, "weight") / scale,
+                              norm_bias=self._t(norm, "bias") / scale + zero_point.float())
         return kernel
 
-    def _linear(self, x: torch.Tensor, idx: int) -> torch.Tensor:
-        k = self._kernels[idx]
-        reference = self.backend == "reference"
-        if self.mode == "dynamic":
-            if reference:
-                return torch.addcmul(k["bias"], F.linear(x, k["weight_float"]), k["weight_scale"])
-            return torch._weight_int8pack_mm(x, k["weight"], k["weight_scale"]).add_(k["bias"])
-        q = torch.addcmul(k["zero_point"], x, k["inv_scale"]).round_().clamp_(ACT_QMIN, ACT_QMAX)
-        if reference:
+    def _dynamic_linear(self, x: torch.Tensor, k: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.backend == "reference":
+            return torch.addcmul(k["bias"], F.linear(x, k["weight_float"]), k["weight_scale"])
+        return torch._weight_int8pack_mm(x, k["weight"], k["weight_scale"]).add_(k["bias"])
+
+    def _static_linear(self, q: torch.Tensor, k: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Linear layer on an input already quantized (integer values, held in float32)."""
+        q = q.round_().clamp_(ACT_QMIN, ACT_QMAX)
+        if self.backend == "reference":
             acc = torch.mm(q, k["weight_t_float"])
         else:
-            acc = torch._int_mm(q.to(torch.int8), k["weight_t"]).float()
+            acc = torch._int_mm(q.to(torch.int8), k["weight_t"])
         return torch.addcmul(k["bias"], acc, k["out_scale"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeeze = x.dim() == 1
         x = x.reshape(-1, self.arch.input_dim).float()
-        for lin, norm in zip(LINEAR_INDICES[:2], NORM_INDICES):
-            x = self._linear(x, lin)
-            x = F.layer_norm(x, (self.arch.hidden,), self._t(norm, "weight"), self._t(norm, "bias"))
-            x = torch.relu(x)
-        x = self._linear(x, LINEAR_INDICES[2])
+        hidden = (self.arch.hidden,)
+        first, *rest = (self._kernels[idx] for idx in LINEAR_INDICES)
+        if self.mode == "dynamic":
+            x = self._dynamic_linear(x, first)
+            for norm, k in zip(NORM_INDICES, rest):
+                x = torch.relu(F.layer_norm(x, hidden, self._t(norm, "weight"), self._t(norm, "bias")))
+                x = self._dynamic_linear(x, k)
+        else:
+            x = self._static_linear(torch.addcmul(first["zero_point"], x, first["inv_scale"]), first)
+            for norm, k in zip(NORM_INDICES, rest):
+                if "norm_weight" in k:
+                    q = F.layer_norm(x, hidden, k["norm_weight"], k["norm_bias"])
+                else:
+                    x = torch.relu(F.layer_norm(x, hidden, self._t(norm, "weight"), self._t(norm, "bias")))
+                    q = torch.addcmul(k["zero_point"], x, k["inv_scale"])
+                x = self._static_linear(q, k)
         return x.squeeze(0) if squeeze else x
 
     def tensors(self) -> dict[str, torch.Tensor]:
