@@ -113,6 +113,10 @@ class DistillResult:
     histories: list[list[dict]]
     best_epochs: list[int]
 
+    def best_row(self, member: int) -> dict:
+        """The history row of the epoch whose weights `students[member]` holds."""
+        return next(r for r in self.histories[member] if r["epoch"] == self.best_epochs[member])
+
 
 def _dropout_masks(shape: tuple[int, ...], p: float, gens: list[torch.Generator]) -> torch.Tensor:
     """Inverted-dropout masks of shape (P, *shape), one generator per member."""
@@ -130,6 +134,7 @@ def distill(
     seeds: list[int],
     on_epoch: Callable[[int, list[dict]], None] | None = None,
     weight_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    score_start: bool = False,
 ) -> DistillResult:
     """Train each `students[p]` to mimic frozen `teachers[p]` on `states`; keep each best epoch.
 
@@ -137,7 +142,10 @@ def distill(
     scores every epoch, and each student keeps the weights of its lowest
     validation loss. Returns the students (eval mode) and per-epoch histories.
     `weight_transform` is applied to the Linear weights in every forward, training
-    and validation alike (QAT passes int8 fake quantization).
+    and validation alike (QAT passes int8 fake quantization). With `score_start`
+    the starting weights are scored too (epoch 0, no train losses) and kept if no
+    epoch beats them: fine-tuning an already trained network never returns worse,
+    on validation, than what it was given.
     """
     arch = students[0].arch
     stack = QNetworkStack(arch, [s.state_dict() for s in students])
@@ -159,6 +167,33 @@ def distill(
     best_epochs = [0] * members
     histories: list[list[dict]] = [[] for _ in range(members)]
 
+    def validate(epoch: int, temperature: float, train_sums: dict | None) -> list[dict]:
+        """Score every member on the validation states, keep improvements, append history rows."""
+        nonlocal best_loss
+        stack.eval()
+        with torch.no_grad():
+            val_student = stack(x_val)
+            val_losses = objective(val_student, q_val, q_scale, cfg, cfg.temperature)["total"]
+            agree = (val_student.argmax(-1) == q_val.argmax(-1)).double().mean(-1)
+            prob_sim = 1 - (F.softmax(val_student.double(), -1) - F.softmax(q_val.double(), -1)).abs().mean((-1, -2))
+            improved = val_losses < best_loss
+            for key, value in stack.params.items():
+                best_state[key][improved] = value.detach()[improved]
+            best_loss = torch.where(improved, val_losses, best_loss)
+        rows = []
+        for p in range(members):
+            if improved[p]:
+                best_epochs[p] = epoch
+            train = {f"train_{name}loss": (train_sums[key][p] / n_train).item() if train_sums else None
+                     for name, key in (("", "total"), ("soft_", "soft"), ("hard_", "hard"), ("q_", "q"))}
+            row = {"epoch": epoch, "temperature": temperature, **train, "val_loss": val_losses[p].item(),
+                   "val_agreement": agree[p].item(), "val_prob_similarity": prob_sim[p].item()}
+            histories[p].append(row)
+            rows.append(row)
+        return rows
+
+    if score_start:
+        validate(0, cfg.temperature, None)
     for epoch in range(1, cfg.epochs + 1):
         temperature = cfg.temperature * cfg.temp_decay ** (epoch - 1)
         order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
@@ -180,33 +215,7 @@ def distill(
             optimizer.step()
             for key in sums:
                 sums[key] += losses[key].detach() * idx.shape[1]
-        stack.eval()
-        with torch.no_grad():
-            val_student = stack(x_val)
-            val_losses = objective(val_student, q_val, q_scale, cfg, cfg.temperature)["total"]
-            agree = (val_student.argmax(-1) == q_val.argmax(-1)).double().mean(-1)
-            prob_sim = 1 - (F.softmax(val_student.double(), -1) - F.softmax(q_val.double(), -1)).abs().mean((-1, -2))
-            improved = val_losses < best_loss
-            for key, value in stack.params.items():
-                best_state[key][improved] = value.detach()[improved]
-            best_loss = torch.where(improved, val_losses, best_loss)
-        rows = []
-        for p in range(members):
-            if improved[p]:
-                best_epochs[p] = epoch
-            row = {
-                "epoch": epoch,
-                "temperature": temperature,
-                "train_loss": (sums["total"][p] / n_train).item(),
-                "train_soft_loss": (sums["soft"][p] / n_train).item(),
-                "train_hard_loss": (sums["hard"][p] / n_train).item(),
-                "train_q_loss": (sums["q"][p] / n_train).item(),
-                "val_loss": val_losses[p].item(),
-                "val_agreement": agree[p].item(),
-                "val_prob_similarity": prob_sim[p].item(),
-            }
-            histories[p].append(row)
-            rows.append(row)
+        rows = validate(epoch, temperature, sums)
         if on_epoch:
             on_epoch(epoch, rows)
 

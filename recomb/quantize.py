@@ -347,7 +347,9 @@ def qat(students: list[QNetwork], teachers: list[nn.Module], states: torch.Tenso
     """Fine-tune float students against their teachers through int8 fake quantization.
 
     The returned float students convert with `ptq(..., "dynamic")` to exactly the
-    int8 weights they were trained with.
+    int8 weights they were trained with. The starting point (epoch 0, which is
+    dynamic PTQ) competes for the best validation epoch, so QAT never validates
+    worse than dynamic PTQ of the same student.
     """
     return distill(students, teachers, states, cfg.distill_config(), seeds, on_epoch,
-                   weight_transform=fake_quantize_weight)
+                   weight_transform=fake_quantize_weight, score_start=True)

@@ -34,12 +34,13 @@ def main(params: dict) -> None:
     training_seconds = time.perf_counter() - start
 
     out = Outputs()
-    for pair, student, history, best, seed in zip(paths.PAIRS, result.students, result.histories, result.best_epochs, seeds):
+    for member, (pair, student, seed) in enumerate(zip(paths.PAIRS, result.students, seeds)):
+        history, best = result.histories[member], result.best_row(member)
         meta = {"params": cfg.to_dict(), "teacher": paths.PARENTS.format(pair), "seed": seed,
-                "best_epoch": best, "metrics": history[best - 1], "history": history}
+                "best_epoch": best["epoch"], "metrics": best, "history": history}
         out.add_checkpoint(paths.STUDENTS.format(pair), student, f"student_{pair}", meta)
         out.add_csv(paths.DISTILL_CURVES.format(pair), history)
-        log.info("student %s: best epoch %d, val agreement %.4f", pair, best, history[best - 1]["val_agreement"])
+        log.info("student %s: best epoch %d, val agreement %.4f", pair, best["epoch"], best["val_agreement"])
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
                           ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "Distillation")
     out.add_figure(paths.DISTILL_PNG, fig)

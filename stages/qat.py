@@ -24,17 +24,17 @@ def main(params: dict) -> None:
                      cfg, seeds, lambda epoch, rows: bar.update())
 
     out = Outputs()
-    for pair, trained, history, best, seed in zip(paths.PAIRS, result.students, result.histories,
-                                                  result.best_epochs, seeds):
+    for member, (pair, trained, seed) in enumerate(zip(paths.PAIRS, result.students, seeds)):
+        history, best = result.histories[member], result.best_row(member)
         meta = {"params": cfg.to_dict(), "source": paths.STUDENTS.format(pair), "teacher": paths.PARENTS.format(pair),
-                "seed": seed, "best_epoch": best, "metrics": history[best - 1], "history": history}
+                "seed": seed, "best_epoch": best["epoch"], "metrics": best, "history": history}
         out.add_checkpoint(paths.QAT_FLOAT.format(pair), trained, f"student_{pair}_qat", meta)
         if cfg.convert:
             summary = {k: v for k, v in meta.items() if k != "history"}  # the curve lives with the float checkpoint
             out.add_checkpoint(paths.QAT_INT8.format(pair), ptq(trained, "dynamic", backend=backend),
                                f"student_{pair}_qat_int8", {**summary, "source": paths.QAT_FLOAT.format(pair)})
         out.add_csv(paths.QAT_CURVES.format(pair), history)
-        log.info("student %s: QAT best epoch %d, val agreement %.4f", pair, best, history[best - 1]["val_agreement"])
+        log.info("student %s: QAT best epoch %d, val agreement %.4f", pair, best["epoch"], best["val_agreement"])
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
                           ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "QAT")
     out.add_figure(paths.QAT_PNG, fig)

@@ -165,3 +165,13 @@ def test_int8_checkpoint_missing_static_tensors_is_refused(tmp_path):
     sidecar.write_text(sidecar.read_text().replace('"dynamic"', '"static"'))
     with pytest.raises(RecombError, match=r"not an int8 static Q-network checkpoint .*missing network.0.input_scale"):
         load_checkpoint(path)
+
+
+def test_qat_keeps_its_starting_point_when_no_epoch_validates_better():
+    teacher, student = teacher_and_student()
+    result = qat([student], [teacher], STATES, qat_config(lr=1e-12), [0])
+    assert result.best_epochs == [0]
+    assert result.histories[0][0]["epoch"] == 0 and result.histories[0][0]["train_loss"] is None
+    assert torch.equal(result.students[0].network[4].weight, student.network[4].weight)
+    trained = qat([student], [teacher], STATES, qat_config(lr=1e-3), [0])
+    assert trained.best_row(0)["val_loss"] <= trained.histories[0][0]["val_loss"]
