@@ -140,17 +140,16 @@ def test_quantization_stages_under_dvc(synthetic_project):
     assert json.loads((p.path / "data/qat/student_A_qat_int8.json").read_text())["kind"] == "int8"
 
     p.set(**{"ptq.mode": "static"})
-    rerun = p.run("dvc", "repro", "validate_quantized").stdout
-    assert "Running stage 'ptq'" in rerun and "Running stage 'qat'" not in rerun and "Running stage 'distill'" not in rerun
-    assert json.loads((p.path / "data/quantized/student_B_int8.json").read_text())["quantization"]["mode"] == "static"
-
+    assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
+    assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout
     p.set(**{"qat.convert": False})
-    p.run("dvc", "repro", "validate_quantized")
+    rerun = p.run("dvc", "repro", "validate_quantized").stdout
+    assert "Running stage 'ptq'" in rerun and "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
+    assert json.loads((p.path / "data/quantized/student_B_int8.json").read_text())["quantization"]["mode"] == "static"
     assert not (p.path / "data/qat/student_A_qat_int8.safetensors").exists()
     assert (p.path / "data/qat/student_A_qat.safetensors").is_file()
     report = json.loads((p.path / "data/reports/quantized.json").read_text())
     assert set(report["students"]) == {"ptq_A", "ptq_B"}
-
 
     int8 = p.path / "data/quantized/student_A_int8.safetensors"
     torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.0), 0), int8)  # a whole-module pickle under the int8 name
