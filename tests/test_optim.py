@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from recomb.distill import lr_factor
-from recomb.optim import Adam
+from recomb.optim import Adam, ReduceOnPlateau, make_optimizer
 
 
 def test_adam_matches_torch_adam():
@@ -26,3 +26,38 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(10, 100, "cosine", 0.1) == pytest.approx(1.0)
     assert lr_factor(99, 100, "cosine", 0.1) < 0.01
     assert lr_factor(50, 100, "constant", 0.1) == 1.0
+
+
+@pytest.mark.parametrize("name, kwargs, reference", [
+    ("adam", {"weight_decay": 0.1}, lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=0.1)),
+    ("adamw", {}, lambda p: torch.optim.AdamW(p, lr=1e-2)),
+    ("adamw", {"weight_decay": 0.3, "betas": [0.8, 0.99]}, lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.3, betas=(0.8, 0.99))),
+    ("sgd", {}, lambda p: torch.optim.SGD(p, lr=1e-2)),
+    ("sgd", {"momentum": 0.9, "weight_decay": 0.01}, lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, weight_decay=0.01)),
+    ("sgd", {"momentum": 0.9, "nesterov": True}, lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True)),
+    ("rmsprop", {}, lambda p: torch.optim.RMSprop(p, lr=1e-2)),
+    ("rmsprop", {"momentum": 0.5, "weight_decay": 0.01}, lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.5, weight_decay=0.01)),
+])
+def test_optimizers_match_torch(name, kwargs, reference):
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt_ours, opt_ref = make_optimizer(name, ours, 1e-2, kwargs), reference(ref)
+    for _ in range(15):
+        grads = [torch.randn_like(p) for p in ours]
+        for p, q, g in zip(ours, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt_ours.step()
+        opt_ref.step()
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement():
+    opt = make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 1.0, {})
+    plateau = ReduceOnPlateau(opt, patience=2, factor=0.5)
+    for loss in (1.0, 0.5, 0.6, 0.6):
+        plateau.step(loss)
+    assert opt.lr == 1.0
+    plateau.step(0.6)
+    assert opt.lr == 0.5
