@@ -66,11 +66,16 @@ class DistillConfig(Section):
         self.require(self.q_weight >= 0, "q_weight", "must be ≥ 0")
 
 
-def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.Tensor,
-              cfg: DistillConfig, temperature: float) -> dict[str, torch.Tensor]:
-    """Per-member loss terms for Q-values of shape (P, B, A); each term has shape (P,)."""
+def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.Tensor, cfg,
+              temperature: float, teacher_logp: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-member loss terms for Q-values of shape (P, B, A); each term has shape (P,).
+
+    `cfg` supplies loss_fn, alpha and q_weight. `teacher_logp` overrides the soft
+    target softmax(teacher_q / T) (fine-tuning against a mixture of two teachers).
+    """
     t = temperature
-    teacher_logp = F.log_softmax(teacher_q / t, -1)
+    if teacher_logp is None:
+        teacher_logp = F.log_softmax(teacher_q / t, -1)
     student_logp = F.log_softmax(student_q / t, -1)
     if cfg.loss_fn == "kl":
         soft = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean(-1) * t * t
