@@ -38,6 +38,7 @@ BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",)
 
 @dataclass(frozen=True)
 class CrossoverConfig(Section):
+    parents: Literal["parents", "students", "quantized", "qat"]  # which pair the pipeline crosses (data/<parents>)
     mode: Literal["random", "layer", "weighted", "aligned", "slerp"]
     alpha: float
     seed: int

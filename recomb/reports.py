@@ -87,3 +87,28 @@ def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
         ]
     parts += ["", f"Process peak RSS: {timing['peak_rss_mib']:.1f} MiB."]
     return "\n".join(parts) + "\n"
+
+
+def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
+    """Parents, students, int8 students and children: agreement with both parents and online return."""
+    returns = report["greedy_return"]
+    rows = [["parent A vs parent B", report["parents_agreement"], report["parents_agreement"], None, None, None]]
+    for name, child in report["children"].items():
+        rows.append([name, child["vs_a"]["action_agreement"], child["vs_b"]["action_agreement"],
+                     child["oracle_agreement"], child["primary_over_bound"], returns.get(name)])
+    online = [[name, value] for name, value in returns.items()]
+    parts = [
+        f"# Recombination validation — {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        f"Held-out states: {report['n_heldout']}; offline roles A and B: `{report['parents_role']}`. "
+        f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}.",
+        "",
+        table(["network", "agreement A", "agreement B", "oracle", "primary / U", "greedy return"], rows),
+        "",
+        table(["network", "greedy return"], online),
+        "",
+        checks_table(report["checks"]),
+        "",
+        *(f"- {key}: {text}" for key, text in definitions.items()),
+    ]
+    return "\n".join(parts) + "\n"

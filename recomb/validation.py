@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -218,3 +219,59 @@ def quantized_timing(float_student, int8_student, heldout: np.ndarray, cfg: Vali
         f"throughput_states_per_s_batch{cfg.throughput_batch_size}": per_second,
         "checks": gate([("latency_ratio", ratio, "<=", cfg.thresholds.max_latency_ratio)]),
     }
+
+
+@dataclass(frozen=True)
+class RecombThresholds(Section):
+    min_primary_over_bound: float
+    min_child_return: float
+
+
+@dataclass(frozen=True)
+class ValidateRecombConfig(Section):
+    parents_role: Literal["parents", "students", "quantized", "qat"]
+    top_k: int
+    kl_temperature: float
+    eval_episodes: int
+    eval_seed: int
+    thresholds: RecombThresholds
+
+    def check(self) -> None:
+        self.require(self.top_k >= 1, "top_k", "must be ≥ 1")
+        self.require(self.kl_temperature > 0, "kl_temperature", "must be > 0")
+        self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
+
+
+RECOMB_DEFINITIONS = {
+    "primary": "min(agreement with A, agreement with B)",
+    "oracle_agreement": "share of states where the child picks A's greedy action or B's",
+    "bound": "U = a + (1 − a)/2 with a = agreement(A, B): where the parents disagree a child can match only "
+             "one of them, so min(agree_A, agree_B) ≤ U",
+    "kl": "KL(parent ‖ child) on softmax(Q / kl_temperature)",
+}
+
+
+def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarray, cfg: ValidateRecombConfig) -> dict:
+    """Each child against both parents on held-out states, with the parents' own agreement as baseline."""
+    states = torch.from_numpy(heldout)
+    q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
+    baseline = metrics.compare(q_a, q_b, cfg.top_k, cfg.kl_temperature)
+    a = baseline["action_agreement"]
+    bound = a + (1 - a) / 2
+    report = {"parents_agreement": a, "bound": bound, "a_vs_b": baseline, "children": {}}
+    for name, child in children.items():
+        q_c = q_values(child, states)
+        vs_a = metrics.compare(q_a, q_c, cfg.top_k, cfg.kl_temperature)
+        vs_b = metrics.compare(q_b, q_c, cfg.top_k, cfg.kl_temperature)
+        picks = q_c.argmax(-1)
+        primary = min(vs_a["action_agreement"], vs_b["action_agreement"])
+        report["children"][name] = {
+            "vs_a": vs_a, "vs_b": vs_b, "primary": primary, "primary_over_bound": primary / bound,
+            "oracle_agreement": ((picks == q_a.argmax(-1)) | (picks == q_b.argmax(-1))).double().mean().item(),
+        }
+    return report
+
+
+def online_returns(networks: dict, env: str | None, cfg) -> dict[str, float | None]:
+    """Greedy mean return of each network over the same fixed-seed episodes."""
+    return {name: greedy_return(model, env, cfg) for name, model in networks.items()}

@@ -21,7 +21,7 @@ def parent(seed: int) -> QNetwork:
 
 
 def cfg(mode: str, alpha: float = 0.5, seed: int = 0, passes: int = 20) -> CrossoverConfig:
-    return CrossoverConfig(mode=mode, alpha=alpha, seed=seed, align_max_passes=passes)
+    return CrossoverConfig(parents="students", mode=mode, alpha=alpha, seed=seed, align_max_passes=passes)
 
 
 def state(net: QNetwork) -> dict[str, torch.Tensor]:
@@ -115,7 +115,7 @@ def test_slerp_of_parallel_vectors_is_lerp_and_keeps_norm_between_orthogonal():
 
 
 def test_config_rejects_alpha_outside_unit_interval():
-    data = {"mode": "aligned", "alpha": 1.5, "seed": 0, "align_max_passes": 10}
+    data = {"parents": "students", "mode": "aligned", "alpha": 1.5, "seed": 0, "align_max_passes": 10}
     with pytest.raises(RecombError) as err:
         CrossoverConfig.from_mapping(data, "params.yaml: crossover")
     assert str(err.value) == "params.yaml: crossover.alpha: must be in [0, 1] (got 1.5)"

@@ -1,0 +1,48 @@
+"""Stage `finetune`: train the raw child against both parents; int8 child when quantization-aware."""
+
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.finetune import FinetuneConfig, finetune
+from recomb.plots import close, learning_curves
+from recomb.quantize import PTQConfig, calibration_batches, ptq
+
+from . import paths
+from .common import log, progress, run
+
+
+def main(params: dict) -> None:
+    cfg = FinetuneConfig.from_params(params, "finetune")
+    quant = PTQConfig.from_params(params, "ptq")  # backend and calibration of an int8 child
+    teachers = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
+    raw = load_checkpoint(paths.CHILD_RAW)
+    states = torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim))
+    raw.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
+    with progress(cfg.epochs, "finetune") as bar:
+        result = finetune(raw.float_model(), teachers[0].model, teachers[1].model, states, cfg, lambda row: bar.update())
+
+    best = result.history[result.best_epoch]
+    meta = {"params": cfg.to_dict(), "source": paths.CHILD_RAW, "teachers": [str(t.path) for t in teachers],
+            "best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "balance": result.balance,
+            "metrics": best, "history": result.history}
+    out = Outputs()
+    out.add_checkpoint(paths.CHILD, result.child, "child", meta)
+    if cfg.quantization_applied != "none":
+        mode = "static" if cfg.quantization_applied == "ptq_static" else "dynamic"
+        calibration = calibration_batches(states, quant.calibration_batches, quant.calibration_batch_size,
+                                          quant.calibration_seed)
+        summary = {k: v for k, v in meta.items() if k != "history"}
+        out.add_checkpoint(paths.CHILD_INT8, ptq(result.child, mode, calibration, quant.backend), "child_int8",
+                           {**summary, "source": paths.CHILD})
+    out.add_csv(paths.FINETUNE_CURVES, result.history)
+    fig = learning_curves({"child": result.history}, "epoch",
+                          ["val_loss", "val_agreement_a", "val_agreement_b"], "Fine-tuning")
+    out.add_figure(paths.FINETUNE_PNG, fig)
+    close(fig)
+    out.commit()
+    log.info("child: best epoch %d, val agreement A %.4f / B %.4f, balance %s", result.best_epoch,
+             best["val_agreement_a"], best["val_agreement_b"], result.balance)
+
+
+if __name__ == "__main__":
+    run(main)
