@@ -16,10 +16,11 @@ SMALL_SYNTHETIC = {
     "parents.synthetic.n_states": 400,
     "distill.epochs": 3,
     "validate_distillation.latency_repeats": 20,
-    "qat.epochs": 2,
+    "qat.epochs": 1,
     "validate_quantized.latency_repeats": 20,
     "validate_quantized.throughput_batch_size": 64,
     "validate_quantized.throughput_repeats": 2,
+    "finetune.epochs": 1,
 }
 
 

@@ -16,39 +16,6 @@ def one_line_error(proc) -> str:
     return lines[0][len("error: "):]
 
 
-def test_synthetic_pipeline_repro_noop_and_partial_rerun(synthetic_project):
-    p = synthetic_project
-    first = p.run("dvc", "repro", "validate_distillation")  # the quantization stages have their own test
-    for stage in ("parents", "distill", "validate_distillation"):
-        assert f"Running stage '{stage}'" in first.stdout
-    for name in ("parents/parent_A.safetensors", "parents/parent_B.json", "states/train.npy", "states/heldout.npy",
-                 "students/student_A.safetensors", "students/student_B.json", "plots/distill/learning_curves.png",
-                 "plots/distill/student_A.csv", "reports/distillation.json",
-                 "reports/latest/distillation.md", "reports/latest/distillation_timing.json"):
-        assert (p.path / "data" / name).is_file(), name
-    report = json.loads((p.path / "data/reports/distillation.json").read_text())
-    assert set(report["pairs"]) == {"A", "B"}
-    assert isinstance(report["passed"], bool)
-    assert report["n_heldout"] == 80  # 20 % of 400 synthetic states
-    assert 0.0 <= report["pairs"]["A"]["fidelity"]["action_agreement"] <= 1.0
-    assert "latency_ratio" not in json.dumps(report)  # timing stays out of the hashed report
-    timing = json.loads((p.path / "data/reports/latest/distillation_timing.json").read_text())
-    assert timing["pairs"]["A"]["checks"]["latency_ratio"]["value"] > 0
-    lock = (p.path / "dvc.lock").read_text()
-
-    assert "didn't change, skipping" in p.run("dvc", "repro", "validate_distillation").stdout
-    shown = p.run("dvc", "metrics", "show").stdout
-    assert "pairs.A.fidelity.action_agreement" in shown and "pairs.A.checks.latency_ratio.value" in shown
-    p.run("dvc", "plots", "show", "-o", "plots_html")
-    assert (p.path / "plots_html" / "index.html").is_file()
-
-    p.set(**{"distill.epochs": 4})
-    second = p.run("dvc", "repro", "validate_distillation")
-    assert "Running stage 'parents'" not in second.stdout
-    assert "Running stage 'distill'" in second.stdout
-    assert (p.path / "dvc.lock").read_text() != lock
-
-
 def test_two_cold_runs_give_identical_outputs(synthetic_project):
     p = synthetic_project
     for stage in ("parents", "distill", "validate_distillation"):
@@ -123,9 +90,29 @@ def test_missing_params_section_and_bad_yaml(project):
     assert one_line_error(p.stage("distill", check=False)).startswith("params.yaml: not valid YAML")
 
 
-def test_quantization_stages_under_dvc(synthetic_project):
+def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_project):
     p = synthetic_project
-    p.run("dvc", "repro", "validate_quantized")
+    first = p.run("dvc", "repro").stdout
+    for stage in ("parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
+                  "crossover", "finetune", "validate_recombination"):
+        assert f"Running stage '{stage}'" in first
+    report = json.loads((p.path / "data/reports/distillation.json").read_text())
+    assert set(report["pairs"]) == {"A", "B"} and isinstance(report["passed"], bool)
+    assert report["n_heldout"] == 80  # 20 % of 400 synthetic states
+    assert 0.0 <= report["pairs"]["A"]["fidelity"]["action_agreement"] <= 1.0
+    assert "latency_ratio" not in json.dumps(report)  # timing stays out of the hashed report
+    timing = json.loads((p.path / "data/reports/latest/distillation_timing.json").read_text())
+    assert timing["pairs"]["A"]["checks"]["latency_ratio"]["value"] > 0
+    assert (p.path / "data/reports/latest/distillation.md").is_file()
+    assert (p.path / "data/plots/distill/learning_curves.png").is_file()
+    assert "didn't change, skipping" in p.run("dvc", "repro", "validate_distillation").stdout
+    shown = p.run("dvc", "metrics", "show").stdout
+    for key in ("pairs.A.fidelity.action_agreement", "pairs.A.checks.latency_ratio.value",
+                "students.ptq_A.int8_vs_float.action_agreement", "children.child.primary_over_bound"):
+        assert key in shown, key
+    p.run("dvc", "plots", "show", "-o", "plots_html")
+    assert (p.path / "plots_html" / "index.html").is_file()
+
     report = json.loads((p.path / "data/reports/quantized.json").read_text())
     assert set(report["students"]) == {"ptq_A", "ptq_B", "qat_A", "qat_B"}
     for name, r in report["students"].items():
@@ -139,17 +126,35 @@ def test_quantization_stages_under_dvc(synthetic_project):
     assert timing["students"]["qat_B"]["throughput_states_per_s_batch64"]["int8"] > 0
     assert json.loads((p.path / "data/qat/student_A_qat_int8.json").read_text())["kind"] == "int8"
 
+    report = json.loads((p.path / "data/reports/recombination.json").read_text())
+    assert set(report["children"]) == {"child_raw", "child"}
+    child = report["children"]["child"]
+    assert child["primary"] == min(child["vs_a"]["action_agreement"], child["vs_b"]["action_agreement"])
+    assert report["bound"] == report["parents_agreement"] + (1 - report["parents_agreement"]) / 2
+    assert child["oracle_agreement"] >= max(child["vs_a"]["action_agreement"], child["vs_b"]["action_agreement"])
+    assert report["greedy_return"]["child"] is None and "child_greedy_return" not in report["checks"]
+    assert "primary / U" in (p.path / "data/reports/recombination.md").read_text()
+
+    p.set(**{"crossover.alpha": 0.3})
+    status = p.run("dvc", "status").stdout
+    assert "crossover:" in status and "finetune:" not in status and "distill:" not in status
     p.set(**{"ptq.mode": "static"})
     assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
     assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout
-    p.set(**{"qat.convert": False})
-    rerun = p.run("dvc", "repro", "validate_quantized").stdout
-    assert "Running stage 'ptq'" in rerun and "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
+
+    p.set(**{"qat.convert": False, "crossover.parents": "quantized", "finetune.quantization_applied": "ptq_dynamic"})
+    lock = (p.path / "dvc.lock").read_text()
+    rerun = p.run("dvc", "repro").stdout
+    assert "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
+    assert (p.path / "dvc.lock").read_text() != lock
     assert json.loads((p.path / "data/quantized/student_B_int8.json").read_text())["quantization"]["mode"] == "static"
     assert not (p.path / "data/qat/student_A_qat_int8.safetensors").exists()
     assert (p.path / "data/qat/student_A_qat.safetensors").is_file()
-    report = json.loads((p.path / "data/reports/quantized.json").read_text())
-    assert set(report["students"]) == {"ptq_A", "ptq_B"}
+    assert set(json.loads((p.path / "data/reports/quantized.json").read_text())["students"]) == {"ptq_A", "ptq_B"}
+    assert "int8" in json.loads((p.path / "data/children/raw/child.json").read_text())["parent_a"]
+    assert json.loads((p.path / "data/children/finetuned/child_int8.json").read_text())["kind"] == "int8"
+    report = json.loads((p.path / "data/reports/recombination.json").read_text())
+    assert set(report["children"]) == {"child_raw", "child", "child_int8"}
 
     int8 = p.path / "data/quantized/student_A_int8.safetensors"
     torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.0), 0), int8)  # a whole-module pickle under the int8 name

@@ -1,0 +1,91 @@
+"""Fine-tuning a child against two parents: targets per teacher mode, the trainer's knobs."""
+
+import pytest
+import torch
+
+from recomb.config import load_params
+from recomb.errors import RecombError
+from recomb.finetune import FinetuneConfig, finetune, make_targets
+from recomb.networks import Architecture, seeded_qnetwork
+
+STATES = torch.randn(1000, 8, generator=torch.Generator().manual_seed(0))
+PARENT = Architecture(8, 4, 64, 0.0)
+CHILD = Architecture(8, 4, 32, 0.0)
+
+
+def config(**overrides) -> FinetuneConfig:
+    return FinetuneConfig.from_mapping({**load_params("params.yaml")["finetune"], **overrides}, "params.yaml: finetune")
+
+
+def parents():
+    return seeded_qnetwork(PARENT, 42).eval(), seeded_qnetwork(PARENT, 43).eval()
+
+
+def parent_q():
+    a, b = parents()
+    with torch.no_grad():
+        return a(STATES), b(STATES)
+
+
+def test_balanced_targets_follow_agreement_and_split_disagreements_evenly():
+    q_a, q_b = parent_q()
+    targets = make_targets(q_a, q_b, config(teacher_mode="balanced"))
+    agree = q_a.argmax(-1) == q_b.argmax(-1)
+    action = targets.q.argmax(-1)
+    assert torch.equal(action[agree], q_a.argmax(-1)[agree])
+    to_a = (action == q_a.argmax(-1))[~agree].double().mean().item()
+    assert abs(to_a - 0.5) <= 1 / (~agree).sum().item()
+    assert targets.balance["disagreements_to_a"] == pytest.approx(to_a)
+    probs = targets.soft(2.0).exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(len(STATES)))
+
+
+def test_single_and_dual_teacher_targets():
+    q_a, q_b = parent_q()
+    assert torch.equal(make_targets(q_a, q_b, config(teacher_mode="a")).q, q_a)
+    dual = make_targets(q_a, q_b, config(teacher_mode="dual", weight_a=0.25))
+    torch.testing.assert_close(dual.q, 0.25 * q_a + 0.75 * q_b)
+    mixture = 0.25 * torch.softmax(q_a, -1) + 0.75 * torch.softmax(q_b, -1)
+    torch.testing.assert_close(dual.soft(1.0).exp(), mixture)
+
+
+def primary(result, a, b) -> float:
+    with torch.no_grad():
+        picks = result.child(STATES).argmax(-1)
+        return min((picks == a(STATES).argmax(-1)).double().mean().item(),
+                   (picks == b(STATES).argmax(-1)).double().mean().item())
+
+
+def test_balanced_child_keeps_both_parents_where_a_single_teacher_collapses():
+    a, b = parents()
+    child = seeded_qnetwork(CHILD, 7)
+    single = finetune(child, a, b, STATES, config(teacher_mode="a", epochs=4))
+    balanced = finetune(child, a, b, STATES, config(teacher_mode="balanced", epochs=4))
+    assert primary(balanced, a, b) > primary(single, a, b) + 0.1
+    assert balanced.history[balanced.best_epoch]["val_loss"] <= balanced.history[0]["val_loss"]
+
+
+def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
+    a, b = parents()
+    child = seeded_qnetwork(CHILD, 7)
+    result = finetune(child, a, b, STATES, config(learning_rate=1e-12, epochs=6, early_stopping_patience=4,
+                                                  lr_schedule_patience=1, lr_schedule_factor=0.5))
+    assert result.best_epoch == 0 and result.stopped_early and len(result.history) == 5
+    assert torch.equal(result.child.network[0].weight, child.network[0].weight)
+    assert result.history[-1]["lr"] < result.history[1]["lr"]
+
+
+def test_quantization_aware_finetune_trains_a_different_child():
+    a, b = parents()
+    child = seeded_qnetwork(CHILD, 7)
+    plain = finetune(child, a, b, STATES, config(epochs=1)).child
+    aware = finetune(child, a, b, STATES, config(epochs=1, quantization_applied="ptq_dynamic")).child
+    assert not torch.equal(plain.network[4].weight, aware.network[4].weight)
+
+
+def test_optimizer_kwargs_are_checked_against_the_optimizer():
+    with pytest.raises(RecombError) as err:
+        config(optimizer="sgd", optimizer_kwargs={"betas": [0.9, 0.99]})
+    assert str(err.value) == ("params.yaml: finetune.optimizer_kwargs: sgd takes only momentum, nesterov, "
+                              "weight_decay (got {'betas': [0.9, 0.99]})")
+    assert config(optimizer="rmsprop", optimizer_kwargs={"momentum": 0.9}).optimizer == "rmsprop"
