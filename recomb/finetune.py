@@ -93,8 +93,12 @@ class Targets:
     balance: dict
 
 
-def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig) -> Targets:
-    """The targets of `cfg.teacher_mode`; `balance` says how the child is split between parents."""
+def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, share_a: float = 0.5) -> Targets:
+    """The targets of `cfg.teacher_mode`; `balance` says how the child is split between parents.
+
+    In `balanced` mode the `share_a` of disagreement states where A is relatively
+    most confident side with A, the rest with B.
+    """
     agree = q_a.argmax(-1) == q_b.argmax(-1)
     balance = {"parents_agree": agree.double().mean().item()}
     if cfg.teacher_mode == "a":
@@ -107,7 +111,7 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig) -> T
     disagree = ~agree
     side_a = torch.zeros_like(agree)
     if disagree.any():
-        side_a = disagree & (lean > lean[disagree].median())
+        side_a = disagree & (lean > torch.quantile(lean[disagree], 1 - share_a))
     side_b = disagree & ~side_a
     target_q = torch.where(side_a.unsqueeze(-1), q_a, torch.where(side_b.unsqueeze(-1), q_b, (q_a + q_b) / 2))
 
@@ -118,6 +122,7 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig) -> T
 
     n_disagree = int(disagree.sum())
     balance.update({
+        "share_a": share_a,
         "disagreements_to_a": side_a.double().sum().item() / max(1, n_disagree),
         "disagreements_where_a_more_confident": (disagree & (lean > 0)).double().sum().item() / max(1, n_disagree),
     })
@@ -137,12 +142,19 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
              cfg: FinetuneConfig, on_epoch: Callable[[dict], None] | None = None) -> FinetuneResult:
     """Train `child` towards the targets of `cfg.teacher_mode`; keep its best validation epoch.
 
-    Epoch 0 (the child as given) competes too, so fine-tuning never returns a child
-    that validates worse than the raw one.
+    The best epoch is the one with the lowest validation loss. In `balanced` mode,
+    after every epoch the share of disagreement states given to A moves towards the
+    parent the child agrees with less on the validation states (the two parents'
+    halves are not equally easy to learn), so validation losses are taken against
+    that epoch's targets. Epoch 0 (the child as given) competes too, so fine-tuning
+    never returns a child that validates worse than the raw one.
     """
     with torch.inference_mode():
         q_a, q_b = teacher_a.eval()(states), teacher_b.eval()(states)
-    targets = make_targets(q_a, q_b, cfg)
+    share_a = 0.5
+    targets = make_targets(q_a, q_b, cfg, share_a)
+    disagreement = max(1e-3, 1 - targets.balance["parents_agree"])
+    balanced = cfg.teacher_mode == "balanced"
     train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)
     centred = targets.q[train_idx] - targets.q[train_idx].mean(-1, keepdim=True)
     q_scale = torch.stack([targets.q[train_idx].var(), centred.var()]).clamp_min(1e-8).unsqueeze(0)
@@ -166,10 +178,11 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
             val_loss = losses(val_idx, cfg.temperature)["total"].item()
             child_q = stack(states[val_idx])[0]
         picks = child_q.argmax(-1)
+        agree_a = (picks == q_a[val_idx].argmax(-1)).double().mean().item()
+        agree_b = (picks == q_b[val_idx].argmax(-1)).double().mean().item()
         return {"epoch": epoch, "temperature": temperature, "lr": optimizer.lr, "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_agreement_a": (picks == q_a[val_idx].argmax(-1)).double().mean().item(),
-                "val_agreement_b": (picks == q_b[val_idx].argmax(-1)).double().mean().item()}
+                "val_loss": val_loss, "val_agreement_a": agree_a, "val_agreement_b": agree_b,
+                "val_primary": min(agree_a, agree_b), "share_a": share_a}
 
     history = [validate(0, cfg.temperature, None)]
     best = history[0]
@@ -199,10 +212,17 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
             best_state = {k: v.detach().clone() for k, v in stack.params.items()}
         if cfg.lr_schedule_patience:
             plateau.step(row["val_loss"])
+        if balanced:
+            # Giving Δ of the disagreements to A moves agreement with A up and with B down
+            # by about Δ·disagreement each; go half-way towards equal agreement.
+            gap = row["val_agreement_b"] - row["val_agreement_a"]
+            share_a = min(0.95, max(0.05, share_a + 0.5 * gap / (2 * disagreement)))
+            targets = make_targets(q_a, q_b, cfg, share_a)
         if cfg.early_stopping_patience and epoch - best["epoch"] >= cfg.early_stopping_patience:
             stopped_early = epoch < cfg.epochs
             break
     with torch.no_grad():
         for key, value in stack.params.items():
             value.copy_(best_state[key])
-    return FinetuneResult(stack.member(0), history, best["epoch"], stopped_early, targets.balance)
+    balance = make_targets(q_a, q_b, cfg, best["share_a"]).balance
+    return FinetuneResult(stack.member(0), history, best["epoch"], stopped_early, balance)

@@ -68,8 +68,9 @@ def test_balanced_child_keeps_both_parents_where_a_single_teacher_collapses():
 def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
     a, b = parents()
     child = seeded_qnetwork(CHILD, 7)
-    result = finetune(child, a, b, STATES, config(learning_rate=1e-12, epochs=6, early_stopping_patience=4,
-                                                  lr_schedule_patience=1, lr_schedule_factor=0.5))
+    cfg = config(teacher_mode="a", learning_rate=1e-12, epochs=6, early_stopping_patience=4,
+                 lr_schedule_patience=1, lr_schedule_factor=0.5)
+    result = finetune(child, a, b, STATES, cfg)
     assert result.best_epoch == 0 and result.stopped_early and len(result.history) == 5
     assert torch.equal(result.child.network[0].weight, child.network[0].weight)
     assert result.history[-1]["lr"] < result.history[1]["lr"]
@@ -89,3 +90,13 @@ def test_optimizer_kwargs_are_checked_against_the_optimizer():
     assert str(err.value) == ("params.yaml: finetune.optimizer_kwargs: sgd takes only momentum, nesterov, "
                               "weight_decay (got {'betas': [0.9, 0.99]})")
     assert config(optimizer="rmsprop", optimizer_kwargs={"momentum": 0.9}).optimizer == "rmsprop"
+
+
+def test_balanced_mode_moves_the_split_towards_the_parent_it_agrees_with_less():
+    a, b = parents()
+    result = finetune(seeded_qnetwork(CHILD, 7), a, b, STATES, config(teacher_mode="balanced", epochs=3))
+    rows = result.history[1:]
+    for row, following in zip(rows, result.history[2:]):
+        moved = following["share_a"] - row["share_a"]
+        assert moved * (row["val_agreement_b"] - row["val_agreement_a"]) >= 0
+    assert result.balance["share_a"] == result.history[result.best_epoch]["share_a"]
