@@ -91,12 +91,11 @@ def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
 
 def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
     """Parents, students, int8 students and children: agreement with both parents and online return."""
-    returns = report["greedy_return"]
-    rows = [["parent A vs parent B", report["parents_agreement"], report["parents_agreement"], None, None, None]]
-    for name, child in report["children"].items():
-        rows.append([name, child["vs_a"]["action_agreement"], child["vs_b"]["action_agreement"],
-                     child["oracle_agreement"], child["primary_over_bound"], returns.get(name)])
-    online = [[name, value] for name, value in returns.items()]
+    rows = []
+    for name, agreement in report["agreement"].items():
+        child = report["children"].get(name, {})
+        rows.append([name, agreement["agreement_a"], agreement["agreement_b"], child.get("oracle_agreement"),
+                     child.get("primary_over_bound"), report["greedy_return"][name]])
     parts = [
         f"# Recombination validation — {'PASSED' if report['passed'] else 'FAILED'}",
         "",
@@ -104,8 +103,6 @@ def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
         f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}.",
         "",
         table(["network", "agreement A", "agreement B", "oracle", "primary / U", "greedy return"], rows),
-        "",
-        table(["network", "greedy return"], online),
         "",
         checks_table(report["checks"]),
         "",

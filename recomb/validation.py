@@ -272,6 +272,15 @@ def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarra
     return report
 
 
+def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarray) -> dict[str, dict]:
+    """Each network's greedy-action agreement with parent A and with parent B on held-out states."""
+    states = torch.from_numpy(heldout)
+    q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
+    return {name: {"agreement_a": metrics.action_agreement(q_a, q_values(model, states)),
+                   "agreement_b": metrics.action_agreement(q_b, q_values(model, states))}
+            for name, model in networks.items()}
+
+
 def online_returns(networks: dict, env: str | None, cfg) -> dict[str, float | None]:
     """Greedy mean return of each network over the same fixed-seed episodes."""
     return {name: greedy_return(model, env, cfg) for name, model in networks.items()}

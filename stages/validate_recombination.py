@@ -3,8 +3,8 @@
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.finetune import FinetuneConfig
 from recomb.reports import recombination_markdown
-from recomb.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, all_passed, gate, online_returns,
-                               recombination_offline)
+from recomb.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreement_with_parents, all_passed, gate,
+                               online_returns, recombination_offline)
 
 from . import paths
 from .common import log, run
@@ -23,13 +23,14 @@ def main(params: dict) -> None:
     report = recombination_offline(role_a.model, role_b.model, {k: c.model for k, c in children.items()}, heldout, cfg)
     report.update(parents_role=cfg.parents_role, n_heldout=len(heldout))
 
-    online = {}
-    for pair in paths.PAIRS:
-        for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8)):
-            online[f"{name}_{pair}"] = load_checkpoint(pattern.format(pair)).model
-    online.update({name: c.model for name, c in children.items()})
+    everyone = {}
+    for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8)):
+        for pair in paths.PAIRS:
+            everyone[f"{name}_{pair}"] = load_checkpoint(pattern.format(pair)).model
+    everyone.update({name: c.model for name, c in children.items()})
     env = load_checkpoint(paths.PARENTS.format("A")).meta.get("env")
-    report["greedy_return"] = online_returns(online, env, cfg)
+    report["agreement"] = agreement_with_parents(role_a.model, role_b.model, everyone, heldout)
+    report["greedy_return"] = online_returns(everyone, env, cfg)
 
     t = cfg.thresholds
     child = report["children"]["child"]
