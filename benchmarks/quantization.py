@@ -25,7 +25,7 @@ import torch
 
 from recomb.artifacts import load_checkpoint, load_states
 from recomb.metrics import action_agreement, batch1_latency_ms
-from recomb.quantize import _torchao, calibration_batches, ptq
+from recomb.quantize import calibration_batches, import_torchao, ptq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scratch import Project  # noqa: E402
@@ -131,7 +131,7 @@ def quantized(workdir: Path, harness: str) -> None:
 
 
 def torchao(workdir: Path) -> None:
-    _torchao()  # silences torchao's import noise before the import below
+    import_torchao()  # silences torchao's import noise before the import below
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
     p = project(workdir, "cartpole")

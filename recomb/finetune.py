@@ -167,15 +167,14 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
     bs, n_train = cfg.batch_size, len(train_idx)
     steps = (n_train + bs - 1) // bs
 
-    def losses(idx: torch.Tensor, temperature: float, masks=None) -> dict[str, torch.Tensor]:
+    def losses(idx: torch.Tensor, temperature: float, soft: torch.Tensor, masks=None) -> dict[str, torch.Tensor]:
         child_q = stack(states[idx], dropout_masks=masks)
-        return objective(child_q, targets.q[idx].unsqueeze(0), q_scale, cfg, temperature,
-                         targets.soft(temperature)[idx].unsqueeze(0))
+        return objective(child_q, targets.q[idx].unsqueeze(0), q_scale, cfg, temperature, soft[idx].unsqueeze(0))
 
     def validate(epoch: int, temperature: float, train_loss: float | None) -> dict:
         stack.eval()
         with torch.no_grad():
-            val_loss = losses(val_idx, cfg.temperature)["total"].item()
+            val_loss = losses(val_idx, cfg.temperature, targets.soft(cfg.temperature))["total"].item()
             child_q = stack(states[val_idx])[0]
         picks = child_q.argmax(-1)
         agree_a = (picks == q_a[val_idx].argmax(-1)).double().mean().item()
@@ -193,11 +192,12 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
         order = train_idx[torch.randperm(n_train, generator=gen)]
         dropout = child.arch.dropout if cfg.train_dropout else 0.0
         masks = _dropout_masks((2, steps * bs, child.arch.hidden), dropout, [gen])
+        soft = targets.soft(temperature)
         stack.train()
         total = 0.0
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
-            loss = losses(idx, temperature, masks[:, :, step * bs:step * bs + len(idx)])["total"]
+            loss = losses(idx, temperature, soft, masks[:, :, step * bs:step * bs + len(idx)])["total"]
             optimizer.zero_grad()
             loss.sum().backward()
             stack.per_member_grad_norm_clip_(cfg.max_grad_norm)

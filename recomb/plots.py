@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str], title: str):
     """One panel per metric in `panels`, one line per named history; returns the figure."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * len(panels), 3.2))  # no pyplot: no global figure registry, faster import
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for name, rows in histories.items():
             ax.plot([r[x] for r in rows], [r[key] for r in rows], marker=".", label=name)
@@ -21,7 +19,3 @@ def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str],
     fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-def close(fig) -> None:
-    plt.close(fig)

@@ -15,12 +15,15 @@ weights it was trained against):
 - biases and LayerNorm parameters stay float32.
 
 The quantization arithmetic (choosing scales and zero points, rounding) is torchao's
-affine-quantization primitives. torchao's own `quantize_` models are not used for
-inference: on the CartPole students (benchmarks/quantization.py) their batch-1
-forward is about 1.8× (weight-only) and 8× (dynamic activations) the float network's,
-and their tensor subclasses cannot be stored as plain safetensors. torchao is imported only
-by the functions that quantize (`ptq` and its helpers); loading and running an int8
-checkpoint, and QAT's fake quantization, need plain torch.
+affine quantization (symmetric per-channel weights, asymmetric per-tensor activations),
+reproduced op for op in plain torch and tested for bit equality against torchao's
+primitives. We measured torchao itself on the pipeline's path and kept it out:
+importing it costs 1.5–2 s per stage process (more than quantizing takes), its
+primitives make QAT's per-step fake quantization 4.5× slower, and its `quantize_`
+models run batch-1 forward about 1.9× (weight-only) and 9× (dynamic activations) the
+float network's, with tensor subclasses that cannot be stored as plain safetensors
+(benchmarks/quantization.py). `import_torchao` gives the reference to tests and
+benchmarks.
 """
 
 from __future__ import annotations
@@ -46,13 +49,10 @@ ACT_QMIN, ACT_QMAX = -128, 127
 
 
 @functools.cache
-def _torchao():
-    """torchao's affine-quantization primitives, imported quietly.
-
-    Importing torchao tries to load CUDA kernels this CPU build cannot use and trips
-    a torch pytree deprecation notice; neither concerns us, so both loggers are
-    silenced for the import, and the kernel loading is skipped.
-    """
+def import_torchao():
+    """torchao's affine-quantization primitives (the reference our arithmetic is tested
+    against), imported quietly: its CUDA-kernel loading is skipped (useless on this CPU
+    build) and its loggers, and a torch pytree deprecation notice it trips, are silenced."""
     os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
     quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
     levels = [logger.level for logger in quiet]
@@ -66,40 +66,43 @@ def _torchao():
     return quant_primitives
 
 
+EPS = torch.finfo(torch.float32).smallest_normal
+
+
+def _weight_grid(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row symmetric int8 values (as float) and scales of a 2-D float weight.
+
+    torchao's `choose_qparams_affine` + `quantize_affine` (symmetric, [-127, 127]),
+    op for op — x·(1/scale), not x/scale, so rounding ties land alike; tests check
+    bit equality with torchao.
+    """
+    scale = (flat.abs().amax(-1, keepdim=True) / WEIGHT_QMAX).clamp_min(EPS)
+    return torch.round(flat * (1.0 / scale)).clamp(WEIGHT_QMIN, WEIGHT_QMAX), scale
+
+
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(out, in) float weight → int8 weight and float32 per-output-channel scales."""
-    qp = _torchao()
-    block = (1, weight.shape[1])
-    scale, zero_point = qp.choose_qparams_affine(
-        weight.detach().float(), qp.MappingType.SYMMETRIC, block, torch.int8,
-        quant_min=WEIGHT_QMIN, quant_max=WEIGHT_QMAX, scale_dtype=torch.float32,
-    )
-    q = qp.quantize_affine(weight.detach().float(), block, scale, zero_point, torch.int8, WEIGHT_QMIN, WEIGHT_QMAX)
-    return q, scale.reshape(-1)
+    q, scale = _weight_grid(weight.detach().float())
+    return q.to(torch.int8), scale.reshape(-1)
 
 
 def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
     """The weight as its int8 version computes, with a straight-through gradient.
 
     Accepts (out, in) or stacked (P, out, in) weights; scales are per output channel
-    of each member. This runs in every training forward, so it is written in plain
-    torch ops (4× faster than going through torchao's primitives); a test checks it
-    is bit-identical to `quantize_weight`, so conversion gives exactly these weights.
+    of each member, exactly as `quantize_weight` chooses them at conversion.
     """
-    flat = weight.detach().reshape(-1, weight.shape[-1])
-    scale = (flat.abs().amax(-1, keepdim=True) / WEIGHT_QMAX).clamp_min(torch.finfo(torch.float32).smallest_normal)
-    # x·(1/scale), not x/scale: torchao's rounding, so ties land alike.
-    dequantized = (torch.round(flat * (1.0 / scale)).clamp(WEIGHT_QMIN, WEIGHT_QMAX) * scale).reshape(weight.shape)
-    return weight + (dequantized - weight).detach()
+    q, scale = _weight_grid(weight.detach().reshape(-1, weight.shape[-1]))
+    return weight + ((q * scale).reshape(weight.shape) - weight).detach()
 
 
 def activation_qparams(low: float, high: float) -> tuple[float, int]:
-    """Per-tensor asymmetric int8 scale and zero point covering [low, high] (and 0)."""
-    qp = _torchao()
-    scale, zero_point = qp.choose_qparams_affine_with_min_max(
-        torch.tensor([low]), torch.tensor([high]), qp.MappingType.ASYMMETRIC, (1,), torch.int8,
-        quant_min=ACT_QMIN, quant_max=ACT_QMAX, scale_dtype=torch.float32, zero_point_dtype=torch.int32,
-    )
+    """Per-tensor asymmetric int8 scale and zero point covering [low, high] and 0
+    (torchao's `choose_qparams_affine_with_min_max`, op for op; tested against it)."""
+    low_neg = torch.tensor([min(low, 0.0)], dtype=torch.float32)
+    high_pos = torch.tensor([max(high, 0.0)], dtype=torch.float32)
+    scale = ((high_pos - low_neg) / float(ACT_QMAX - ACT_QMIN)).clamp_min(EPS)
+    zero_point = (ACT_QMIN - torch.round(low_neg / scale)).clamp(ACT_QMIN, ACT_QMAX)
     return float(scale[0]), int(zero_point[0])
 
 

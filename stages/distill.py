@@ -8,7 +8,7 @@ import torch
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.distill import DistillConfig, distill
 from recomb.networks import seeded_qnetwork, student_hidden
-from recomb.plots import close, learning_curves
+from recomb.plots import learning_curves
 
 from . import paths
 from .common import log, progress, run
@@ -44,7 +44,6 @@ def main(params: dict) -> None:
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
                           ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "Distillation")
     out.add_figure(paths.DISTILL_PNG, fig)
-    close(fig)
     out.commit()
     log.info("distilled %d students in %.2f s", len(students), training_seconds)
 

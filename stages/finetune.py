@@ -4,7 +4,7 @@ import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.finetune import FinetuneConfig, finetune
-from recomb.plots import close, learning_curves
+from recomb.plots import learning_curves
 from recomb.quantize import PTQConfig, calibration_batches, ptq
 
 from . import paths
@@ -38,7 +38,6 @@ def main(params: dict) -> None:
     fig = learning_curves({"child": result.history}, "epoch",
                           ["val_loss", "val_agreement_a", "val_agreement_b"], "Fine-tuning")
     out.add_figure(paths.FINETUNE_PNG, fig)
-    close(fig)
     out.commit()
     log.info("child: best epoch %d, val agreement A %.4f / B %.4f, balance %s", result.best_epoch,
              best["val_agreement_a"], best["val_agreement_b"], result.balance)

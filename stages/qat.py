@@ -3,7 +3,7 @@
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.plots import close, learning_curves
+from recomb.plots import learning_curves
 from recomb.quantize import PTQConfig, QATConfig, ptq, qat
 
 from . import paths
@@ -38,7 +38,6 @@ def main(params: dict) -> None:
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
                           ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "QAT")
     out.add_figure(paths.QAT_PNG, fig)
-    close(fig)
     out.commit()
 
 

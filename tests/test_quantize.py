@@ -10,8 +10,8 @@ from recomb.config import load_params
 from recomb.distill import distill
 from recomb.errors import RecombError
 from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
-from recomb.quantize import (QATConfig, calibration_batches, fake_quantize_weight, ptq, qat, quantize_weight,
-                             tensor_bytes)
+from recomb.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
+                             ptq, qat, quantize_weight, tensor_bytes)
 
 ARCH = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
@@ -23,6 +23,27 @@ def teacher_and_student():
 
 def calibration():
     return calibration_batches(STATES, 4, 64, seed=0)
+
+
+@pytest.mark.parametrize("magnitude", [1e-3, 1.0, 37.0])
+def test_weight_quantization_is_torchaos_bit_for_bit(magnitude):
+    qp = import_torchao()
+    weight = torch.randn(16, 8, generator=torch.Generator().manual_seed(2)) * magnitude
+    weight[0, :3] = torch.tensor([127.0, 2.5, -40.5]) * magnitude / 127  # exact rounding ties
+    scale, zero_point = qp.choose_qparams_affine(weight, qp.MappingType.SYMMETRIC, (1, 8), torch.int8,
+                                                 quant_min=-127, quant_max=127, scale_dtype=torch.float32)
+    reference = qp.quantize_affine(weight, (1, 8), scale, zero_point, torch.int8, -127, 127)
+    q, ours = quantize_weight(weight)
+    assert torch.equal(q, reference) and torch.equal(ours, scale.reshape(-1))
+
+
+@pytest.mark.parametrize("low, high", [(-1.3, 2.7), (0.0, 4.2), (0.5, 3.0), (-5.0, -0.25), (-1e-9, 1e-9)])
+def test_activation_qparams_are_torchaos(low, high):
+    qp = import_torchao()
+    scale, zero_point = qp.choose_qparams_affine_with_min_max(
+        torch.tensor([low]), torch.tensor([high]), qp.MappingType.ASYMMETRIC, (1,), torch.int8,
+        quant_min=-128, quant_max=127, scale_dtype=torch.float32, zero_point_dtype=torch.int32)
+    assert activation_qparams(low, high) == (float(scale[0]), int(zero_point[0]))
 
 
 def test_weights_are_symmetric_int8_per_output_channel():
