@@ -173,11 +173,13 @@ def batch_dependence(model, states: torch.Tensor) -> float:
 
 
 def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray, env: str | None,
-                       cfg: ValidateQuantizedConfig) -> dict:
+                       cfg: ValidateQuantizedConfig, float_return: float | None) -> dict:
     """The deterministic part of the report for one int8 student against its float student.
 
     `relative_q_error` is mean |Q_int8 − Q_float| over the standard deviation of the
     float student's Q-values across held-out states and actions (its Q spread).
+    `float_return` is the float student's `greedy_return`, computed once by the caller
+    for all its int8 versions.
     """
     states = torch.from_numpy(heldout)
     teacher_q, float_q, int8_q = (q_values(m, states) for m in (teacher, float_student, int8_student))
@@ -187,7 +189,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
     fidelity["relative_q_error"] = q_error / float_q.double().std().item()
     teacher_agreement = {"float": metrics.action_agreement(teacher_q, float_q),
                          "int8": metrics.action_agreement(teacher_q, int8_q)}
-    returns = {"float": greedy_return(float_student, env, cfg), "int8": greedy_return(int8_student, env, cfg)}
+    returns = {"float": float_return, "int8": greedy_return(int8_student, env, cfg)}
     t = cfg.thresholds
     checks = [
         ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),

@@ -6,7 +6,8 @@ import resource
 from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
 from recomb.quantize import QATConfig, tensor_bytes
 from recomb.reports import quantized_markdown
-from recomb.validation import ValidateQuantizedConfig, all_passed, quantized_timing, validate_quantized
+from recomb.validation import (ValidateQuantizedConfig, all_passed, greedy_return, quantized_timing,
+                               validate_quantized)
 
 from . import paths
 from .common import log, run
@@ -29,10 +30,12 @@ def main(params: dict) -> None:
         student = load_checkpoint(paths.STUDENTS.format(pair))
         heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim) if heldout is None else heldout
         student.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
+        env = teacher.meta.get("env")
+        float_return = greedy_return(student.model, env, cfg)
         for method, pattern in int8_paths.items():
             int8 = load_checkpoint(pattern.format(pair))
             int8.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
-            report = validate_quantized(teacher.model, student.model, int8.model, heldout, teacher.meta.get("env"), cfg)
+            report = validate_quantized(teacher.model, student.model, int8.model, heldout, env, cfg, float_return)
             on_disk = {"float": stored_bytes(student.path), "int8": stored_bytes(int8.path)}
             report["size_bytes"] = {
                 "tensors": {"float": tensor_bytes(student.model), "int8": tensor_bytes(int8.model)},
