@@ -54,16 +54,21 @@ class DistillConfig(Section):
     def check(self) -> None:
         self.require(self.student_hidden is None or self.student_hidden >= 1, "student_hidden", "must be ≥ 1 or null")
         self.require(0 <= self.student_dropout < 1, "student_dropout", "must be in [0, 1)")
-        self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
-        self.require(self.lr > 0, "lr", "must be > 0")
         self.require(0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
-        self.require(self.batch_size >= 1, "batch_size", "must be ≥ 1")
-        self.require(self.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
-        self.require(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
-        self.require(self.temperature > 0, "temperature", "must be > 0")
-        self.require(0 < self.temp_decay <= 1, "temp_decay", "must be in (0, 1]")
-        self.require(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]")
-        self.require(self.q_weight >= 0, "q_weight", "must be ≥ 0")
+        check_training_knobs(self, "lr")
+
+
+def check_training_knobs(section: Section, lr_key: str) -> None:
+    """Range rules shared by every trainer's params section (distill, qat, finetune)."""
+    section.require(section.epochs >= 1, "epochs", "must be ≥ 1")
+    section.require(getattr(section, lr_key) > 0, lr_key, "must be > 0")
+    section.require(section.batch_size >= 1, "batch_size", "must be ≥ 1")
+    section.require(section.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
+    section.require(0 < section.val_fraction < 1, "val_fraction", "must be in (0, 1)")
+    section.require(section.temperature > 0, "temperature", "must be > 0")
+    section.require(0 < section.temp_decay <= 1, "temp_decay", "must be in (0, 1]")
+    section.require(0 <= section.alpha <= 1, "alpha", "must be in [0, 1]")
+    section.require(section.q_weight >= 0, "q_weight", "must be ≥ 0")
 
 
 def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.Tensor, cfg,

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Section
-from .distill import _dropout_masks, objective, split_indices
+from .distill import _dropout_masks, check_training_knobs, objective, split_indices
 from .networks import QNetwork, QNetworkStack
 from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
 from .quantize import fake_quantize_weight
@@ -59,15 +59,7 @@ class FinetuneConfig(Section):
 
     def check(self) -> None:
         self.require(0 <= self.weight_a <= 1, "weight_a", "must be in [0, 1]")
-        self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
-        self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
-        self.require(self.batch_size >= 1, "batch_size", "must be ≥ 1")
-        self.require(self.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
-        self.require(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
-        self.require(self.temperature > 0, "temperature", "must be > 0")
-        self.require(0 < self.temp_decay <= 1, "temp_decay", "must be in (0, 1]")
-        self.require(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]")
-        self.require(self.q_weight >= 0, "q_weight", "must be ≥ 0")
+        check_training_knobs(self, "learning_rate")
         self.require(self.lr_schedule_patience >= 0, "lr_schedule_patience", "must be ≥ 0 (0 = off)")
         self.require(0 < self.lr_schedule_factor < 1, "lr_schedule_factor", "must be in (0, 1)")
         self.require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be ≥ 0 (0 = off)")
