@@ -28,7 +28,7 @@ from safetensors.torch import save as st_save
 
 from .errors import RecombError
 from .networks import PARAM_KEYS, Architecture, QNetwork
-from .quantize import Int8QNetwork, int8_tensor_keys, int8_tensor_shapes
+from .quantize import Int8QNetwork, int8_tensor_spec
 
 CHECKPOINT_FORMAT = "recomb.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -209,9 +209,7 @@ def _architecture_from(path: Path, data: Any) -> Architecture:
 
 
 def _check_int8_tensors(path: Path, tensors: dict[str, torch.Tensor], arch: Architecture, mode: str) -> None:
-    shapes = int8_tensor_shapes(arch, mode)
-    spec = {key: (shapes[key], dtype) for key, dtype in int8_tensor_keys(mode).items()}
-    _check_tensors(path, tensors, spec, f"an int8 {mode} Q-network checkpoint")
+    _check_tensors(path, tensors, int8_tensor_spec(arch, mode), f"an int8 {mode} Q-network checkpoint")
     for key, tensor in tensors.items():
         if key.endswith("scale") and not (tensor > 0).all():
             raise RecombError(f"{path}: tensor {key} has a non-positive quantization scale")

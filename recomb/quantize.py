@@ -234,34 +234,22 @@ def tensor_bytes(model: QNetwork | Int8QNetwork) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
-def int8_tensor_keys(mode: QuantMode) -> dict[str, torch.dtype]:
-    """Every tensor an int8 checkpoint of `mode` holds, with its dtype."""
-    keys: dict[str, torch.dtype] = {}
-    for idx in LINEAR_INDICES:
-        keys[f"network.{idx}.weight"] = torch.int8
-        keys[f"network.{idx}.weight_scale"] = torch.float32
-        keys[f"network.{idx}.bias"] = torch.float32
-        if mode == "static":
-            keys[f"network.{idx}.input_scale"] = torch.float32
-            keys[f"network.{idx}.input_zero_point"] = torch.int32
-    for idx in NORM_INDICES:
-        keys[f"network.{idx}.weight"] = torch.float32
-        keys[f"network.{idx}.bias"] = torch.float32
-    return keys
-
-
-def int8_tensor_shapes(arch: Architecture, mode: QuantMode) -> dict[str, tuple[int, ...]]:
-    """Expected shape of every tensor of an int8 checkpoint."""
+def int8_tensor_spec(arch: Architecture, mode: QuantMode) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Every tensor an int8 checkpoint of `mode` holds: key → (shape, dtype)."""
     shapes = arch.shapes()
-    out = {}
-    for key in int8_tensor_keys(mode):
-        if key.endswith("weight_scale"):
-            out[key] = (shapes[key.replace("weight_scale", "weight")][0],)
-        elif key.endswith(("input_scale", "input_zero_point")):
-            out[key] = (1,)
-        else:
-            out[key] = shapes[key]
-    return out
+    spec: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    for idx in LINEAR_INDICES:
+        weight = f"network.{idx}.weight"
+        spec[weight] = (shapes[weight], torch.int8)
+        spec[f"network.{idx}.weight_scale"] = ((shapes[weight][0],), torch.float32)
+        spec[f"network.{idx}.bias"] = (shapes[f"network.{idx}.bias"], torch.float32)
+        if mode == "static":
+            spec[f"network.{idx}.input_scale"] = ((1,), torch.float32)
+            spec[f"network.{idx}.input_zero_point"] = ((1,), torch.int32)
+    for idx in NORM_INDICES:
+        for name in ("weight", "bias"):
+            spec[f"network.{idx}.{name}"] = (shapes[f"network.{idx}.{name}"], torch.float32)
+    return spec
 
 
 def ptq(model: QNetwork, mode: QuantMode, calibration: list[torch.Tensor] | None = None,

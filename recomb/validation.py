@@ -278,9 +278,11 @@ def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarr
     """Each network's greedy-action agreement with parent A and with parent B on held-out states."""
     states = torch.from_numpy(heldout)
     q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
-    return {name: {"agreement_a": metrics.action_agreement(q_a, q_values(model, states)),
-                   "agreement_b": metrics.action_agreement(q_b, q_values(model, states))}
-            for name, model in networks.items()}
+    table = {}
+    for name, model in networks.items():
+        q = q_values(model, states)
+        table[name] = {"agreement_a": metrics.action_agreement(q_a, q), "agreement_b": metrics.action_agreement(q_b, q)}
+    return table
 
 
 def online_returns(networks: dict, env: str | None, cfg) -> dict[str, float | None]:

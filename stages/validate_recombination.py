@@ -23,12 +23,11 @@ def main(params: dict) -> None:
     report = recombination_offline(role_a.model, role_b.model, {k: c.model for k, c in children.items()}, heldout, cfg)
     report.update(parents_role=cfg.parents_role, n_heldout=len(heldout))
 
-    everyone = {}
-    for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8)):
-        for pair in paths.PAIRS:
-            everyone[f"{name}_{pair}"] = load_checkpoint(pattern.format(pair)).model
-    everyone.update({name: c.model for name, c in children.items()})
-    env = load_checkpoint(paths.PARENTS.format("A")).meta.get("env")
+    others = {f"{name}_{pair}": load_checkpoint(pattern.format(pair))
+              for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8))
+              for pair in paths.PAIRS}
+    env = others["parent_A"].meta.get("env")
+    everyone = {name: c.model for name, c in {**others, **children}.items()}
     report["agreement"] = agreement_with_parents(role_a.model, role_b.model, everyone, heldout)
     report["greedy_return"] = online_returns(everyone, env, cfg)
 
