@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Section
+from .errors import RecombError
 from .distill import _dropout_masks, check_training_knobs, objective, split_indices
 from .networks import QNetwork, QNetworkStack
 from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
@@ -35,12 +36,31 @@ from .quantize import fake_quantize_weight
 
 
 @dataclass(frozen=True)
+class Regime(Section):
+    """A named fine-tune budget (params `regimes.<name>`): the search grid's second axis."""
+
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
+
+    def check(self) -> None:
+        self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
+        self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
+        self.require(self.batch_size >= 1, "batch_size", "must be ≥ 1")
+
+
+@dataclass(frozen=True)
 class FinetuneConfig(Section):
+    """The `finetune` section with its regime's budget filled in (see `finetune_config`)."""
+
+    regime: str
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
     teacher_mode: Literal["a", "dual", "balanced"]
     weight_a: float
-    learning_rate: float
-    epochs: int
-    batch_size: int
     max_grad_norm: float
     val_fraction: float
     seed: int
@@ -55,7 +75,6 @@ class FinetuneConfig(Section):
     early_stopping_patience: int
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"]
     optimizer_kwargs: dict
-    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
 
     def check(self) -> None:
         self.require(0 <= self.weight_a <= 1, "weight_a", "must be in [0, 1]")
@@ -67,6 +86,25 @@ class FinetuneConfig(Section):
         unknown = sorted(set(self.optimizer_kwargs) - allowed)
         self.require(not unknown, "optimizer_kwargs",
                      f"{self.optimizer} takes only {', '.join(sorted(allowed))}")
+
+
+def regimes(params: dict, source: str = "params.yaml") -> dict[str, Regime]:
+    """Every named regime of params `regimes`, validated."""
+    if not isinstance(params.get("regimes"), dict) or not params["regimes"]:
+        raise RecombError(f"{source}: section 'regimes' is missing or empty")
+    return {name: Regime.from_mapping(body, f"{source}: regimes.{name}") for name, body in params["regimes"].items()}
+
+
+def finetune_config(params: dict, regime: str | None = None, source: str = "params.yaml") -> FinetuneConfig:
+    """The `finetune` section with the budget of `regime` (default: `finetune.regime`)."""
+    section = params.get("finetune")
+    if not isinstance(section, dict):
+        raise RecombError(f"{source}: section 'finetune' is missing")
+    name = section.get("regime") if regime is None else regime
+    known = regimes(params, source)
+    if name not in known:
+        raise RecombError(f"{source}: finetune.regime: {name!r} is not one of the regimes ({', '.join(known)})")
+    return FinetuneConfig.from_mapping({**section, "regime": name, **known[name].to_dict()}, f"{source}: finetune")
 
 
 def normalised_margin(q: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -130,9 +168,16 @@ class FinetuneResult:
     balance: dict
 
 
-def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Module, states: torch.Tensor,
-             cfg: FinetuneConfig, on_epoch: Callable[[dict], None] | None = None) -> FinetuneResult:
-    """Train `child` towards the targets of `cfg.teacher_mode`; keep its best validation epoch.
+def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: torch.nn.Module, states: torch.Tensor,
+             cfg: FinetuneConfig, on_epoch: Callable[[int], None] | None = None) -> list[FinetuneResult]:
+    """Train each child towards the targets of `cfg.teacher_mode`; keep its best validation epoch.
+
+    The children train side by side as one `QNetworkStack` (one optimizer step for
+    all), and each comes out with the same bits it would have trained alone: every
+    per-member computation (forward, loss, gradient, clipping, update) is independent
+    of the stack size, which tests check. They share the data order, so the search
+    can vectorize a grid. Members cannot have learning rates of their own, so a
+    plateau schedule (`lr_schedule_patience`) needs one child per call.
 
     The best epoch is the one with the lowest validation loss. In `balanced` mode,
     after every epoch the share of disagreement states given to A moves towards the
@@ -141,16 +186,20 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
     that epoch's targets. Epoch 0 (the child as given) competes too, so fine-tuning
     never returns a child that validates worse than the raw one.
     """
+    if cfg.lr_schedule_patience and len(children) > 1:
+        raise ValueError("a plateau schedule adapts one learning rate: fine-tune one child per call")
     with torch.inference_mode():
         q_a, q_b = teacher_a.eval()(states), teacher_b.eval()(states)
-    share_a = 0.5
-    targets = make_targets(q_a, q_b, cfg, share_a)
-    disagreement = max(1e-3, 1 - targets.balance["parents_agree"])
+    n = len(children)
+    shares = [0.5] * n
+    members = [make_targets(q_a, q_b, cfg, 0.5)] * n
+    disagreement = max(1e-3, 1 - members[0].balance["parents_agree"])
     balanced = cfg.teacher_mode == "balanced"
     train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)
-    centred = targets.q[train_idx] - targets.q[train_idx].mean(-1, keepdim=True)
-    q_scale = torch.stack([targets.q[train_idx].var(), centred.var()]).clamp_min(1e-8).unsqueeze(0)
-    stack = QNetworkStack(child.arch, [child.state_dict()])
+    first = members[0].q[train_idx]
+    q_scale = torch.stack([first.var(), (first - first.mean(-1, keepdim=True)).var()]).clamp_min(1e-8).unsqueeze(0)
+    arch = children[0].arch
+    stack = QNetworkStack(arch, [child.state_dict() for child in children])
     if cfg.quantization_applied != "none":
         stack.weight_transform = fake_quantize_weight
     optimizer = make_optimizer(cfg.optimizer, stack.parameters(), cfg.learning_rate, cfg.optimizer_kwargs)
@@ -159,62 +208,73 @@ def finetune(child: QNetwork, teacher_a: torch.nn.Module, teacher_b: torch.nn.Mo
     bs, n_train = cfg.batch_size, len(train_idx)
     steps = (n_train + bs - 1) // bs
 
-    def losses(idx: torch.Tensor, temperature: float, soft: torch.Tensor, masks=None) -> dict[str, torch.Tensor]:
-        child_q = stack(states[idx], dropout_masks=masks)
-        return objective(child_q, targets.q[idx].unsqueeze(0), q_scale, cfg, temperature, soft[idx].unsqueeze(0))
+    def stacked(temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, N, A) Q targets and target log-probabilities at `temperature`."""
+        return (torch.stack([t.q for t in members]), torch.stack([t.soft(temperature) for t in members]))
 
-    def validate(epoch: int, temperature: float, train_loss: float | None) -> dict:
+    def validate(epoch: int, temperature: float, train_loss: list[float | None]) -> list[dict]:
+        target_q, soft = stacked(cfg.temperature)
         stack.eval()
         with torch.no_grad():
-            val_loss = losses(val_idx, cfg.temperature, targets.soft(cfg.temperature))["total"].item()
-            child_q = stack(states[val_idx])[0]
+            child_q = stack(states[val_idx])
+            val_loss = objective(child_q, target_q[:, val_idx], q_scale, cfg, cfg.temperature, soft[:, val_idx])["total"]
         picks = child_q.argmax(-1)
-        agree_a = (picks == q_a[val_idx].argmax(-1)).double().mean().item()
-        agree_b = (picks == q_b[val_idx].argmax(-1)).double().mean().item()
-        return {"epoch": epoch, "temperature": temperature, "lr": optimizer.lr, "train_loss": train_loss,
-                "val_loss": val_loss, "val_agreement_a": agree_a, "val_agreement_b": agree_b,
-                "val_primary": min(agree_a, agree_b), "share_a": share_a}
+        agree_a = (picks == q_a[val_idx].argmax(-1)).double().mean(-1)
+        agree_b = (picks == q_b[val_idx].argmax(-1)).double().mean(-1)
+        return [{"epoch": epoch, "temperature": temperature, "lr": optimizer.lr, "train_loss": train_loss[m],
+                 "val_loss": val_loss[m].item(), "val_agreement_a": agree_a[m].item(),
+                 "val_agreement_b": agree_b[m].item(), "val_primary": min(agree_a[m], agree_b[m]).item(),
+                 "share_a": shares[m]} for m in range(n)]
 
-    history = [validate(0, cfg.temperature, None)]
-    best = history[0]
+    histories = [[row] for row in validate(0, cfg.temperature, [None] * n)]
+    best = [h[0] for h in histories]
     best_state = {k: v.detach().clone() for k, v in stack.params.items()}
-    stopped_early = False
+    running = [True] * n
+    stopped_early = [False] * n
     for epoch in range(1, cfg.epochs + 1):
         temperature = cfg.temperature * cfg.temp_decay ** (epoch - 1)
         order = train_idx[torch.randperm(n_train, generator=gen)]
-        dropout = child.arch.dropout if cfg.train_dropout else 0.0
-        masks = _dropout_masks((2, steps * bs, child.arch.hidden), dropout, [gen])
-        soft = targets.soft(temperature)
+        dropout = arch.dropout if cfg.train_dropout else 0.0
+        # One draw of masks shared by all members: what each would draw alone from `gen`.
+        masks = _dropout_masks((2, steps * bs, arch.hidden), dropout, [gen]).expand(n, -1, -1, -1)
+        target_q, soft = stacked(temperature)
         stack.train()
-        total = 0.0
+        totals = torch.zeros(n, dtype=torch.float64)
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
-            loss = losses(idx, temperature, soft, masks[:, :, step * bs:step * bs + len(idx)])["total"]
+            child_q = stack(states[idx], dropout_masks=masks[:, :, step * bs:step * bs + len(idx)])
+            loss = objective(child_q, target_q[:, idx], q_scale, cfg, temperature, soft[:, idx])["total"]
             optimizer.zero_grad()
             loss.sum().backward()
             stack.per_member_grad_norm_clip_(cfg.max_grad_norm)
             optimizer.step()
-            total += loss.item() * len(idx)
-        row = validate(epoch, temperature, total / n_train)
-        history.append(row)
+            totals += loss.detach().double() * len(idx)
+        rows = validate(epoch, temperature, (totals / n_train).tolist())
         if on_epoch:
-            on_epoch(row)
-        if row["val_loss"] < best["val_loss"]:
-            best = row
-            best_state = {k: v.detach().clone() for k, v in stack.params.items()}
+            on_epoch(epoch)
+        for m, row in enumerate(rows):
+            if not running[m]:
+                continue
+            histories[m].append(row)
+            if row["val_loss"] < best[m]["val_loss"]:
+                best[m] = row
+                for key, value in stack.params.items():
+                    best_state[key][m] = value.detach()[m]
+            if balanced:
+                # Giving Δ of the disagreements to A moves agreement with A up and with B down
+                # by about Δ·disagreement each; go half-way towards equal agreement.
+                gap = row["val_agreement_b"] - row["val_agreement_a"]
+                shares[m] = min(0.95, max(0.05, shares[m] + 0.5 * gap / (2 * disagreement)))
+                members[m] = make_targets(q_a, q_b, cfg, shares[m])
+            if cfg.early_stopping_patience and epoch - best[m]["epoch"] >= cfg.early_stopping_patience:
+                running[m] = False
+                stopped_early[m] = epoch < cfg.epochs
         if cfg.lr_schedule_patience:
-            plateau.step(row["val_loss"])
-        if balanced:
-            # Giving Δ of the disagreements to A moves agreement with A up and with B down
-            # by about Δ·disagreement each; go half-way towards equal agreement.
-            gap = row["val_agreement_b"] - row["val_agreement_a"]
-            share_a = min(0.95, max(0.05, share_a + 0.5 * gap / (2 * disagreement)))
-            targets = make_targets(q_a, q_b, cfg, share_a)
-        if cfg.early_stopping_patience and epoch - best["epoch"] >= cfg.early_stopping_patience:
-            stopped_early = epoch < cfg.epochs
+            plateau.step(rows[0]["val_loss"])
+        if not any(running):
             break
     with torch.no_grad():
         for key, value in stack.params.items():
             value.copy_(best_state[key])
-    balance = make_targets(q_a, q_b, cfg, best["share_a"]).balance
-    return FinetuneResult(stack.member(0), history, best["epoch"], stopped_early, balance)
+    return [FinetuneResult(stack.member(m), histories[m], best[m]["epoch"], stopped_early[m],
+                           make_targets(q_a, q_b, cfg, best[m]["share_a"]).balance) for m in range(n)]

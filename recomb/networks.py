@@ -139,7 +139,8 @@ class QNetworkStack(nn.Module):
         grads = [p.grad for p in self.params.values() if p.grad is not None]
         if not grads or max_norm <= 0:
             return
-        sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+        # (P, tensors) summed along each row: a member's norm is then the same bits at any P.
+        sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads], dim=1).sum(1)
         scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))

@@ -3,7 +3,7 @@
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.finetune import FinetuneConfig, finetune
+from recomb.finetune import finetune, finetune_config
 from recomb.plots import learning_curves
 from recomb.quantize import PTQConfig, calibration_batches, ptq
 
@@ -12,14 +12,15 @@ from .common import log, progress, run
 
 
 def main(params: dict) -> None:
-    cfg = FinetuneConfig.from_params(params, "finetune")
+    cfg = finetune_config(params)
     quant = PTQConfig.from_params(params, "ptq")  # backend and calibration of an int8 child
     teachers = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
     raw = load_checkpoint(paths.CHILD_RAW)
     states = torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim))
     raw.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
     with progress(cfg.epochs, "finetune") as bar:
-        result = finetune(raw.float_model(), teachers[0].model, teachers[1].model, states, cfg, lambda row: bar.update())
+        [result] = finetune([raw.float_model()], teachers[0].model, teachers[1].model, states, cfg,
+                            lambda epoch: bar.update())
 
     best = result.history[result.best_epoch]
     meta = {"params": cfg.to_dict(), "source": paths.CHILD_RAW, "teachers": [str(t.path) for t in teachers],

@@ -1,7 +1,7 @@
 """Stage `validate_recombination`: the children against both parents offline, and everyone online."""
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.finetune import FinetuneConfig
+from recomb.finetune import finetune_config
 from recomb.reports import recombination_markdown
 from recomb.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreement_with_parents, all_passed, gate,
                                online_returns, recombination_offline)
@@ -13,7 +13,7 @@ from .common import log, run
 def main(params: dict) -> None:
     cfg = ValidateRecombConfig.from_params(params, "validate_recombination")
     children = {"child_raw": paths.CHILD_RAW, "child": paths.CHILD}
-    if FinetuneConfig.from_params(params, "finetune").quantization_applied != "none":
+    if finetune_config(params).quantization_applied != "none":
         children["child_int8"] = paths.CHILD_INT8
     children = {name: load_checkpoint(path) for name, path in children.items()}
     role_a, role_b = (load_checkpoint(paths.CROSSOVER_INPUTS[cfg.parents_role].format(p)) for p in paths.PAIRS)

@@ -20,7 +20,7 @@ SMALL_SYNTHETIC = {
     "validate_quantized.latency_repeats": 20,
     "validate_quantized.throughput_batch_size": 64,
     "validate_quantized.throughput_repeats": 2,
-    "finetune.epochs": 1,
+    "regimes.tuned.epochs": 1,
 }
 
 

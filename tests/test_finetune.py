@@ -5,7 +5,7 @@ import torch
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.finetune import FinetuneConfig, finetune, make_targets
+from recomb.finetune import FinetuneConfig, finetune, finetune_config, make_targets
 from recomb.networks import Architecture, seeded_qnetwork
 
 STATES = torch.randn(1000, 8, generator=torch.Generator().manual_seed(0))
@@ -14,7 +14,13 @@ CHILD = Architecture(8, 4, 32, 0.0)
 
 
 def config(**overrides) -> FinetuneConfig:
-    return FinetuneConfig.from_mapping({**load_params("params.yaml")["finetune"], **overrides}, "params.yaml: finetune")
+    return FinetuneConfig.from_mapping({**finetune_config(load_params("params.yaml")).to_dict(), **overrides},
+                                       "params.yaml: finetune")
+
+
+def finetune_one(child, a, b, cfg):
+    [result] = finetune([child], a, b, STATES, cfg)
+    return result
 
 
 def parents():
@@ -59,8 +65,8 @@ def primary(result, a, b) -> float:
 def test_balanced_child_keeps_both_parents_where_a_single_teacher_collapses():
     a, b = parents()
     child = seeded_qnetwork(CHILD, 7)
-    single = finetune(child, a, b, STATES, config(teacher_mode="a", epochs=4))
-    balanced = finetune(child, a, b, STATES, config(teacher_mode="balanced", epochs=4))
+    single = finetune_one(child, a, b, config(teacher_mode="a", epochs=4))
+    balanced = finetune_one(child, a, b, config(teacher_mode="balanced", epochs=4))
     assert primary(balanced, a, b) > primary(single, a, b) + 0.1
     assert balanced.history[balanced.best_epoch]["val_loss"] <= balanced.history[0]["val_loss"]
 
@@ -70,7 +76,7 @@ def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
     child = seeded_qnetwork(CHILD, 7)
     cfg = config(teacher_mode="a", learning_rate=1e-12, epochs=6, early_stopping_patience=4,
                  lr_schedule_patience=1, lr_schedule_factor=0.5)
-    result = finetune(child, a, b, STATES, cfg)
+    result = finetune_one(child, a, b, cfg)
     assert result.best_epoch == 0 and result.stopped_early and len(result.history) == 5
     assert torch.equal(result.child.network[0].weight, child.network[0].weight)
     assert result.history[-1]["lr"] < result.history[1]["lr"]
@@ -79,8 +85,8 @@ def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
 def test_quantization_aware_finetune_trains_a_different_child():
     a, b = parents()
     child = seeded_qnetwork(CHILD, 7)
-    plain = finetune(child, a, b, STATES, config(epochs=1)).child
-    aware = finetune(child, a, b, STATES, config(epochs=1, quantization_applied="ptq_dynamic")).child
+    plain = finetune_one(child, a, b, config(epochs=1)).child
+    aware = finetune_one(child, a, b, config(epochs=1, quantization_applied="ptq_dynamic")).child
     assert not torch.equal(plain.network[4].weight, aware.network[4].weight)
 
 
@@ -94,9 +100,38 @@ def test_optimizer_kwargs_are_checked_against_the_optimizer():
 
 def test_balanced_mode_moves_the_split_towards_the_parent_it_agrees_with_less():
     a, b = parents()
-    result = finetune(seeded_qnetwork(CHILD, 7), a, b, STATES, config(teacher_mode="balanced", epochs=3))
+    result = finetune_one(seeded_qnetwork(CHILD, 7), a, b, config(teacher_mode="balanced", epochs=3))
     rows = result.history[1:]
     for row, following in zip(rows, result.history[2:]):
         moved = following["share_a"] - row["share_a"]
         assert moved * (row["val_agreement_b"] - row["val_agreement_a"]) >= 0
     assert result.balance["share_a"] == result.history[result.best_epoch]["share_a"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"teacher_mode": "balanced", "epochs": 3},
+    {"teacher_mode": "dual", "epochs": 2, "train_dropout": True, "early_stopping_patience": 1, "optimizer": "sgd",
+     "optimizer_kwargs": {"momentum": 0.9}},
+])
+def test_children_trained_side_by_side_match_each_trained_alone_bit_for_bit(overrides):
+    a, b = parents()
+    children = [seeded_qnetwork(CHILD, seed) for seed in (7, 8, 9)]
+    cfg = config(batch_size=64, **overrides)
+    together = finetune(children, a, b, STATES, cfg)
+    for child, joint in zip(children, together):
+        alone = finetune_one(child, a, b, cfg)
+        assert joint.history == alone.history and joint.best_epoch == alone.best_epoch
+        for key, value in alone.child.state_dict().items():
+            assert torch.equal(joint.child.state_dict()[key], value), key
+
+
+def test_regime_fills_the_budget_and_an_unknown_regime_is_one_line():
+    params = load_params("params.yaml")
+    short = finetune_config(params, "short")
+    assert (short.epochs, short.learning_rate, short.batch_size, short.quantization_applied) == (5, 1e-3, 32, "none")
+    assert finetune_config(params, "short_qat").quantization_applied == "ptq_dynamic"
+    with pytest.raises(RecombError, match=r"^params.yaml: finetune.regime: 'huge' is not one of the regimes \(tuned, "):
+        finetune_config(params, "huge")
+    params["regimes"]["short"]["epochs"] = 0
+    with pytest.raises(RecombError, match=r"^params.yaml: regimes.short.epochs: must be ≥ 1 \(got 0\)$"):
+        finetune_config(params, "tuned")

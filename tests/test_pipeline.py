@@ -142,7 +142,7 @@ def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_proj
     assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
     assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout
 
-    p.set(**{"qat.convert": False, "crossover.parents": "quantized", "finetune.quantization_applied": "ptq_dynamic"})
+    p.set(**{"qat.convert": False, "crossover.parents": "quantized", "regimes.tuned.quantization_applied": "ptq_dynamic"})
     lock = (p.path / "dvc.lock").read_text()
     rerun = p.run("dvc", "repro").stdout
     assert "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
