@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from .config import Section
 from .networks import PARAM_KEYS, QNetwork, seeded_qnetwork
@@ -139,6 +138,7 @@ def align_to(a_state: State, b_state: State, max_passes: int) -> tuple[State, di
     maximises the summed A·B similarity of its units given the other one; passes
     repeat until a whole pass changes nothing or `max_passes` is reached.
     """
+    from scipy.optimize import linear_sum_assignment  # 0.5 s to import; only this operator needs it
     hidden = a_state["network.0.weight"].shape[0]
     perms = [torch.arange(hidden), torch.arange(hidden)]
     converged, passes = False, 0

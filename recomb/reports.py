@@ -109,3 +109,15 @@ def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
         *(f"- {key}: {text}" for key, text in definitions.items()),
     ]
     return "\n".join(parts) + "\n"
+
+
+def multigen_markdown(summary: list[dict], selection: str) -> str:
+    """One row per generation; every score is against the original parents, so rows compare."""
+    header = ["generation", "parents (A, B)", "best child", "best primary", "best primary / U",
+              "best child's return", "max return", "mean primary"]
+    rows = [[s["generation"], f"{s['parent_a']}, {s['parent_b']}", s["best_child"], s["best_primary"],
+             s["best_primary_over_bound"], s["best_online_return"], s["max_online_return"], s["mean_primary"]]
+            for s in summary]
+    return "\n".join([f"# Multi-generation search ({selection})", "",
+                      "Every child is scored against the ORIGINAL parents (offline on held-out states, online "
+                      "in the environment), so generations are comparable.", "", table(header, rows), ""])

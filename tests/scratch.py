@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 class Project:
     """A copy of recomb's pipeline in a temp dir, with its own DVC repo and params."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, git: bool = False):
+        """`git=True` makes it a git repository too (what `dvc exp` needs)."""
         self.path = path
         for name in ("recomb", "stages"):
             shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -29,7 +30,17 @@ class Project:
             shutil.copy(ROOT / name, path / name)
         (path / "data" / "user").mkdir(parents=True)
         (path / "data" / "user" / ".gitkeep").touch()
-        self.run("dvc", "init", "--no-scm", "-q")
+        if git:
+            self.run("git", "init", "-q")
+            self.run("git", "config", "user.email", "tests@recomb.invalid")
+            self.run("git", "config", "user.name", "recomb tests")
+            self.run("dvc", "init", "-q")
+        else:
+            self.run("dvc", "init", "--no-scm", "-q")
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
 
     def env(self) -> dict:
         env = dict(os.environ)

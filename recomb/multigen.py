@@ -1,0 +1,124 @@
+"""Multi-generation search: the best children of one grid become the next grid's parents.
+
+Parent selection follows the seeds: the best child (by primary metric) becomes parent
+A; parent B is the rank-2 child within the top `keep_top_k` (`best`) or always the
+original B (`best_vs_original`). Promoted children get Gaussian mutation; the
+original B never does. Unlike the seeds, every child of every generation is scored
+against the ORIGINAL parents (the `Scoring` roles never change), so a rising curve
+means the children got better, not that the yardstick moved with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Literal
+
+import torch
+
+from .config import Section
+from .networks import QNetwork
+from .search import GridPoint, Outcome, Pair, Recipe
+
+
+@dataclass(frozen=True)
+class MutationConfig(Section):
+    std: float       # Gaussian noise std added to the chosen entries (0 = no mutation)
+    fraction: float  # share of each tensor's entries perturbed
+    seed: int
+
+    def check(self) -> None:
+        self.require(self.std >= 0, "std", "must be ≥ 0 (0 = off)")
+        self.require(0 < self.fraction <= 1, "fraction", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class MultigenConfig(Section):
+    generations: int
+    keep_top_k: int
+    selection_strategy: Literal["best", "best_vs_original"]
+    seed_offset: int   # generation g adds g·seed_offset to every recipe seed and the fine-tune seed
+    mutation: MutationConfig
+
+    def check(self) -> None:
+        self.require(self.generations >= 1, "generations", "must be ≥ 1")
+        self.require(self.keep_top_k >= 1, "keep_top_k", "must be ≥ 1")
+        self.require(self.seed_offset >= 0, "seed_offset", "must be ≥ 0")
+
+
+def mutate(net: QNetwork, cfg: MutationConfig, seed: int) -> QNetwork:
+    """A copy of `net` with N(0, std²) noise on a seeded random `fraction` of every tensor's entries."""
+    child = QNetwork(net.arch)
+    child.load_state_dict(net.state_dict())
+    if cfg.std == 0:
+        return child.eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in child.parameters():
+            chosen = torch.rand(param.shape, generator=gen) < cfg.fraction
+            param.add_(torch.randn(param.shape, generator=gen) * cfg.std * chosen)
+    return child.eval()
+
+
+def generation_points(points: list[GridPoint], generation: int, offset: int) -> list[GridPoint]:
+    """The grid of `generation`: recipe seeds shifted by generation·offset, ids prefixed."""
+    shift = generation * offset
+    return [GridPoint(f"g{generation}_{p.child_id}", Recipe(p.recipe.mode, p.recipe.alpha, p.recipe.seed + shift),
+                      p.regime) for p in points]
+
+
+def generation_finetune(cfgs: dict, generation: int, offset: int) -> dict:
+    return {regime: replace(cfg, seed=cfg.seed + generation * offset) for regime, cfg in cfgs.items()}
+
+
+@dataclass
+class Promotion:
+    pair: Pair
+    names: tuple[str, str]
+
+
+def promote(rows: list[dict], outcomes: dict[str, Outcome], original: Pair, cfg: MultigenConfig,
+            generation: int) -> Promotion:
+    """The next generation's parents from this generation's ranked rows."""
+    def promoted(child_id: str, slot: int) -> QNetwork:
+        return mutate(outcomes[child_id].result.child, cfg.mutation, cfg.mutation.seed + 1000 * generation + slot)
+
+    best = rows[0]["experiment"]
+    a = promoted(best, 0)
+    top = [r["experiment"] for r in rows[:cfg.keep_top_k]]
+    if cfg.selection_strategy == "best" and len(top) >= 2:
+        b = promoted(top[1], 1)
+        return Promotion(Pair(a, b, a, b), (best, top[1]))
+    return Promotion(Pair(a, original.cross_b, a, original.teach_b), (best, "original_B"))
+
+
+def evolve(points: list[GridPoint], finetune_cfgs: dict, original: Pair, cfg: MultigenConfig,
+           run: Callable[[list[GridPoint], Pair, dict], dict[str, Outcome]],
+           ranked: Callable[[list[GridPoint], dict[str, Outcome]], list[dict]]) -> tuple[list[dict], list[dict], dict]:
+    """Run `cfg.generations` grids; returns (lineage, per-generation summary, best child per generation).
+
+    `run(points, pair, finetune_cfgs)` trains and scores one grid; `ranked` turns its
+    outcomes into leaderboard rows (best first), scored against the original parents.
+    """
+    lineage, summary, best_children = [], [], {}
+    pair, names = original, ("original_A", "original_B")
+    for generation in range(cfg.generations):
+        gen_points = generation_points(points, generation, cfg.seed_offset)
+        outcomes = run(gen_points, pair, generation_finetune(finetune_cfgs, generation, cfg.seed_offset))
+        rows = ranked(gen_points, outcomes)
+        promotion = promote(rows, outcomes, original, cfg, generation)
+        by_id = {p.child_id: p for p in gen_points}
+        for row in rows:
+            point = by_id[row["experiment"]]
+            role = [slot for slot, name in zip("AB", promotion.names) if name == row["experiment"]]
+            lineage.append({**row, "generation": generation, "parent_a": names[0], "parent_b": names[1],
+                            "recipe": point.recipe.label, "promoted_as": role[0] if role else None})
+        returns = [r["online_return"] for r in rows if r["online_return"] is not None]
+        summary.append({"generation": generation, "parent_a": names[0], "parent_b": names[1],
+                        "best_child": rows[0]["experiment"], "best_primary": rows[0]["primary"],
+                        "best_primary_over_bound": rows[0]["primary_over_bound"],
+                        "best_online_return": rows[0]["online_return"],
+                        "max_online_return": max(returns) if returns else None,
+                        "mean_primary": sum(r["primary"] for r in rows) / len(rows)})
+        best_children[generation] = outcomes[rows[0]["experiment"]].result.child
+        pair, names = promotion.pair, promotion.names
+    return lineage, summary, best_children

@@ -1,0 +1,222 @@
+"""The crossover × fine-tune grid in one process: presets, a vectorized run, scoring.
+
+A grid point is a crossover recipe (mode, alpha, seed) and a fine-tune regime. Every
+other knob comes from the pipeline's own `crossover`, `finetune` and
+`validate_recombination` sections, so a child of the grid is the very child a DVC
+experiment with those `-S` overrides builds, with the same metrics.
+
+Speed: children of one regime train side by side in one `QNetworkStack` (a step
+costs about the same for 7 members as for 1), and these stacks are spread over
+worker processes (forked: a spawned worker would spend ~2 s importing torch) or
+Ray tasks. Stacking does not change any child's bits (see `finetune.finetune`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .config import Section
+from .crossover import OPERATORS, CrossoverConfig, crossover
+from .errors import RecombError
+from .finetune import FinetuneConfig, FinetuneResult, finetune
+from .networks import QNetwork
+from .parallel import map_processes, map_ray
+from .quantize import Int8QNetwork, PTQConfig, calibration_batches, ptq
+from .validation import ValidateRecombConfig, greedy_return, recombination_offline
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One crossover recipe; `layer` ignores alpha and seed, only `random` uses the seed."""
+
+    mode: str
+    alpha: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        if self.mode == "layer":
+            return "layer"
+        alpha = f"a{self.alpha:.2f}".replace(".", "p")
+        return f"{self.mode}_{alpha}_s{self.seed}" if self.mode == "random" else f"{self.mode}_{alpha}"
+
+
+_MINIMAL = (Recipe("random", 0.5, 0), Recipe("layer", 0.5, 0), Recipe("weighted", 0.5, 0))
+_DEFAULT = (*(Recipe("random", 0.5, s) for s in (0, 1, 2)), Recipe("layer", 0.5, 0),
+            *(Recipe("weighted", a, 0) for a in (0.3, 0.5, 0.7)))
+# The seeds' named grids: recipes × regime names.
+PRESETS = {
+    "minimal": (_MINIMAL, ("short", "medium", "long")),
+    "default": (_DEFAULT, ("short", "long")),
+    "minimal-qat": (_MINIMAL, ("short", "short_qat", "long")),
+    "default-qat": (_DEFAULT, ("short", "long", "short_qat")),
+}
+
+
+@dataclass(frozen=True)
+class SearchConfig(Section):
+    preset: Literal["minimal", "default", "minimal-qat", "default-qat", "custom"]
+    modes: list[str]          # custom grid: modes × alphas × seeds (deduplicated), × regimes
+    alphas: list[float]
+    seeds: list[int]
+    regimes: list[str]
+    max_runs: int             # first N grid points only; 0 = all
+    degenerate_threshold: float
+    workers: int
+    backend: Literal["local", "ray"]
+    ray_address: str | None
+
+    def check(self) -> None:
+        unknown = sorted(set(self.modes) - set(OPERATORS))
+        self.require(not unknown, "modes", f"must be among {', '.join(OPERATORS)}")
+        self.require(all(0 <= a <= 1 for a in self.alphas), "alphas", "must be in [0, 1]")
+        if self.preset == "custom":
+            for key in ("modes", "alphas", "seeds", "regimes"):
+                self.require(bool(getattr(self, key)), key, "the custom grid needs at least one")
+        self.require(self.max_runs >= 0, "max_runs", "must be ≥ 0 (0 = all)")
+        self.require(0 <= self.degenerate_threshold <= 1, "degenerate_threshold", "must be in [0, 1] (0 = off)")
+        self.require(self.workers >= 1, "workers", "must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    child_id: str
+    recipe: Recipe
+    regime: str
+
+
+def custom_recipes(modes: list[str], alphas: list[float], seeds: list[int]) -> list[Recipe]:
+    """modes × alphas × seeds, without recipes that build the same child twice."""
+    recipes: list[Recipe] = []
+    for mode, alpha, seed in itertools.product(modes, alphas, seeds):
+        recipe = Recipe(mode, alphas[0] if mode == "layer" else alpha, seed if mode == "random" else seeds[0])
+        if recipe not in recipes:
+            recipes.append(recipe)
+    return recipes
+
+
+def grid(cfg: SearchConfig, known_regimes: dict) -> list[GridPoint]:
+    """The grid points of `cfg.preset` (recipes outer, regimes inner), capped at `max_runs`."""
+    if cfg.preset == "custom":
+        recipes, regimes = custom_recipes(cfg.modes, cfg.alphas, cfg.seeds), cfg.regimes
+    else:
+        recipes, regimes = PRESETS[cfg.preset]
+    missing = [r for r in regimes if r not in known_regimes]
+    if missing:
+        raise RecombError(f"params.yaml: search: regime {missing[0]!r} (preset {cfg.preset}) is not one of the "
+                          f"regimes ({', '.join(known_regimes)})")
+    points = [(recipe, regime) for recipe in recipes for regime in regimes]
+    if cfg.max_runs:
+        points = points[:cfg.max_runs]
+    return [GridPoint(f"{i:03d}_{recipe.label}_{regime}", recipe, regime) for i, (recipe, regime) in enumerate(points)]
+
+
+@dataclass
+class Pair:
+    """Two networks to cross (`cross_*`) and the teachers their child is fine-tuned against."""
+
+    cross_a: QNetwork
+    cross_b: QNetwork
+    teach_a: torch.nn.Module
+    teach_b: torch.nn.Module
+
+
+@dataclass
+class Scoring:
+    """How every child is scored: against fixed networks (roles A and B) on held-out states."""
+
+    role_a: torch.nn.Module
+    role_b: torch.nn.Module
+    heldout: np.ndarray
+    env: str | None
+    cfg: ValidateRecombConfig
+
+
+@dataclass
+class Job:
+    """One stack of children of one regime: what a worker process or Ray task needs."""
+
+    child_ids: list[str]
+    raw: list[QNetwork]
+    pair: Pair
+    states: torch.Tensor
+    cfg: FinetuneConfig
+    quant: PTQConfig
+    scoring: Scoring
+
+
+@dataclass
+class Outcome:
+    child_id: str
+    result: FinetuneResult
+    int8: Int8QNetwork | None
+    report: dict
+
+
+def score(children: dict, scoring: Scoring) -> dict:
+    """What validate_recombination reports for these children (offline, and the greedy return)."""
+    report = recombination_offline(scoring.role_a, scoring.role_b, children, scoring.heldout, scoring.cfg)
+    report["greedy_return"] = {name: greedy_return(model, scoring.env, scoring.cfg) for name, model in children.items()}
+    return report
+
+
+def int8_child(child: QNetwork, states: torch.Tensor, cfg: FinetuneConfig, quant: PTQConfig) -> Int8QNetwork:
+    """The int8 child of a quantization-aware regime, as the finetune stage converts it."""
+    mode = "static" if cfg.quantization_applied == "ptq_static" else "dynamic"
+    calibration = calibration_batches(states, quant.calibration_batches, quant.calibration_batch_size,
+                                      quant.calibration_seed)
+    return ptq(child, mode, calibration, quant.backend)
+
+
+def run_job(job: Job) -> list[Outcome]:
+    """Fine-tune one stack of children and score each of them."""
+    results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.cfg)
+    outcomes = []
+    for child_id, result in zip(job.child_ids, results):
+        children = {"child": result.child}
+        int8 = None
+        if job.cfg.quantization_applied != "none":
+            int8 = children["child_int8"] = int8_child(result.child, job.states, job.cfg, job.quant)
+        outcomes.append(Outcome(child_id, result, int8, score(children, job.scoring)))
+    return outcomes
+
+
+def crossover_config(base: CrossoverConfig, recipe: Recipe) -> CrossoverConfig:
+    return replace(base, mode=recipe.mode, alpha=recipe.alpha, seed=recipe.seed)
+
+
+def jobs_for(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: CrossoverConfig,
+             finetune_cfgs: dict[str, FinetuneConfig], quant: PTQConfig, scoring: Scoring, workers: int) -> list[Job]:
+    """One job per regime and worker share, longest first, so workers finish together.
+
+    A plateau schedule adapts one learning rate, so with one each child is its own job.
+    """
+    jobs = []
+    for regime, cfg in finetune_cfgs.items():
+        members = [p for p in points if p.regime == regime]
+        if not members:
+            continue
+        chunks = len(members) if cfg.lr_schedule_patience else min(workers, len(members))
+        for part in np.array_split(np.arange(len(members)), chunks):
+            chosen = [members[i] for i in part]
+            raw = [crossover(pair.cross_a, pair.cross_b, crossover_config(base, p.recipe))[0] for p in chosen]
+            jobs.append(Job([p.child_id for p in chosen], raw, pair, states, cfg, quant, scoring))
+    return sorted(jobs, key=lambda j: -j.cfg.epochs * (1 + 0.1 * len(j.raw)) / j.cfg.batch_size)
+
+
+def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: CrossoverConfig,
+             finetune_cfgs: dict[str, FinetuneConfig], quant: PTQConfig, scoring: Scoring, cfg: SearchConfig,
+             threads: int = 1) -> dict[str, Outcome]:
+    """Every grid point's fine-tuned, scored child, by child id (in grid order)."""
+    jobs = jobs_for(points, pair, states, base, finetune_cfgs, quant, scoring, cfg.workers)
+    if cfg.backend == "ray":
+        done = map_ray(run_job, jobs, cfg.ray_address, threads)
+    else:
+        done = map_processes(run_job, jobs, cfg.workers, threads, start_method="fork")
+    outcomes = {o.child_id: o for outcome in done for o in outcome}
+    return {p.child_id: outcomes[p.child_id] for p in points}

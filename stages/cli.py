@@ -1,0 +1,125 @@
+"""The `recomb` console command. `recomb leaderboard` ranks this repo's DVC crossover experiments.
+
+Thin on purpose: reading `dvc exp show --json`, ranking and rendering live in
+`recomb.leaderboard`, shared with the `search` stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from recomb.artifacts import Outputs
+from recomb.config import load_params
+from recomb.errors import RecombError
+from recomb.leaderboard import markdown, rank, recommendation, recipe, rows_from_exp_show
+
+PARAMS_FILE = Path("params.yaml")
+DEFAULT_OUT = Path("data/reports/leaderboard")
+
+
+def run_exp_show() -> str:
+    """`dvc exp show --json` in the current directory, by this environment's dvc (not whichever is on PATH)."""
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RecombError(f"dvc exp show --json failed (exit {done.returncode}): {last}")
+    return done.stdout
+
+
+def read_exp_show(source: str | None) -> object:
+    """The parsed JSON of `dvc exp show --json`: run here (None), from stdin (`-`) or from a file."""
+    if source is None:
+        name, text = "dvc exp show --json", run_exp_show()
+    elif source == "-":
+        name, text = "stdin", sys.stdin.read()
+    else:
+        name = source
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise RecombError(f"{source}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecombError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def threshold(value, where: str) -> float:
+    """A degenerate threshold in [0, 1] (0 = off), as the search stage accepts it."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RecombError(f"{where}: must be a number in [0, 1] (got {value!r})") from None
+    if not (math.isfinite(number) and 0 <= number <= 1):
+        raise RecombError(f"{where}: must be in [0, 1], 0 = off (got {value!r})")
+    return number
+
+
+def default_threshold() -> float:
+    """params.yaml `search.degenerate_threshold` when this repo has one, else 0 (off)."""
+    if not PARAMS_FILE.is_file():
+        return 0.0
+    search = load_params(PARAMS_FILE).get("search")
+    if not isinstance(search, dict) or "degenerate_threshold" not in search:
+        return 0.0
+    return threshold(search["degenerate_threshold"], f"{PARAMS_FILE}: search.degenerate_threshold")
+
+
+def how_to_apply(best: dict) -> str:
+    """Commands that make the winner the pipeline's committed child."""
+    commit = f'git commit -am "Crossover {recipe(best, True)}, regime {best["regime"]}"'
+    if best["experiment"] == "workspace":
+        return ("  it is your workspace already:\n  dvc repro            # nothing should re-run\n"
+                f"  {commit}")
+    return (f"  dvc exp apply {best['experiment']}\n  dvc repro            # nothing should re-run\n"
+            f"  {commit}")
+
+
+def leaderboard(args: argparse.Namespace) -> None:
+    cutoff = (threshold(args.degenerate_threshold, "--degenerate-threshold")
+              if args.degenerate_threshold is not None else default_threshold())
+    rows, baselines = rows_from_exp_show(read_exp_show(args.exp_show))
+    rows = rank(rows, cutoff)
+    table = markdown(rows, baselines)
+    out = Outputs()
+    out.add_text(args.out / "leaderboard.md", table)
+    out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines})
+    out.add_text(args.out / "recommendation.txt", recommendation(rows, baselines, how_to_apply(rows[0])))
+    out.commit()
+    print(table, end="")
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(prog="recomb", description=__doc__.splitlines()[0])
+    commands = cli.add_subparsers(dest="command", required=True)
+    board = commands.add_parser("leaderboard", help="rank DVC crossover experiments by their recombination metrics",
+                                description="Rank this repo's DVC experiments by min(agreement A, agreement B) and "
+                                            "write leaderboard.md, leaderboard.json and recommendation.txt.")
+    board.add_argument("--exp-show", metavar="FILE",
+                       help="saved `dvc exp show --json` output ('-' = stdin); default: run it here")
+    board.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                       help=f"directory for the reports (default: {DEFAULT_OUT})")
+    board.add_argument("--degenerate-threshold", metavar="X",
+                       help="flag children whose primary is below X, 0 = off "
+                            "(default: params.yaml search.degenerate_threshold, else 0)")
+    board.set_defaults(handler=leaderboard)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `recomb` console script; a user mistake ends as `error: <one line>` and exit 1."""
+    args = parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except RecombError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

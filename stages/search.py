@@ -1,0 +1,48 @@
+"""Stage `search`: a preset crossover × fine-tune grid in one process, ranked into a leaderboard."""
+
+import time
+
+from recomb.artifacts import Outputs
+from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report
+from recomb.search import crossover_config, run_grid
+
+from . import paths
+from .common import RuntimeConfig, log, run
+from .grid import GridInputs, add_child, reproduce_command
+
+
+def main(params: dict) -> None:
+    inputs = GridInputs(params)
+    cfg = inputs.search
+    started = time.perf_counter()
+    outcomes = run_grid(inputs.points, inputs.pair, inputs.states, inputs.crossover, inputs.finetune, inputs.quant,
+                        inputs.scoring, cfg, RuntimeConfig.from_params(params, "runtime").torch_threads)
+    log.info("%d children trained and scored in %.2f s (%s backend, %d workers)", len(outcomes),
+             time.perf_counter() - started, cfg.backend, cfg.workers)
+
+    rows = rank([row_from_report(p.child_id, crossover_config(inputs.crossover, p.recipe).to_dict(), p.regime,
+                                 outcomes[p.child_id].report) for p in inputs.points], cfg.degenerate_threshold)
+    baselines = baseline_rows(inputs.baseline())
+    out = Outputs()
+    by_id = {row["experiment"]: row for row in rows}
+    for point in inputs.points:
+        add_child(out, point, outcomes[point.child_id], inputs, by_id[point.child_id])
+    winner = next(p for p in inputs.points if p.child_id == rows[0]["experiment"])
+    how = (f"Its checkpoint: {paths.SEARCH_CHILD.format(winner.child_id)}. To make it the pipeline's child:\n"
+           f"  {reproduce_command(crossover_config(inputs.crossover, winner.recipe), winner.regime)}\n"
+           "then `dvc exp apply <that experiment>` (or set those keys in params.yaml and `dvc repro`).")
+    out.add_json(f"{paths.SEARCH_REPORTS}/leaderboard.json", {"rows": rows, "baselines": baselines})
+    out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines))
+    out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt", recommendation(rows, baselines, how))
+    best = rows[0]
+    out.add_json(f"{paths.SEARCH_REPORTS}/summary.json", {
+        "preset": cfg.preset, "children": len(rows), "degenerate": sum(r["degenerate"] for r in rows),
+        "best": {k: best[k] for k in ("experiment", "primary", "agreement_a", "agreement_b", "primary_over_bound",
+                                      "online_return")}})
+    out.commit()
+    log.info("best: %s, primary %.4f, primary/U %.4f, return %s", best["experiment"], best["primary"],
+             best["primary_over_bound"], best["online_return"])
+
+
+if __name__ == "__main__":
+    run(main)

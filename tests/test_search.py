@@ -1,0 +1,153 @@
+"""The in-process search: presets, vectorized runs on any backend, multi-generation selection."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from recomb.config import load_params
+from recomb.crossover import CrossoverConfig
+from recomb.errors import RecombError
+from recomb.finetune import finetune_config, regimes
+from recomb.leaderboard import rank, row_from_report
+from recomb.multigen import MultigenConfig, evolve, mutate, promote
+from recomb.networks import Architecture, seeded_qnetwork
+from recomb.parallel import RAY_MISSING, import_ray
+from recomb.quantize import PTQConfig
+from recomb.search import Pair, Scoring, SearchConfig, crossover_config, grid, run_grid
+from recomb.validation import ValidateRecombConfig
+
+PARAMS = load_params("params.yaml")
+PARENT = Architecture(8, 4, 32, 0.0)
+STATES = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+HELDOUT = np.random.default_rng(1).standard_normal((100, 8)).astype(np.float32)
+
+
+def search_config(**overrides) -> SearchConfig:
+    return SearchConfig.from_mapping({**PARAMS["search"], **overrides}, "params.yaml: search")
+
+
+def small_regimes(params: dict) -> dict:
+    """The named regimes with 2 epochs and batch 64: the same code paths, a fraction of the steps."""
+    params = {**params, "regimes": {name: {**body, "epochs": 2, "batch_size": 64}
+                                    for name, body in params["regimes"].items()}}
+    return params
+
+
+def setting():
+    params = small_regimes(PARAMS)
+    a, b = seeded_qnetwork(PARENT, 42).eval(), seeded_qnetwork(PARENT, 43).eval()
+    scoring = Scoring(a, b, HELDOUT, None, ValidateRecombConfig.from_params(params, "validate_recombination"))
+    return params, Pair(a, b, a, b), scoring
+
+
+def run(points, params, pair, scoring, cfg):
+    cfgs = {r: finetune_config(params, r) for r in dict.fromkeys(p.regime for p in points)}
+    return run_grid(points, pair, STATES, CrossoverConfig.from_params(params, "crossover"), cfgs,
+                    PTQConfig.from_params(params, "ptq"), scoring, cfg)
+
+
+@pytest.mark.parametrize("preset, size", [("minimal", 9), ("default", 14), ("minimal-qat", 9), ("default-qat", 21)])
+def test_presets_have_the_seeds_sizes(preset, size):
+    points = grid(search_config(preset=preset), regimes(PARAMS))
+    assert len(points) == size and len({p.child_id for p in points}) == size
+    if preset.endswith("qat"):
+        assert {p.regime for p in points} >= {"short_qat"}
+
+
+def test_custom_grid_drops_duplicate_children_and_caps_runs():
+    cfg = search_config(preset="custom", modes=["random", "layer", "weighted"], alphas=[0.3, 0.7], seeds=[0, 1],
+                        regimes=["short", "long"])
+    labels = [p.recipe.label for p in grid(cfg, regimes(PARAMS))[::2]]
+    assert labels == ["random_a0p30_s0", "random_a0p30_s1", "random_a0p70_s0", "random_a0p70_s1", "layer",
+                      "weighted_a0p30", "weighted_a0p70"]
+    capped = grid(search_config(preset="default", max_runs=3), regimes(PARAMS))
+    assert [p.child_id for p in capped] == ["000_random_a0p50_s0_short", "001_random_a0p50_s0_long",
+                                            "002_random_a0p50_s1_short"]
+    with pytest.raises(RecombError, match=r"^params.yaml: search: regime 'huge' \(preset custom\) is not one of"):
+        grid(search_config(preset="custom", regimes=["huge"]), regimes(PARAMS))
+
+
+def test_children_are_the_same_on_one_or_two_workers_and_a_qat_regime_adds_an_int8_child():
+    params, pair, scoring = setting()
+    points = grid(search_config(preset="custom", modes=["random", "weighted"], alphas=[0.5], seeds=[0],
+                                regimes=["short", "short_qat"]), regimes(params))
+    one = run(points, params, pair, scoring, search_config(workers=1))
+    two = run(points, params, pair, scoring, search_config(workers=2))
+    assert list(one) == [p.child_id for p in points]
+    for child_id, outcome in one.items():
+        assert outcome.report == two[child_id].report
+        assert outcome.result.history == two[child_id].result.history
+        for key, value in outcome.result.child.state_dict().items():
+            assert torch.equal(two[child_id].result.child.state_dict()[key], value)
+        assert ("child_int8" in outcome.report["children"]) == child_id.endswith("short_qat")
+    report = one[points[0].child_id].report
+    assert report["children"]["child"]["primary"] == min(report["children"]["child"]["vs_a"]["action_agreement"],
+                                                        report["children"]["child"]["vs_b"]["action_agreement"])
+
+
+def test_asking_for_ray_without_ray_installed_is_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(RecombError) as err:
+        import_ray()
+    assert str(err.value) == RAY_MISSING and "pip install" in RAY_MISSING
+
+
+def test_mutation_is_seeded_touches_about_the_fraction_and_std_zero_copies():
+    net = seeded_qnetwork(PARENT, 0)
+    cfg = MultigenConfig.from_params(PARAMS, "multigen").mutation
+    mutated = mutate(net, cfg, seed=5)
+    assert torch.equal(mutate(net, cfg, seed=5).network[0].weight, mutated.network[0].weight)
+    changed = (mutated.network[4].weight != net.network[4].weight).double().mean().item()
+    assert abs(changed - cfg.fraction) < 0.05
+    still = mutate(net, type(cfg)(std=0.0, fraction=cfg.fraction, seed=0), seed=5)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in still.state_dict().items())
+
+
+def fake_outcomes(n: int):
+    """n children with distinct weights and given primaries, as `run_grid` would return them."""
+    from types import SimpleNamespace
+    return {f"c{i}": SimpleNamespace(result=SimpleNamespace(child=seeded_qnetwork(PARENT, 100 + i))) for i in range(n)}
+
+
+@pytest.mark.parametrize("strategy, top_k, expected_b", [("best", 3, "c1"), ("best", 1, "original_B"),
+                                                         ("best_vs_original", 3, "original_B")])
+def test_promotion_follows_the_selection_strategy(strategy, top_k, expected_b):
+    _, pair, _ = setting()
+    outcomes = fake_outcomes(3)
+    rows = [{"experiment": f"c{i}"} for i in range(3)]
+    cfg = MultigenConfig.from_mapping({**PARAMS["multigen"], "selection_strategy": strategy, "keep_top_k": top_k},
+                                      "params.yaml: multigen")
+    promotion = promote(rows, outcomes, pair, cfg, generation=0)
+    assert promotion.names == ("c0", expected_b)
+    assert not torch.equal(promotion.pair.cross_a.network[0].weight, outcomes["c0"].result.child.network[0].weight)
+    if expected_b == "original_B":
+        assert promotion.pair.cross_b is pair.cross_b and promotion.pair.teach_b is pair.teach_b  # never mutated
+
+
+def test_generations_are_scored_against_the_original_parents_and_lineage_keeps_every_child():
+    params, pair, scoring = setting()
+    cfg = MultigenConfig.from_mapping({**PARAMS["multigen"], "generations": 2}, "params.yaml: multigen")
+    points = grid(search_config(preset="custom", modes=["weighted"], alphas=[0.3, 0.7], seeds=[0],
+                                regimes=["short"]), regimes(params))
+    finetune_cfgs = {"short": finetune_config(params, "short")}
+    seen = []
+
+    def run_generation(gen_points, gen_pair, cfgs):
+        seen.append((gen_pair, cfgs["short"].seed, [p.recipe.seed for p in gen_points]))
+        return run(gen_points, params, gen_pair, scoring, search_config(workers=1))
+
+    def ranked(gen_points, outcomes):
+        return rank([row_from_report(p.child_id, crossover_config(CrossoverConfig.from_params(params, "crossover"),
+                                                                  p.recipe).to_dict(), p.regime,
+                                     outcomes[p.child_id].report) for p in gen_points], 0.0)
+
+    lineage, summary, best = evolve(points, finetune_cfgs, pair, cfg, run_generation, ranked)
+    assert len(lineage) == 4 and [s["generation"] for s in summary] == [0, 1] and set(best) == {0, 1}
+    assert seen[0][0] is pair and seen[1][0] is not pair
+    assert seen[1][1] == seen[0][1] + cfg.seed_offset
+    promoted = [row for row in lineage if row["promoted_as"]]
+    assert [row["generation"] for row in promoted] == [0, 0, 1, 1]
+    assert lineage[2]["parent_a"] == summary[0]["best_child"] and lineage[0]["parent_a"] == "original_A"
+    assert summary[1]["best_primary"] == max(r["primary"] for r in lineage if r["generation"] == 1)
