@@ -31,6 +31,11 @@ def _get(report: dict, path: str, where: str):
     return value
 
 
+def _returns(report: dict) -> dict:
+    """Greedy returns by network; `dvc exp show` drops null metrics, so an absent section means no environment."""
+    return report.get("greedy_return") or {}
+
+
 def row_from_report(experiment: str, crossover: dict, regime: str, report: dict) -> dict:
     """The leaderboard row of the child named `child` in a validate_recombination report."""
     child = _get(report, "children.child", experiment)
@@ -40,7 +45,7 @@ def row_from_report(experiment: str, crossover: dict, regime: str, report: dict)
             "alpha": float(crossover["alpha"]), "seed": int(crossover["seed"]), "regime": regime,
             "primary": _get(child, "primary", experiment), "agreement_a": agreement_a, "agreement_b": agreement_b,
             "primary_over_bound": _get(child, "primary_over_bound", experiment),
-            "online_return": _get(report, "greedy_return", experiment).get("child")}
+            "online_return": _returns(report).get("child")}
 
 
 def baseline_rows(report: dict) -> list[dict]:
@@ -51,7 +56,7 @@ def baseline_rows(report: dict) -> list[dict]:
     """
     agreement = _get(report, "parents_agreement", "baseline")
     over_bound = agreement / _get(report, "bound", "baseline")
-    returns = _get(report, "greedy_return", "baseline")
+    returns = _returns(report)
     return [{"experiment": f"parent_{side} (baseline)", "parents": report.get("parents_role"), "mode": None,
              "alpha": None, "seed": None, "regime": None, "primary": agreement,
              "agreement_a": 1.0 if side == "A" else agreement, "agreement_b": agreement if side == "A" else 1.0,

@@ -21,6 +21,8 @@ SMALL_SYNTHETIC = {
     "validate_quantized.throughput_batch_size": 64,
     "validate_quantized.throughput_repeats": 2,
     "regimes.tuned.epochs": 1,
+    "search.max_runs": 2,
+    "multigen.generations": 2,
 }
 
 
@@ -33,3 +35,8 @@ def project(tmp_path: Path) -> Project:
 def synthetic_project(project: Project) -> Project:
     project.set(**SMALL_SYNTHETIC)
     return project
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `longest` first: with two xdist processes the other one works through the rest meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)

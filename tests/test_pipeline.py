@@ -3,9 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from recomb.networks import Architecture, seeded_qnetwork
+from conftest import SMALL_SYNTHETIC
+from scratch import BIN, Project
 
 
 def one_line_error(proc) -> str:
@@ -90,11 +93,14 @@ def test_missing_params_section_and_bad_yaml(project):
     assert one_line_error(p.stage("distill", check=False)).startswith("params.yaml: not valid YAML")
 
 
-def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_project):
-    p = synthetic_project
+@pytest.mark.longest
+def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tmp_path):
+    p = Project(tmp_path / "project", git=True)
+    p.set(**SMALL_SYNTHETIC, **{"search.preset": "custom", "search.modes": ["weighted", "random"],
+                                "search.alphas": [0.5], "search.seeds": [0], "search.regimes": ["short"]})
     first = p.run("dvc", "repro").stdout
     for stage in ("parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
-                  "crossover", "finetune", "validate_recombination"):
+                  "crossover", "finetune", "validate_recombination", "search", "multigen"):
         assert f"Running stage '{stage}'" in first
     report = json.loads((p.path / "data/reports/distillation.json").read_text())
     assert set(report["pairs"]) == {"A", "B"} and isinstance(report["passed"], bool)
@@ -135,6 +141,8 @@ def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_proj
     assert report["greedy_return"]["child"] is None and "child_greedy_return" not in report["checks"]
     assert "primary / U" in (p.path / "data/reports/recombination.md").read_text()
 
+    check_experiment_grid(p)
+
     p.set(**{"crossover.alpha": 0.3})
     status = p.run("dvc", "status").stdout
     assert "crossover:" in status and "finetune:" not in status and "distill:" not in status
@@ -144,7 +152,7 @@ def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_proj
 
     p.set(**{"qat.convert": False, "crossover.parents": "quantized", "regimes.tuned.quantization_applied": "ptq_dynamic"})
     lock = (p.path / "dvc.lock").read_text()
-    rerun = p.run("dvc", "repro").stdout
+    rerun = p.run("dvc", "repro", "validate_quantized", "validate_recombination").stdout
     assert "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
     assert (p.path / "dvc.lock").read_text() != lock
     assert json.loads((p.path / "data/quantized/student_B_int8.json").read_text())["quantization"]["mode"] == "static"
@@ -163,3 +171,35 @@ def test_whole_pipeline_under_dvc_reports_noop_and_partial_reruns(synthetic_proj
     assert message == ("data/quantized/student_A_int8.safetensors: is a pickle/torch.save file, not safetensors; "
                        "refusing to unpickle it")
     assert not (p.path / "data/reports/quantized.json").exists()
+
+
+
+def check_experiment_grid(p):
+    """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage."""
+    p.commit("baseline pipeline")
+    p.run("dvc", "exp", "run", "--queue", "-S", "crossover.mode=weighted,random", "-S", "finetune.regime=short")
+    ran = p.run("dvc", "exp", "run", "--run-all", "-j", "2").stdout
+    assert ran.count("Running stage 'crossover'") == 2 and ran.count("Running stage 'validate_recombination'") == 2
+    for upstream in ("parents", "distill", "qat", "search", "multigen"):
+        assert f"Running stage '{upstream}'" not in ran and f"Stage '{upstream}' didn't change, skipping" in ran
+
+    board = p.run(str(BIN / "recomb"), "leaderboard").stdout
+    assert "| 1 |" in board and "parent_A (baseline)" in board
+    experiments = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["rows"]
+    winner = experiments[0]["experiment"]
+    assert f"dvc exp apply {winner}" in (p.path / "data/reports/leaderboard/recommendation.txt").read_text()
+
+    searched = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())["rows"]
+    for row in searched:
+        twin = next(e for e in experiments if (e["mode"], e["regime"]) == (row["mode"], row["regime"]))
+        for key in ("primary", "agreement_a", "agreement_b", "primary_over_bound", "online_return"):
+            assert twin[key] == row[key], (row["experiment"], key)  # the same child, bit for bit
+        run_config = json.loads((p.path / f"data/search/{row['experiment']}/run_config.json").read_text())
+        assert run_config["reproduce"].startswith(f"dvc exp run -S crossover.parents=students -S crossover.mode={row['mode']}")
+        assert run_config["finetune"]["epochs"] == 5 and run_config["torch_version"] == torch.__version__
+
+    lineage = json.loads((p.path / "data/multigen/lineage.json").read_text())
+    assert [c["generation"] for c in lineage["children"]] == [0, 0, 1, 1]
+    assert lineage["scored_against"] == ["data/parents/parent_A.safetensors", "data/parents/parent_B.safetensors"]
+    assert (p.path / "data/plots/multigen/best_per_generation.png").is_file()
+    assert "| 1 |" in (p.path / "data/reports/multigen/summary.md").read_text()

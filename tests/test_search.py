@@ -151,3 +151,35 @@ def test_generations_are_scored_against_the_original_parents_and_lineage_keeps_e
     assert [row["generation"] for row in promoted] == [0, 0, 1, 1]
     assert lineage[2]["parent_a"] == summary[0]["best_child"] and lineage[0]["parent_a"] == "original_A"
     assert summary[1]["best_primary"] == max(r["primary"] for r in lineage if r["generation"] == 1)
+
+
+@pytest.fixture
+def ray_cluster():
+    """A local Ray head (what a user's cluster would be), stopped afterwards."""
+    import socket
+    import subprocess
+
+    from scratch import BIN
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray = str(BIN / "ray")
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        import_ray().shutdown()
+        subprocess.run([ray, "stop", "--force"], capture_output=True)
+
+
+def test_ray_backend_gives_the_local_results(ray_cluster):
+    params, pair, scoring = setting()
+    points = grid(search_config(preset="custom", modes=["random", "weighted"], alphas=[0.5], seeds=[0],
+                                regimes=["short"]), regimes(params))
+    local = run(points, params, pair, scoring, search_config(workers=1))
+    remote = run(points, params, pair, scoring, search_config(backend="ray", ray_address=ray_cluster))
+    for child_id, outcome in local.items():
+        assert remote[child_id].report == outcome.report
+        for key, value in outcome.result.child.state_dict().items():
+            assert torch.equal(remote[child_id].result.child.state_dict()[key], value)
