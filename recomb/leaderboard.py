@@ -178,9 +178,20 @@ def markdown(rows: list[dict], baselines: list[dict]) -> str:
     return table(header, lines) + "\n"
 
 
-def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str) -> str:
-    """The winner, the figures that make it the winner, and how to adopt it (`how_to_apply`, from the caller)."""
-    best = rows[0]
+def winner(rows: list[dict], min_return: float | None) -> dict:
+    """The best-ranked row whose online return reaches `min_return`; rows[0] when none does or none was measured.
+
+    Offline agreement is the sort key, but a child that agrees with both parents on
+    most states can still fail in the environment: it must also act.
+    """
+    passing = [r for r in rows if min_return is not None and r["online_return"] is not None
+               and r["online_return"] >= min_return]
+    return passing[0] if passing else rows[0]
+
+
+def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str, min_return: float | None = None) -> str:
+    """The winner (see `winner`), the figures that make it the winner, and how to adopt it (`how_to_apply`)."""
+    best = winner(rows, min_return)
     parents_agreement = baselines[0]["primary"]
     lines = [
         f"Recommended: {recipe(best, True)}, fine-tune regime {best['regime']} (experiment {best['experiment']}).",
@@ -188,8 +199,15 @@ def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str) -
         f" (agreement A {best['agreement_a']:.4f}, agreement B {best['agreement_b']:.4f})",
         f"  primary/U: {best['primary_over_bound']:.4f}; online return: {_number(best['online_return'], 1)}",
     ]
-    if len(rows) > 1:
-        runner_up = rows[1]
+    measured = min_return is not None and any(r["online_return"] is not None for r in rows)
+    if measured and best is not rows[0]:
+        lines.append(f"  ranked {best['rank']} offline: the children above it return less than {min_return:g} "
+                     f"online (rank 1 {rows[0]['experiment']}: {_number(rows[0]['online_return'], 1)})")
+    elif measured and (best["online_return"] is None or best["online_return"] < min_return):
+        lines.append(f"  warning: no child reaches the online return bar {min_return:g}; this is the best offline")
+    others = [r for r in rows if r is not best]
+    if others:
+        runner_up = others[0]
         lines.append(f"  margin over the runner-up {runner_up['experiment']} ({recipe(runner_up, True)}, "
                      f"{runner_up['regime']}): primary {best['primary'] - runner_up['primary']:+.4f}, "
                      f"online return {_number(best['online_return'], 1)} vs {_number(runner_up['online_return'], 1)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from recomb.artifacts import Outputs
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.leaderboard import markdown, rank, recommendation, recipe, rows_from_exp_show
+from recomb.leaderboard import markdown, rank, recommendation, recipe, rows_from_exp_show, winner
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
@@ -70,6 +70,20 @@ def default_threshold() -> float:
     return threshold(search["degenerate_threshold"], f"{PARAMS_FILE}: search.degenerate_threshold")
 
 
+def default_min_return() -> float | None:
+    """params.yaml `validate_recombination.thresholds.min_child_return`: the return the winner must reach."""
+    if not PARAMS_FILE.is_file():
+        return None
+    section = load_params(PARAMS_FILE).get("validate_recombination")
+    value = section.get("thresholds", {}).get("min_child_return") if isinstance(section, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecombError(f"{PARAMS_FILE}: validate_recombination.thresholds.min_child_return: "
+                          f"must be a number (got {value!r})")
+    return float(value)
+
+
 def how_to_apply(best: dict) -> str:
     """Commands that make the winner the pipeline's committed child."""
     commit = f'git commit -am "Crossover {recipe(best, True)}, regime {best["regime"]}"'
@@ -89,7 +103,9 @@ def leaderboard(args: argparse.Namespace) -> None:
     out = Outputs()
     out.add_text(args.out / "leaderboard.md", table)
     out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines})
-    out.add_text(args.out / "recommendation.txt", recommendation(rows, baselines, how_to_apply(rows[0])))
+    min_return = default_min_return()
+    out.add_text(args.out / "recommendation.txt",
+                 recommendation(rows, baselines, how_to_apply(winner(rows, min_return)), min_return))
     out.commit()
     print(table, end="")
 

@@ -3,7 +3,7 @@
 import time
 
 from recomb.artifacts import Outputs
-from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report
+from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report, winner
 from recomb.search import crossover_config, run_grid
 
 from . import paths
@@ -27,13 +27,14 @@ def main(params: dict) -> None:
     by_id = {row["experiment"]: row for row in rows}
     for point in inputs.points:
         add_child(out, point, outcomes[point.child_id], inputs, by_id[point.child_id])
-    winner = next(p for p in inputs.points if p.child_id == rows[0]["experiment"])
-    how = (f"Its checkpoint: {paths.SEARCH_CHILD.format(winner.child_id)}. To make it the pipeline's child:\n"
-           f"  {reproduce_command(crossover_config(inputs.crossover, winner.recipe), winner.regime)}\n"
+    min_return = inputs.scoring.cfg.thresholds.min_child_return
+    chosen = next(p for p in inputs.points if p.child_id == winner(rows, min_return)["experiment"])
+    how = (f"Its checkpoint: {paths.SEARCH_CHILD.format(chosen.child_id)}. To make it the pipeline's child:\n"
+           f"  {reproduce_command(crossover_config(inputs.crossover, chosen.recipe), chosen.regime)}\n"
            "then `dvc exp apply <that experiment>` (or set those keys in params.yaml and `dvc repro`).")
     out.add_json(f"{paths.SEARCH_REPORTS}/leaderboard.json", {"rows": rows, "baselines": baselines})
     out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines))
-    out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt", recommendation(rows, baselines, how))
+    out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt", recommendation(rows, baselines, how, min_return))
     best = rows[0]
     out.add_json(f"{paths.SEARCH_REPORTS}/summary.json", {
         "preset": cfg.preset, "children": len(rows), "degenerate": sum(r["degenerate"] for r in rows),

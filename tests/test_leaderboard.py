@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from recomb.errors import RecombError
-from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report, rows_from_exp_show
+from recomb.leaderboard import (baseline_rows, markdown, rank, recommendation, row_from_report, rows_from_exp_show,
+                                winner)
 from stages import cli
 
 FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
@@ -265,3 +266,18 @@ def test_cli_reports_a_failing_dvc_in_one_line(tmp_path, monkeypatch, capsys):
 def test_apply_hint_of_the_workspace_does_not_ask_for_dvc_exp_apply():
     assert "dvc exp apply" not in cli.how_to_apply(child("workspace", 0.7))
     assert cli.how_to_apply(child("exp-1", 0.7)).startswith("  dvc exp apply exp-1\n  dvc repro")
+
+
+def test_the_recommended_child_must_also_act_when_returns_were_measured():
+    rows = rank([
+        {"experiment": "agrees", "parents": "students", "mode": "weighted", "alpha": 0.5, "seed": 0, "regime": "short",
+         "primary": 0.74, "agreement_a": 0.76, "agreement_b": 0.74, "primary_over_bound": 0.98, "online_return": 159.0},
+        {"experiment": "acts", "parents": "students", "mode": "aligned", "alpha": 0.5, "seed": 0, "regime": "tuned",
+         "primary": 0.72, "agreement_a": 0.77, "agreement_b": 0.72, "primary_over_bound": 0.95, "online_return": 500.0},
+    ], 0.0)
+    baselines = baseline_rows({"parents_agreement": 0.5, "bound": 0.75, "greedy_return": {}})
+    assert winner(rows, 475.0)["experiment"] == "acts" and winner(rows, None)["experiment"] == "agrees"
+    text = recommendation(rows, baselines, "apply it", 475.0)
+    assert text.startswith("Recommended: aligned α=0.5 on students, fine-tune regime tuned (experiment acts).")
+    assert "rank 1 agrees: 159.0" in text
+    assert "warning: no child reaches the online return bar 600" in recommendation(rows, baselines, "x", 600.0)

@@ -188,6 +188,10 @@ def check_experiment_grid(p):
     experiments = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["rows"]
     winner = experiments[0]["experiment"]
     assert f"dvc exp apply {winner}" in (p.path / "data/reports/leaderboard/recommendation.txt").read_text()
+    p.run("dvc", "exp", "apply", winner)
+    assert p.params()["crossover"]["mode"] == experiments[0]["mode"]
+    p.run("git", "checkout", "--", ".")  # back to the baseline for the checks that follow
+    p.run("dvc", "checkout")
 
     searched = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())["rows"]
     for row in searched:
