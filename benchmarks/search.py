@@ -50,7 +50,7 @@ def stage(root: Path) -> None:
 
 def dvc_grid(root: Path) -> None:
     p = Project(root / "grid", git=True)
-    p.set(**SYNTHETIC_GRID, **{"distill.epochs": 5, "qat.epochs": 1})
+    p.set(**SYNTHETIC_GRID, **{"distill.epochs": 5, "qat.epochs": 1, "multigen.generations": 1})
     p.run("dvc", "repro")
     p.commit("baseline")
     direct = []
@@ -69,6 +69,8 @@ def dvc_grid(root: Path) -> None:
     print(f"DVC grid: 9 experiments queued, `dvc exp run --run-all -j 2`: {wall:.1f} s wall ({n_done} in exp show)")
     print(f"  one child's stages run directly: {per_child:.2f} s; 9 of them on 2 workers ideally "
           f"{9 * per_child / 2:.1f} s; overhead per experiment ≈ {(wall - 9 * per_child / 2) * 2 / 9:.1f} s")
+    print(p.run(str(Path(sys.executable).parent / "recomb"), "leaderboard").stdout)
+    print((p.path / "data/reports/leaderboard/recommendation.txt").read_text())
 
 
 def multigen(root: Path) -> None:
