@@ -16,6 +16,8 @@ from pathlib import Path
 from recomb.artifacts import Outputs
 from recomb.config import load_params
 from recomb.errors import RecombError
+from recomb.search import SearchConfig
+from recomb.validation import ValidateRecombConfig
 from recomb.leaderboard import markdown, rank, recommendation, recipe, rows_from_exp_show, winner
 
 PARAMS_FILE = Path("params.yaml")
@@ -60,28 +62,16 @@ def threshold(value, where: str) -> float:
     return number
 
 
-def default_threshold() -> float:
-    """params.yaml `search.degenerate_threshold` when this repo has one, else 0 (off)."""
-    if not PARAMS_FILE.is_file():
-        return 0.0
-    search = load_params(PARAMS_FILE).get("search")
-    if not isinstance(search, dict) or "degenerate_threshold" not in search:
-        return 0.0
-    return threshold(search["degenerate_threshold"], f"{PARAMS_FILE}: search.degenerate_threshold")
+def project_defaults() -> tuple[float, float | None]:
+    """(degenerate threshold, return bar) from this repo's params.yaml, checked as its stages check them.
 
-
-def default_min_return() -> float | None:
-    """params.yaml `validate_recombination.thresholds.min_child_return`: the return the winner must reach."""
-    if not PARAMS_FILE.is_file():
-        return None
-    section = load_params(PARAMS_FILE).get("validate_recombination")
-    value = section.get("thresholds", {}).get("min_child_return") if isinstance(section, dict) else None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecombError(f"{PARAMS_FILE}: validate_recombination.thresholds.min_child_return: "
-                          f"must be a number (got {value!r})")
-    return float(value)
+    Outside a recomb project (no params.yaml, or no such sections) nothing is flagged and no return is asked.
+    """
+    params = load_params(PARAMS_FILE) if PARAMS_FILE.is_file() else {}
+    cutoff = SearchConfig.from_params(params, "search").degenerate_threshold if "search" in params else 0.0
+    bar = (ValidateRecombConfig.from_params(params, "validate_recombination").thresholds.min_child_return
+           if "validate_recombination" in params else None)
+    return cutoff, bar
 
 
 def how_to_apply(best: dict) -> str:
@@ -95,15 +85,15 @@ def how_to_apply(best: dict) -> str:
 
 
 def leaderboard(args: argparse.Namespace) -> None:
-    cutoff = (threshold(args.degenerate_threshold, "--degenerate-threshold")
-              if args.degenerate_threshold is not None else default_threshold())
+    cutoff, min_return = project_defaults()
+    if args.degenerate_threshold is not None:
+        cutoff = threshold(args.degenerate_threshold, "--degenerate-threshold")
     rows, baselines = rows_from_exp_show(read_exp_show(args.exp_show))
     rows = rank(rows, cutoff)
     table = markdown(rows, baselines)
     out = Outputs()
     out.add_text(args.out / "leaderboard.md", table)
     out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines})
-    min_return = default_min_return()
     out.add_text(args.out / "recommendation.txt",
                  recommendation(rows, baselines, how_to_apply(winner(rows, min_return)), min_return))
     out.commit()

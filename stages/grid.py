@@ -9,7 +9,7 @@ from recomb.crossover import CrossoverConfig
 from recomb.finetune import finetune_config, regimes
 from recomb.quantize import PTQConfig
 from recomb.search import GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid
-from recomb.validation import ValidateRecombConfig, greedy_return, recombination_offline
+from recomb.validation import ValidateRecombConfig
 
 from . import paths
 
@@ -37,14 +37,6 @@ class GridInputs:
                        "scored_against": [str(r.path) for r in roles]}
         self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
         self.scoring = Scoring(roles[0].model, roles[1].model, heldout, teachers[0].meta.get("env"), scoring_cfg)
-
-    def baseline(self) -> dict:
-        """The scoring roles' own agreement and returns: the leaderboard's baseline rows."""
-        report = recombination_offline(self.scoring.role_a, self.scoring.role_b, {}, self.scoring.heldout,
-                                       self.scoring.cfg)
-        report["greedy_return"] = {name: greedy_return(model, self.scoring.env, self.scoring.cfg)
-                                   for name, model in (("parent_A", self.scoring.role_a), ("parent_B", self.scoring.role_b))}
-        return report
 
 
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:

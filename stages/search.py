@@ -4,7 +4,7 @@ import time
 
 from recomb.artifacts import Outputs
 from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report, winner
-from recomb.search import crossover_config, run_grid
+from recomb.search import crossover_config, run_grid, score
 
 from . import paths
 from .common import RuntimeConfig, log, run
@@ -22,7 +22,8 @@ def main(params: dict) -> None:
 
     rows = rank([row_from_report(p.child_id, crossover_config(inputs.crossover, p.recipe).to_dict(), p.regime,
                                  outcomes[p.child_id].report) for p in inputs.points], cfg.degenerate_threshold)
-    baselines = baseline_rows(inputs.baseline())
+    roles = {"parent_A": inputs.scoring.role_a, "parent_B": inputs.scoring.role_b}
+    baselines = baseline_rows(score(roles, inputs.scoring))  # the scoring roles' own agreement and returns
     out = Outputs()
     by_id = {row["experiment"]: row for row in rows}
     for point in inputs.points:

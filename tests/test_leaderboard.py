@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recomb.errors import RecombError
 from recomb.leaderboard import (baseline_rows, markdown, rank, recommendation, row_from_report, rows_from_exp_show,
@@ -20,6 +21,7 @@ from recomb.leaderboard import (baseline_rows, markdown, rank, recommendation, r
 from stages import cli
 
 FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
+ROOT = Path(__file__).resolve().parents[1]
 RANKED = ["weighted-07", "random-s1", "main", "slerp-quantized", "layer-short"]
 PARENTS_AGREEMENT, BOUND = 0.5075, 0.7537499999999999
 
@@ -213,8 +215,10 @@ def test_cli_writes_the_three_reports_and_prints_the_table(tmp_path, monkeypatch
 
 
 def test_cli_threshold_from_params_yaml_and_the_flag_overrides_it(tmp_path, monkeypatch, capsys):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["search"]["degenerate_threshold"] = 0.5
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("search:\n  degenerate_threshold: 0.5\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "a")[0] == 0
     flagged = [r["experiment"] for r in json.loads(Path("a/leaderboard.json").read_text())["rows"] if r["degenerate"]]
     assert flagged == ["layer-short"]
