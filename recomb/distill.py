@@ -58,11 +58,16 @@ class DistillConfig(Section):
         check_training_knobs(self, "lr")
 
 
-def check_training_knobs(section: Section, lr_key: str) -> None:
-    """Range rules shared by every trainer's params section (distill, qat, finetune)."""
+def check_budget(section: Section, lr_key: str) -> None:
+    """Range rules of a training budget: epochs, learning rate, batch size (also a fine-tune regime's)."""
     section.require(section.epochs >= 1, "epochs", "must be ≥ 1")
     section.require(getattr(section, lr_key) > 0, lr_key, "must be > 0")
     section.require(section.batch_size >= 1, "batch_size", "must be ≥ 1")
+
+
+def check_training_knobs(section: Section, lr_key: str) -> None:
+    """Range rules shared by every trainer's params section (distill, qat, finetune)."""
+    check_budget(section, lr_key)
     section.require(section.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
     section.require(0 < section.val_fraction < 1, "val_fraction", "must be in (0, 1)")
     section.require(section.temperature > 0, "temperature", "must be > 0")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .config import Section
 from .errors import RecombError
-from .distill import _dropout_masks, check_training_knobs, objective, split_indices
+from .distill import _dropout_masks, check_budget, check_training_knobs, objective, split_indices
 from .networks import QNetwork, QNetworkStack
 from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
 from .quantize import fake_quantize_weight
@@ -45,9 +45,7 @@ class Regime(Section):
     quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
 
     def check(self) -> None:
-        self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
-        self.require(self.learning_rate > 0, "learning_rate", "must be > 0")
-        self.require(self.batch_size >= 1, "batch_size", "must be ≥ 1")
+        check_budget(self, "learning_rate")
 
 
 @dataclass(frozen=True)

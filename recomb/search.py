@@ -27,7 +27,7 @@ from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .networks import QNetwork
 from .parallel import map_processes, map_ray
 from .quantize import Int8QNetwork, PTQConfig, calibration_batches, ptq
-from .validation import ValidateRecombConfig, greedy_return, recombination_offline
+from .validation import ValidateRecombConfig, online_returns, recombination_offline
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class Outcome:
 def score(children: dict, scoring: Scoring) -> dict:
     """What validate_recombination reports for these children (offline, and the greedy return)."""
     report = recombination_offline(scoring.role_a, scoring.role_b, children, scoring.heldout, scoring.cfg)
-    report["greedy_return"] = {name: greedy_return(model, scoring.env, scoring.cfg) for name, model in children.items()}
+    report["greedy_return"] = online_returns(children, scoring.env, scoring.cfg)
     return report
 
 

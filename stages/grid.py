@@ -8,10 +8,12 @@ from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.crossover import CrossoverConfig
 from recomb.finetune import finetune_config, regimes
 from recomb.quantize import PTQConfig
-from recomb.search import GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid
+from recomb.leaderboard import rank, row_from_report
+from recomb.search import GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, run_grid
 from recomb.validation import ValidateRecombConfig
 
 from . import paths
+from .common import RuntimeConfig
 
 
 class GridInputs:
@@ -37,6 +39,17 @@ class GridInputs:
                        "scored_against": [str(r.path) for r in roles]}
         self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
         self.scoring = Scoring(roles[0].model, roles[1].model, heldout, teachers[0].meta.get("env"), scoring_cfg)
+        self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads
+
+    def run(self, points: list[GridPoint], pair: Pair, finetune_cfgs: dict) -> dict[str, Outcome]:
+        """Every point's fine-tuned, scored child (the stages' one call into `run_grid`)."""
+        return run_grid(points, pair, self.states, self.crossover, finetune_cfgs, self.quant, self.scoring,
+                        self.search, self.threads)
+
+    def ranked(self, points: list[GridPoint], outcomes: dict[str, Outcome]) -> list[dict]:
+        """Leaderboard rows of these children, best first."""
+        return rank([row_from_report(p.child_id, crossover_config(self.crossover, p.recipe).to_dict(), p.regime,
+                                     outcomes[p.child_id].report) for p in points], self.search.degenerate_threshold)
 
 
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:

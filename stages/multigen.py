@@ -1,31 +1,19 @@
 """Stage `multigen`: the search grid over generations, the best children promoted to parents."""
 
 from recomb.artifacts import Outputs
-from recomb.leaderboard import rank, row_from_report
 from recomb.multigen import MultigenConfig, evolve
 from recomb.plots import learning_curves
 from recomb.reports import multigen_markdown
-from recomb.search import crossover_config, run_grid
 
 from . import paths
-from .common import RuntimeConfig, log, run
+from .common import log, run
 from .grid import GridInputs
 
 
 def main(params: dict) -> None:
     cfg = MultigenConfig.from_params(params, "multigen")
     inputs = GridInputs(params)
-    threads = RuntimeConfig.from_params(params, "runtime").torch_threads
-
-    def run_generation(points, pair, finetune_cfgs):
-        return run_grid(points, pair, inputs.states, inputs.crossover, finetune_cfgs, inputs.quant, inputs.scoring,
-                        inputs.search, threads)
-
-    def ranked(points, outcomes):
-        return rank([row_from_report(p.child_id, crossover_config(inputs.crossover, p.recipe).to_dict(), p.regime,
-                                     outcomes[p.child_id].report) for p in points], inputs.search.degenerate_threshold)
-
-    lineage, summary, best = evolve(inputs.points, inputs.finetune, inputs.pair, cfg, run_generation, ranked)
+    lineage, summary, best = evolve(inputs.points, inputs.finetune, inputs.pair, cfg, inputs.run, inputs.ranked)
     out = Outputs()
     out.add_json(paths.MULTIGEN_LINEAGE, {"params": cfg.to_dict(), "preset": inputs.search.preset,
                                           "scored_against": inputs.inputs["scored_against"], "children": lineage})

@@ -3,11 +3,11 @@
 import time
 
 from recomb.artifacts import Outputs
-from recomb.leaderboard import baseline_rows, markdown, rank, recommendation, row_from_report, winner
-from recomb.search import crossover_config, run_grid, score
+from recomb.leaderboard import baseline_rows, markdown, recommendation, winner
+from recomb.search import crossover_config, score
 
 from . import paths
-from .common import RuntimeConfig, log, run
+from .common import log, run
 from .grid import GridInputs, add_child, reproduce_command
 
 
@@ -15,13 +15,11 @@ def main(params: dict) -> None:
     inputs = GridInputs(params)
     cfg = inputs.search
     started = time.perf_counter()
-    outcomes = run_grid(inputs.points, inputs.pair, inputs.states, inputs.crossover, inputs.finetune, inputs.quant,
-                        inputs.scoring, cfg, RuntimeConfig.from_params(params, "runtime").torch_threads)
+    outcomes = inputs.run(inputs.points, inputs.pair, inputs.finetune)
     log.info("%d children trained and scored in %.2f s (%s backend, %d workers)", len(outcomes),
              time.perf_counter() - started, cfg.backend, cfg.workers)
 
-    rows = rank([row_from_report(p.child_id, crossover_config(inputs.crossover, p.recipe).to_dict(), p.regime,
-                                 outcomes[p.child_id].report) for p in inputs.points], cfg.degenerate_threshold)
+    rows = inputs.ranked(inputs.points, outcomes)
     roles = {"parent_A": inputs.scoring.role_a, "parent_B": inputs.scoring.role_b}
     baselines = baseline_rows(score(roles, inputs.scoring))  # the scoring roles' own agreement and returns
     out = Outputs()
