@@ -10,6 +10,7 @@ Each runs in a throw-away copy of the project (tests/scratch.py), so data/ is un
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,13 @@ def stage(root: Path) -> None:
           f"B {best['agreement_b']:.4f}), primary/U {best['primary_over_bound']:.4f}; "
           f"parents' agreement {board['baselines'][0]['primary']:.4f}")
     print((p.path / "data/reports/search/leaderboard.md").read_text())
+    print("training and scoring the 14 children (the stage's own timer), by how they are spread:")
+    for workers, patience, how in ((1, 100, "one child per job, one process"), (2, 100, "one child per job, 2 processes"),
+                                   (1, 0, "stacks per regime, one process"), (2, 0, "stacks, 2 processes (default)")):
+        # A plateau patience longer than any regime never fires but makes every child its own job.
+        p.set(**{"search.workers": workers, "finetune.lr_schedule_patience": patience})
+        log = p.stage("search").stderr
+        print(f"  {how}: {re.search(r'trained and scored in ([0-9.]+) s', log).group(1)} s")
 
 
 def dvc_grid(root: Path) -> None:
@@ -69,13 +77,17 @@ def dvc_grid(root: Path) -> None:
     print(f"DVC grid: 9 experiments queued, `dvc exp run --run-all -j 2`: {wall:.1f} s wall ({n_done} in exp show)")
     print(f"  one child's stages run directly: {per_child:.2f} s; 9 of them on 2 workers ideally "
           f"{9 * per_child / 2:.1f} s; overhead per experiment ≈ {(wall - 9 * per_child / 2) * 2 / 9:.1f} s")
+    in_process = timed(p, sys.executable, "-m", "stages.search")  # the same 9 children: the minimal preset
+    print(f"  the same 9 children in the `search` stage (minimal preset): {in_process:.1f} s for the whole command")
     print(p.run(str(Path(sys.executable).parent / "recomb"), "leaderboard").stdout)
     print((p.path / "data/reports/leaderboard/recommendation.txt").read_text())
 
 
 def multigen(root: Path) -> None:
     p = Project(root / "multigen")
-    p.run("dvc", "repro", "multigen")
+    p.run("dvc", "repro", "validate_recombination")
+    for stage in ("search", "multigen"):
+        print(f"`dvc repro {stage}` on the default CartPole pipeline: {timed(p, 'dvc', 'repro', stage):.1f} s")
     print((p.path / "data/reports/multigen/summary.md").read_text())
 
 
