@@ -1,0 +1,102 @@
+"""The one choosing rule (validation states, choosing episodes) and the intervals that call ties."""
+
+import numpy as np
+import pytest
+import torch
+
+from recomb.config import load_params
+from recomb.errors import RecombError
+from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split
+from recomb.stats import (UncertaintyConfig, mean_interval, primary_difference_interval, primary_interval,
+                          primary_over_bound_interval)
+
+PARAMS = load_params("params.yaml")
+UNC = UncertaintyConfig.from_params(PARAMS, "uncertainty")
+
+
+def row(name: str, val_primary: float, val_return: float | None = 500.0, high: float | None = None) -> dict:
+    return {"experiment": name, "val_primary": val_primary, "val_return": val_return,
+            "val_primary_low": val_primary - 0.01, "val_primary_high": val_primary + 0.01 if high is None else high}
+
+
+def test_a_child_that_acts_ranks_above_one_that_agrees_more_but_drops_the_pole():
+    rows = [row("agrees", 0.80, 159.0), row("acts", 0.72, 500.0), row("acts_less", 0.72, 480.0)]
+    assert [r["experiment"] for r in rank(rows, 475.0)] == ["acts", "acts_less", "agrees"]
+    assert [r["experiment"] for r in rank(rows, None)] == ["agrees", "acts", "acts_less"]
+    no_env = [row("b", 0.7, None), row("a", 0.7, None), row("c", 0.9, None)]
+    assert [(r["experiment"], r["rank"]) for r in rank(no_env, 475.0)] == [("c", 1), ("a", 2), ("b", 3)]
+
+
+def test_ties_paired_unpaired_and_never_across_the_return_bar():
+    rows = rank([row("lead", 0.75), row("close", 0.74, high=0.76), row("far", 0.60, high=0.65),
+                 row("fails", 0.749, 100.0, high=0.80)], 475.0)
+    unpaired = {r["experiment"]: r["tied"] for r in mark_ties(rows, 475.0)}
+    assert unpaired == {"lead": False, "close": True, "far": False, "fails": False}
+    calls = []
+
+    def difference(leader, other):
+        calls.append((leader["experiment"], other["experiment"]))
+        return (0.02, 0.2) if other["experiment"] == "close" else (-0.1, 0.3)
+
+    paired = {r["experiment"]: r["tied"] for r in mark_ties(rows, 475.0, difference)}
+    assert paired == {"lead": False, "close": False, "far": True, "fails": False}
+    assert ("lead", "close") in calls
+
+
+def test_the_epoch_rule_prefers_primary_then_loss_and_agreement_with_a_alone_in_mode_a():
+    early = {"val_primary": 0.70, "val_agreement_a": 0.95, "val_loss": 0.1}
+    late = {"val_primary": 0.75, "val_agreement_a": 0.80, "val_loss": 0.5}
+    same = {"val_primary": 0.75, "val_agreement_a": 0.80, "val_loss": 0.4}
+    assert max([early, late, same], key=lambda r: epoch_key(r, "balanced")) is same
+    assert max([early, late, same], key=lambda r: epoch_key(r, "a")) is early
+
+
+def test_the_split_is_seeded_disjoint_and_covers_the_train_states():
+    states = torch.arange(100, dtype=torch.float32).unsqueeze(1)
+    cfg = SelectionConfig.from_params(PARAMS, "selection")
+    train, val = split(states, cfg)
+    assert len(val) == 10 and len(train) == 90
+    assert sorted(torch.cat([train, val]).squeeze(1).tolist()) == list(range(100))
+    again_train, again_val = split(states, cfg)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+
+
+def test_choosing_episodes_must_not_overlap_the_reported_ones():
+    cfg = SelectionConfig.from_mapping({**PARAMS["selection"], "eval_seed": 20050}, "params.yaml: selection")
+    with pytest.raises(RecombError) as err:
+        cfg.check_disjoint(20000, 100, "validate_recombination")
+    assert str(err.value) == ("params.yaml: selection.eval_seed: episodes 20050..20149 overlap the reported ones of "
+                              "validate_recombination (20000..20099) (got 20050)")
+    cfg.check_disjoint(20150, 100, "validate_recombination")
+
+
+def test_intervals_cover_the_truth_shrink_with_more_states_and_constant_data_is_a_point():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(200) < 0.8, rng.random(5000) < 0.8
+    narrow, wide = mean_interval(large, UNC), mean_interval(small, UNC)
+    for hits, found in ((large, narrow), (small, wide)):
+        p = hits.mean()
+        normal_width = 2 * 1.96 * np.sqrt(p * (1 - p) / len(hits))  # the textbook interval of a proportion
+        assert found["low"] < p < found["high"]
+        assert found["high"] - found["low"] == pytest.approx(normal_width, rel=0.15)
+    assert narrow["high"] - narrow["low"] < 0.5 * (wide["high"] - wide["low"])
+    assert mean_interval(np.full(100, 500.0), UNC) == {"mean": 500.0, "std": 0.0, "low": 500.0, "high": 500.0}
+    assert mean_interval(small, UNC) == wide  # seeded: the same inputs, the same interval
+
+
+def test_primary_intervals_and_the_paired_difference():
+    rng = np.random.default_rng(1)
+    hits_a, hits_b, agree = rng.random(800) < 0.78, rng.random(800) < 0.74, rng.random(800) < 0.6
+    primary = primary_interval(hits_a, hits_b, UNC)
+    assert primary["value"] == pytest.approx(min(hits_a.mean(), hits_b.mean()))
+    assert primary["low"] <= primary["value"] <= primary["high"]
+    over = primary_over_bound_interval(hits_a, hits_b, agree, UNC)
+    a = agree.mean()
+    assert over["value"] == pytest.approx(primary["value"] / (a + (1 - a) / 2))
+    one_state = hits_b.copy()
+    one_state[np.flatnonzero(~one_state)[0]] = True  # one more state matched: a one-state margin
+    low, high = primary_difference_interval((hits_a, one_state), (hits_a, hits_b), UNC)
+    assert low <= 0 <= high
+    much_better = np.ones(800, dtype=bool)
+    low, high = primary_difference_interval((much_better, much_better), (hits_a, hits_b), UNC)
+    assert low > 0.2
