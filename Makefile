@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 
-.PHONY: run test repro-check
+.PHONY: run test repro-check check
 
 # (Re)install when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -25,3 +25,7 @@ test: $(VENV)/.installed
 repro-check: $(VENV)/.installed
 	$(BIN)/dvc repro --force
 	git diff --exit-code dvc.lock
+
+# Every quality gate of the last `dvc repro` (data/reports/pipeline.json) must have passed.
+check: $(VENV)/.installed
+	$(BIN)/recomb check

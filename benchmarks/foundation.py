@@ -47,11 +47,11 @@ def synthetic(workdir: Path) -> None:
     quality = report(p)
     print("## Synthetic 8/4/64, 5000 states (4000 train / 1000 held-out), 25 epochs, batch 64")
     print(f"distill stage, whole process: {seconds:.2f} s; {proc.stderr.strip().splitlines()[-1]}")
-    print("| pair | held-out agreement | prob similarity | Q cosine | relative MSE |")
+    print("| pair | held-out agreement | prob similarity | centred cosine | advantage relative MSE |")
     print("|---|---|---|---|---|")
     for pair, r in quality["pairs"].items():
         f = r["fidelity"]
-        print(f"| {pair} | {f['action_agreement']:.4f} | {f['prob_similarity']:.4f} | {f['cosine']:.4f} | {f['relative_mse']:.4f} |")
+        print(f"| {pair} | {f['action_agreement']:.4f} | {f['prob_similarity']:.4f} | {f['centered_cosine']:.4f} | {f['advantage_relative_mse']:.4f} |")
 
 
 def cartpole(workdir: Path) -> None:

@@ -94,14 +94,14 @@ def quantized(workdir: Path, harness: str) -> None:
         print(f"| {mode} / {backend} | {seconds[mode, backend, 'ptq']:.1f} "
               f"| {seconds[mode, backend, 'validate_quantized']:.1f} |")
 
-    table("int8 student", "agreement with float student (≥ 0.995)", "relative Q error",
+    table("int8 student", "agreement with float student (≥ 0.995)", "advantage relative MSE",
           "teacher agreement float → int8", "greedy return float → int8" + (" (≥ 475)" if cartpole else ""),
           "batch dependence (max abs ΔQ)")
     for name, r in quality.items():
         f, t, g = r["int8_vs_float"], r["teacher_agreement"], r["greedy_return"]
         agreement = mark(f["action_agreement"], ">=", 0.995) if name.startswith("ptq") else f"{f['action_agreement']:.4f}"
         returns = f"{g['float']:.1f} → {mark(g['int8'], '>=', 475.0, '.1f')}" if cartpole else "n/a (no env)"
-        print(f"| {name} | {agreement} | {f['relative_q_error']:.4f} | {t['float']:.4f} → {t['int8']:.4f} "
+        print(f"| {name} | {agreement} | {f['advantage_relative_mse']:.4f} | {t['float']:.4f} → {t['int8']:.4f} "
               f"| {returns} | {r['batch_dependence_max_abs']:.1e} |")
 
     table("int8 student", "tensor bytes float → int8", "tensors ratio (≤ 0.35)", "file ratio (≤ 0.35)",

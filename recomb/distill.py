@@ -56,6 +56,7 @@ class DistillConfig(Section):
         self.require(0 <= self.student_dropout < 1, "student_dropout", "must be in [0, 1)")
         self.require(0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
         check_training_knobs(self, "lr")
+        self.require(0 < self.val_fraction < 1, "val_fraction", "must be in (0, 1)")
 
 
 def check_budget(section: Section, lr_key: str) -> None:
@@ -69,7 +70,6 @@ def check_training_knobs(section: Section, lr_key: str) -> None:
     """Range rules shared by every trainer's params section (distill, qat, finetune)."""
     check_budget(section, lr_key)
     section.require(section.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0 (0 = no clipping)")
-    section.require(0 < section.val_fraction < 1, "val_fraction", "must be in (0, 1)")
     section.require(section.temperature > 0, "temperature", "must be > 0")
     section.require(0 < section.temp_decay <= 1, "temp_decay", "must be in (0, 1]")
     section.require(0 <= section.alpha <= 1, "alpha", "must be in [0, 1]")

@@ -16,7 +16,10 @@ Teacher modes (`teacher_mode`):
 
 The objective is the distillation one (`distill.objective`) on these per-state targets.
 `quantization_applied` other than `none` trains through int8 fake-quantized weights
-(as QAT does), so the child converts to int8 with no further loss.
+(as QAT does). With `ptq_dynamic` the int8 child computes what was trained (weights
+int8, activations float). `ptq_static` also quantizes activations, with ranges
+calibrated after training; training does not simulate that, so the int8 child
+differs from the trained one by the activation rounding (measured in the README).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import torch.nn.functional as F
 
 from .config import Section
 from .errors import RecombError
-from .distill import _dropout_masks, check_budget, check_training_knobs, objective, split_indices
+from .distill import _dropout_masks, check_budget, check_training_knobs, objective
 from .networks import QNetwork, QNetworkStack
 from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
-from .quantize import fake_quantize_weight
+from .quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
+from .selection import epoch_key
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Regime(Section):
     epochs: int
     learning_rate: float
     batch_size: int
-    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
+    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static"]
 
     def check(self) -> None:
         check_budget(self, "learning_rate")
@@ -56,11 +60,10 @@ class FinetuneConfig(Section):
     epochs: int
     learning_rate: float
     batch_size: int
-    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static", "qat_float"]
+    quantization_applied: Literal["none", "ptq_dynamic", "ptq_static"]
     teacher_mode: Literal["a", "dual", "balanced"]
     weight_a: float
     max_grad_norm: float
-    val_fraction: float
     seed: int
     train_dropout: bool
     loss_fn: Literal["kl", "mse"]
@@ -100,6 +103,10 @@ def finetune_config(params: dict, regime: str | None = None, source: str = "para
         raise RecombError(f"{source}: section 'finetune' is missing")
     name = section.get("regime") if regime is None else regime
     known = regimes(params, source)
+    budget = [key for key in Regime.__dataclass_fields__ if key in section]
+    if budget:
+        raise RecombError(f"{source}: finetune.{budget[0]}: a regime's key; set it in regimes.<name> (the regime "
+                          f"finetune.regime picks, now {name!r}) or pick another regime")
     if name not in known:
         raise RecombError(f"{source}: finetune.regime: {name!r} is not one of the regimes ({', '.join(known)})")
     return FinetuneConfig.from_mapping({**section, "regime": name, **known[name].to_dict()}, f"{source}: finetune")
@@ -166,9 +173,10 @@ class FinetuneResult:
     balance: dict
 
 
-def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: torch.nn.Module, states: torch.Tensor,
-             cfg: FinetuneConfig, on_epoch: Callable[[int], None] | None = None) -> list[FinetuneResult]:
-    """Train each child towards the targets of `cfg.teacher_mode`; keep its best validation epoch.
+def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: torch.nn.Module,
+             train_states: torch.Tensor, val_states: torch.Tensor, cfg: FinetuneConfig,
+             on_epoch: Callable[[int], None] | None = None) -> list[FinetuneResult]:
+    """Train each child on `train_states` towards the targets of `cfg.teacher_mode`; keep its best epoch.
 
     The children train side by side as one `QNetworkStack` (one optimizer step for
     all), and each comes out with the same bits it would have trained alone: every
@@ -177,7 +185,8 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     can vectorize a grid. Members cannot have learning rates of their own, so a
     plateau schedule (`lr_schedule_patience`) needs one child per call.
 
-    The best epoch is the one with the lowest validation loss. In `balanced` mode,
+    The best epoch is chosen on `val_states` (see `selection.epoch_key`: validation
+    primary, ties broken by validation loss, with two teachers). In `balanced` mode,
     after every epoch the share of disagreement states given to A moves towards the
     parent the child agrees with less on the validation states (the two parents'
     halves are not equally easy to learn), so validation losses are taken against
@@ -186,6 +195,8 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     """
     if cfg.lr_schedule_patience and len(children) > 1:
         raise ValueError("a plateau schedule adapts one learning rate: fine-tune one child per call")
+    states = torch.cat([train_states, val_states])
+    train_idx, val_idx = torch.arange(len(train_states)), torch.arange(len(train_states), len(states))
     with torch.inference_mode():
         q_a, q_b = teacher_a.eval()(states), teacher_b.eval()(states)
     n = len(children)
@@ -193,7 +204,6 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     members = [make_targets(q_a, q_b, cfg, 0.5)] * n
     disagreement = max(1e-3, 1 - members[0].balance["parents_agree"])
     balanced = cfg.teacher_mode == "balanced"
-    train_idx, val_idx = split_indices(len(states), cfg.val_fraction, cfg.seed)
     first = members[0].q[train_idx]
     q_scale = torch.stack([first.var(), (first - first.mean(-1, keepdim=True)).var()]).clamp_min(1e-8).unsqueeze(0)
     arch = children[0].arch
@@ -254,7 +264,7 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
             if not running[m]:
                 continue
             histories[m].append(row)
-            if row["val_loss"] < best[m]["val_loss"]:
+            if epoch_key(row, cfg.teacher_mode) > epoch_key(best[m], cfg.teacher_mode):
                 best[m] = row
                 for key, value in stack.params.items():
                     best_state[key][m] = value.detach()[m]
@@ -276,3 +286,11 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
             value.copy_(best_state[key])
     return [FinetuneResult(stack.member(m), histories[m], best[m]["epoch"], stopped_early[m],
                            make_targets(q_a, q_b, cfg, best[m]["share_a"]).balance) for m in range(n)]
+
+
+def int8_child(child: QNetwork, states: torch.Tensor, cfg: FinetuneConfig, quant: PTQConfig) -> Int8QNetwork:
+    """The int8 child of a quantization-aware regime, as the finetune stage converts it."""
+    mode = "static" if cfg.quantization_applied == "ptq_static" else "dynamic"
+    calibration = calibration_batches(states, quant.calibration_batches, quant.calibration_batch_size,
+                                      quant.calibration_seed)
+    return ptq(child, mode, calibration, quant.backend)

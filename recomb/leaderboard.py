@@ -3,17 +3,24 @@
 The children come either from DVC experiments (`dvc exp show --json`, read by the
 `recomb leaderboard` command) or from the in-process `search` stage; both build the
 same row from a recombination report, so their leaderboards read and compare alike.
-A row: rank, experiment, parents, mode, alpha, seed, regime, primary (min agreement
-with parents A and B), agreement_a, agreement_b, primary_over_bound, online_return
-(None without an environment) and degenerate.
+
+A row holds what chose it — the validation figures of the report's `selection`
+section (`val_primary` with its interval, `val_return` over the choosing episodes),
+ranked by `selection.rank` — and what reports it: held-out agreement with A and B,
+primary and primary / U with their intervals, and the return over the reported
+episodes (mean, std, interval). `tied` marks rows the data cannot tell from the
+leader (`selection.mark_ties`).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from .errors import RecombError
-from .reports import table
+from .reports import return_figure, table
+from .reports import with_interval as interval_text
+from .selection import mark_ties, rank, reaches_bar
 
 METRICS_FILE = "data/reports/recombination.json"
 PARAMS_FILE = "params.yaml"
@@ -32,50 +39,55 @@ def _get(report: dict, path: str, where: str):
 
 
 def _returns(report: dict) -> dict:
-    """Greedy returns by network; `dvc exp show` drops null metrics, so an absent section means no environment."""
-    return report.get("greedy_return") or {}
+    """Return intervals by network; `dvc exp show` drops null metrics, so an absent section means no environment."""
+    return report.get("greedy_return_interval") or {}
+
+
+def reported_figures(figures: dict, returns: dict | None, where: str) -> dict:
+    """The held-out part of a row from one network's agreement figures and its return interval."""
+    row = {}
+    for key in ("primary", "agreement_a", "agreement_b", "primary_over_bound"):
+        row[key] = _get(figures, key, where)
+        interval = _get(figures, f"{key}_ci", where)
+        row[f"{key}_low"], row[f"{key}_high"] = interval["low"], interval["high"]
+    for key in ("mean", "std", "low", "high"):
+        row["online_return" if key == "mean" else f"online_return_{key}"] = None if returns is None else returns[key]
+    return row
 
 
 def row_from_report(experiment: str, crossover: dict, regime: str, report: dict) -> dict:
-    """The leaderboard row of the child named `child` in a validate_recombination report."""
-    child = _get(report, "children.child", experiment)
-    agreement_a = _get(child, "vs_a.action_agreement", experiment)
-    agreement_b = _get(child, "vs_b.action_agreement", experiment)
+    """The leaderboard row of the child named `child` in a validate_recombination (or search) report."""
+    chosen = _get(report, "selection.child", experiment)
     return {"experiment": experiment, "parents": crossover["parents"], "mode": crossover["mode"],
             "alpha": float(crossover["alpha"]), "seed": int(crossover["seed"]), "regime": regime,
-            "primary": _get(child, "primary", experiment), "agreement_a": agreement_a, "agreement_b": agreement_b,
-            "primary_over_bound": _get(child, "primary_over_bound", experiment),
-            "online_return": _returns(report).get("child")}
+            "val_primary": _get(chosen, "primary", experiment), "val_primary_low": _get(chosen, "primary_low", experiment),
+            "val_primary_high": _get(chosen, "primary_high", experiment), "val_return": chosen.get("return"),
+            **reported_figures(_get(report, "children.child", experiment), _returns(report).get("child"), experiment)}
 
 
-def baseline_rows(report: dict) -> list[dict]:
-    """Parents A and B as if they were children: the figures a child has to beat.
+def baseline_rows(figures: dict, returns: dict, parents_role: str | None) -> list[dict]:
+    """Parents A and B as if they were children: the figures a child has to beat (held-out only).
 
-    Each parent agrees fully with itself and `parents_agreement` with the other, so
-    its primary is the parents' agreement. The recipe fields do not apply (None).
+    `figures` maps `parent_A`/`parent_B` to their agreement figures against the two
+    scoring roles; each parent agrees fully with itself, so its primary is the parents'
+    agreement. Nothing chose them: the validation and recipe fields are None.
     """
-    agreement = _get(report, "parents_agreement", "baseline")
-    over_bound = agreement / _get(report, "bound", "baseline")
-    returns = _returns(report)
-    return [{"experiment": f"parent_{side} (baseline)", "parents": report.get("parents_role"), "mode": None,
-             "alpha": None, "seed": None, "regime": None, "primary": agreement,
-             "agreement_a": 1.0 if side == "A" else agreement, "agreement_b": agreement if side == "A" else 1.0,
-             "primary_over_bound": over_bound, "online_return": returns.get(f"parent_{side}")}
+    return [{"experiment": f"parent_{side} (baseline)", "parents": parents_role, "mode": None, "alpha": None,
+             "seed": None, "regime": None, "val_primary": None, "val_primary_low": None, "val_primary_high": None,
+             "val_return": None,
+             **reported_figures(_get(figures, f"parent_{side}", "baseline"), returns.get(f"parent_{side}"), "baseline")}
             for side in ("A", "B")]
 
 
-def rank(rows: list[dict], degenerate_threshold: float) -> list[dict]:
-    """Best first: primary, then online return (None last), then primary/U, then name, so ties never reorder.
+def ranked(rows: list[dict], degenerate_threshold: float, min_return: float | None,
+           difference: Callable[[dict, dict], tuple[float, float]] | None = None) -> list[dict]:
+    """Rows best first (`selection.rank`), with `tied` (`selection.mark_ties`) and `degenerate`.
 
-    `degenerate` flags a primary below the threshold (a child that copies one parent
-    and ignores the other); a threshold of 0 flags nothing.
+    `degenerate` flags a validation primary below the threshold (a child that copies
+    one parent and ignores the other); a threshold of 0 flags nothing.
     """
-    def order(row: dict) -> tuple:
-        ret = row["online_return"]
-        return -row["primary"], ret is None, -(ret or 0.0), -row["primary_over_bound"], row["experiment"]
-
-    return [dict(row, rank=i, degenerate=row["primary"] < degenerate_threshold)
-            for i, row in enumerate(sorted(rows, key=order), start=1)]
+    rows = mark_ties(rank(rows, min_return), min_return, difference)
+    return [dict(row, degenerate=row["val_primary"] < degenerate_threshold) for row in rows]
 
 
 # ----------------------------------------------------------------------------- dvc exp show --json
@@ -119,8 +131,9 @@ def _params_and_report(data: dict) -> tuple[dict, str, dict] | None:
     return crossover, regime, report
 
 
-def rows_from_exp_show(data) -> tuple[list[dict], list[dict]]:
-    """Unranked rows of every finished experiment with a recombination report, and the parents' baselines.
+def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
+    """Unranked rows of every finished experiment with a recombination report, the parents' baselines,
+    and the confidence level of the reports' intervals.
 
     The baseline commit and the workspace are rows too (named after the branch or
     short rev, and `workspace`): they may hold a child no experiment has. They are
@@ -144,7 +157,9 @@ def rows_from_exp_show(data) -> tuple[list[dict], list[dict]]:
         reports.append(report)
     if not rows:
         raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
-    return rows, baseline_rows(reports[0])
+    first = reports[0]
+    return (rows, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), first.get("parents_role")),
+            _get(first, "confidence", "baseline"))
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -164,59 +179,87 @@ def _number(value: float | None, digits: int = 4) -> str:
     return NONE if value is None else f"{value:.{digits}f}"
 
 
-def markdown(rows: list[dict], baselines: list[dict]) -> str:
-    """Ranked rows, then the baselines (rank —). The parents set enters the recipe only when rows differ in it."""
+def with_interval(row: dict, key: str) -> str:
+    """A row's figure and its interval (`reports.with_interval`)."""
+    return interval_text(row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high"))
+
+
+def return_text(row: dict) -> str:
+    """A row's return over the reported episodes: mean ± std, and the interval of the mean."""
+    if row.get("online_return") is None:
+        return NONE
+    return return_figure({"mean": row["online_return"], "std": row["online_return_std"],
+                          "low": row["online_return_low"], "high": row["online_return_high"]})
+
+
+def markdown(rows: list[dict], baselines: list[dict], min_return: float | None) -> str:
+    """Ranked rows, then the baselines (rank —). The parents set enters the recipe only when rows differ in it.
+
+    The first columns chose the ranking (validation states, choosing episodes); the
+    held-out columns only report.
+    """
     mixed_parents = len({row["parents"] for row in rows}) > 1
-    header = ["rank", "experiment", "recipe", "regime", "primary", "agreement A", "agreement B", "primary/U",
-              "online return", "degenerate"]
-    lines = [[row["rank"], row["experiment"], recipe(row, mixed_parents), row["regime"], _number(row["primary"]),
-              _number(row["agreement_a"]), _number(row["agreement_b"]), _number(row["primary_over_bound"]),
-              _number(row["online_return"], 1), "yes" if row["degenerate"] else "no"] for row in rows]
-    lines += [[NONE, row["experiment"], NONE, NONE, _number(row["primary"]), _number(row["agreement_a"]),
-               _number(row["agreement_b"]), _number(row["primary_over_bound"]), _number(row["online_return"], 1), NONE]
-              for row in baselines]
+    header = ["rank", "experiment", "recipe", "regime", "val primary", "val return", "acts", "tied",
+              "held-out primary", "agreement A", "agreement B", "primary/U", "return (mean ± std)", "degenerate"]
+
+    def acts(row: dict) -> str:
+        return NONE if row["val_return"] is None or min_return is None else (
+            "yes" if reaches_bar(row["val_return"], min_return) else "no")
+
+    lines = [[row["rank"], row["experiment"], recipe(row, mixed_parents), row["regime"],
+              with_interval(row, "val_primary"), _number(row["val_return"], 1), acts(row),
+              "yes" if row["tied"] else "no", with_interval(row, "primary"), with_interval(row, "agreement_a"),
+              with_interval(row, "agreement_b"), with_interval(row, "primary_over_bound"), return_text(row),
+              "yes" if row["degenerate"] else "no"] for row in rows]
+    lines += [[NONE, row["experiment"], NONE, NONE, NONE, NONE, NONE, NONE, with_interval(row, "primary"),
+               with_interval(row, "agreement_a"), with_interval(row, "agreement_b"),
+               with_interval(row, "primary_over_bound"), return_text(row), NONE] for row in baselines]
     return table(header, lines) + "\n"
 
 
-def winner(rows: list[dict], min_return: float | None) -> dict:
-    """The best-ranked row whose online return reaches `min_return`; rows[0] when none does or none was measured.
+def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str, min_return: float | None,
+                   confidence: float, paired: bool) -> str:
+    """The leader of the ranked rows, what chose it, what it reports, its ties, and how to adopt it.
 
-    Offline agreement is the sort key, but a child that agrees with both parents on
-    most states can still fail in the environment: it must also act.
+    `paired` says which tie rule marked the rows (`selection.mark_ties`), so the text names it.
     """
-    passing = [r for r in rows if min_return is not None and r["online_return"] is not None
-               and r["online_return"] >= min_return]
-    return passing[0] if passing else rows[0]
-
-
-def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str, min_return: float | None = None) -> str:
-    """The winner (see `winner`), the figures that make it the winner, and how to adopt it (`how_to_apply`)."""
-    best = winner(rows, min_return)
-    parents_agreement = baselines[0]["primary"]
+    best = rows[0]
+    pct = f"{100 * confidence:g}%"
     lines = [
         f"Recommended: {recipe(best, True)}, fine-tune regime {best['regime']} (experiment {best['experiment']}).",
-        f"  primary (min agreement with A and B): {best['primary']:.4f}"
-        f" (agreement A {best['agreement_a']:.4f}, agreement B {best['agreement_b']:.4f})",
-        f"  primary/U: {best['primary_over_bound']:.4f}; online return: {_number(best['online_return'], 1)}",
+        f"  chosen on validation states drawn from train: primary {with_interval(best, 'val_primary')}"
+        f" ({pct} interval); return over the choosing episodes {_number(best['val_return'], 1)}",
+        f"  held-out (reported, never used to choose): primary {with_interval(best, 'primary')},"
+        f" agreement A {with_interval(best, 'agreement_a')}, agreement B {with_interval(best, 'agreement_b')}",
+        f"  primary/U {with_interval(best, 'primary_over_bound')}; return {return_text(best)}",
     ]
-    measured = min_return is not None and any(r["online_return"] is not None for r in rows)
-    if measured and best is not rows[0]:
-        lines.append(f"  ranked {best['rank']} offline: the children above it return less than {min_return:g} "
-                     f"online (rank 1 {rows[0]['experiment']}: {_number(rows[0]['online_return'], 1)})")
-    elif measured and (best["online_return"] is None or best["online_return"] < min_return):
-        lines.append(f"  warning: no child reaches the online return bar {min_return:g}; this is the best offline")
-    others = [r for r in rows if r is not best]
-    if others:
-        runner_up = others[0]
-        lines.append(f"  margin over the runner-up {runner_up['experiment']} ({recipe(runner_up, True)}, "
-                     f"{runner_up['regime']}): primary {best['primary'] - runner_up['primary']:+.4f}, "
-                     f"online return {_number(best['online_return'], 1)} vs {_number(runner_up['online_return'], 1)}")
+    measured = min_return is not None and best["val_return"] is not None
+    if measured and not reaches_bar(best["val_return"], min_return):
+        lines.append(f"  warning: no child reaches the return bar {min_return:g} on the choosing episodes; "
+                     "this is the best by validation primary, and it does not act well enough")
+    tied = [r for r in rows if r["tied"]]
+    rule = ("the paired interval of the difference in validation primary contains 0" if paired else
+            "their own validation primary interval reaches the leader's value")
+    if tied:
+        lines.append(f"  tied: {len(tied)} other child(ren) cannot be told from it at {pct} ({rule}): "
+                     + ", ".join(r["experiment"] for r in tied) + ". It leads by rank order, not by a measured margin.")
+    elif len(rows) > 1:
+        runner_up = rows[1]
+        versus = (f"the runner-up {runner_up['experiment']} ({recipe(runner_up, True)}, {runner_up['regime']})")
+        if reaches_bar(best["val_return"], min_return) != reaches_bar(runner_up["val_return"], min_return):
+            lines.append(f"  it is ahead of {versus} because that one does not reach the return bar {min_return:g} "
+                         f"(return {_number(runner_up['val_return'], 1)}, validation primary "
+                         f"{runner_up['val_primary']:.4f})")
+        else:
+            lines.append(f"  it is ahead of {versus} beyond the {pct} interval: validation primary "
+                         f"{best['val_primary'] - runner_up['val_primary']:+.4f}, return "
+                         f"{_number(best['val_return'], 1)} vs {_number(runner_up['val_return'], 1)}")
     else:
         lines.append("  no runner-up: a single child was ranked")
-    beats = best["agreement_a"] > parents_agreement and best["agreement_b"] > parents_agreement
-    lines.append(f"  the parents agree with each other on {parents_agreement:.4f}; the child agrees more with both: "
-                 f"{'yes' if beats else 'NO'} (A {best['agreement_a'] - parents_agreement:+.4f}, "
-                 f"B {best['agreement_b'] - parents_agreement:+.4f})")
+    parents_agreement = baselines[0]["primary"]
+    beats = best["agreement_a_low"] > parents_agreement and best["agreement_b_low"] > parents_agreement
+    lines.append(f"  the parents agree with each other on {parents_agreement:.4f} of held-out states; the child agrees "
+                 f"more with both, beyond its interval: {'yes' if beats else 'NO'}")
     if best["degenerate"]:
-        lines.append("  warning: even the winner is flagged degenerate (primary below the threshold)")
+        lines.append("  warning: even the winner is flagged degenerate (validation primary below the threshold)")
     return "\n".join([*lines, "", "How to apply:", how_to_apply]) + "\n"

@@ -37,26 +37,54 @@ def prob_similarity(ref_q: torch.Tensor, other_q: torch.Tensor) -> float:
     return 1.0 - (F.softmax(ref_q.double(), -1) - F.softmax(other_q.double(), -1)).abs().mean().item()
 
 
-def q_fidelity(ref_q: torch.Tensor, other_q: torch.Tensor) -> dict[str, float]:
-    """Q-value closeness: MSE (also relative to the reference's Q variance), MAE, cosines.
+def advantages(q: torch.Tensor) -> torch.Tensor:
+    """Q minus its per-state mean over actions: what the greedy choice depends on.
 
-    `cosine` is the per-state cosine of raw Q vectors (the seeds' metric); on
-    tasks where all actions share a large value (CartPole's Q ≈ 1/(1−γ)) it is
-    near 1 for any network, so `centered_cosine` (Q minus its per-state mean,
-    i.e. the advantages) is reported alongside.
+    On CartPole all actions share a value near 1/(1−γ) ≈ 100 and differ by a fraction
+    of 1, so any figure of raw Q is dominated by that shared value; advantages drop it.
+    """
+    return q - q.mean(-1, keepdim=True)
+
+
+def q_fidelity(ref_q: torch.Tensor, other_q: torch.Tensor) -> dict[str, float]:
+    """Q-value closeness: MSE (also relative to the reference's Q variance), MAE, cosines,
+    and the advantage error that the validation gates use.
+
+    `cosine` (the seeds' metric) and `relative_mse` are computed on raw Q, where the
+    value all actions share dominates: the cosine is near 1 for any network, and the
+    MSE mostly measures that value, not the action gaps; they are reported but do not
+    gate. `centered_cosine` is the per-state cosine of the advantages: their direction
+    (with two actions it is 2·agreement − 1, ties aside). `advantage_relative_mse` is
+    the MSE of the advantages over their variance in the reference (1 − R² of the
+    advantages: 0 for a copy, 1 for a network without action preferences, about 2
+    for an unrelated one of the same spread), so it also sees how far the action
+    gaps are off in size. `advantage_correlation` (pooled over states and actions)
+    sees whether the gaps grow and shrink together across states, whatever their
+    overall size: a student trained with hard targets has deliberately wider gaps
+    than its teacher, which the relative MSE counts as error.
     """
     ref, other = ref_q.double(), other_q.double()
     mse = (ref - other).pow(2).mean().item()
     variance = ref.var().item()
-    centred_ref = ref - ref.mean(-1, keepdim=True)
-    centred_other = other - other.mean(-1, keepdim=True)
+    ref_adv, other_adv = advantages(ref), advantages(other)
+    advantage_variance = ref_adv.pow(2).mean().item()  # advantages have mean 0 in every state
+    advantage_mse = (ref_adv - other_adv).pow(2).mean().item()
     return {
         "mse": mse,
         "relative_mse": mse / variance if variance > 0 else float("inf"),
         "mae": (ref - other).abs().mean().item(),
         "cosine": F.cosine_similarity(ref, other, dim=-1).mean().item(),
-        "centered_cosine": F.cosine_similarity(centred_ref, centred_other, dim=-1, eps=1e-12).mean().item(),
+        "centered_cosine": F.cosine_similarity(ref_adv, other_adv, dim=-1, eps=1e-12).mean().item(),
+        "advantage_relative_mse": advantage_mse / advantage_variance if advantage_variance > 0 else float("inf"),
+        "advantage_correlation": _correlation(ref_adv.flatten(), other_adv.flatten()),
     }
+
+
+def _correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson correlation; 0 when either side is constant (no preference to correlate with)."""
+    x, y = x - x.mean(), y - y.mean()
+    norm = (x.pow(2).sum() * y.pow(2).sum()).sqrt().item()
+    return (x * y).sum().item() / norm if norm > 0 else 0.0
 
 
 def compare(ref_q: torch.Tensor, other_q: torch.Tensor, top_k: int, temperature: float = 1.0) -> dict[str, float]:

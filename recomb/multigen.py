@@ -1,9 +1,14 @@
 """Multi-generation search: the best children of one grid become the next grid's parents.
 
-Parent selection follows the seeds: the best child (by primary metric) becomes parent
-A; parent B is the rank-2 child within the top `keep_top_k` (`best`) or always the
-original B (`best_vs_original`). Promoted children get Gaussian mutation; the
-original B never does. Unlike the seeds, every child of every generation is scored
+Parent selection follows the seeds, ranked by the one rule of `selection.rank`
+(validation states and choosing episodes, never the held-out ones): the best child
+becomes parent A; parent B is the rank-2 child within the top `keep_top_k` (`best`)
+or always the original B (`best_vs_original`). Promoted children get Gaussian mutation; the
+original B never does. A generation's children are fine-tuned against its parents
+(`teachers: promoted`, the seeds') or against the original parents (`original`: the
+promoted pair only initialises the crossover, the targets stay what every child is
+scored on). With `elitism`, the best child so far competes in each later ranking,
+so the best child of a generation is never one the ranking puts below an earlier one. Unlike the seeds, every child of every generation is scored
 against the ORIGINAL parents (the `Scoring` roles never change), so a rising curve
 means the children got better, not that the yardstick moved with them.
 """
@@ -36,6 +41,8 @@ class MultigenConfig(Section):
     generations: int
     keep_top_k: int
     selection_strategy: Literal["best", "best_vs_original"]
+    teachers: Literal["promoted", "original"]  # whom a generation's children are fine-tuned against
+    elitism: bool      # the best child so far competes in every later generation's ranking
     seed_offset: int   # generation g adds g·seed_offset to every recipe seed and the fine-tune seed
     mutation: MutationConfig
 
@@ -86,9 +93,12 @@ def promote(rows: list[dict], outcomes: dict[str, Outcome], original: Pair, cfg:
     a = promoted(best, 0)
     top = [r["experiment"] for r in rows[:cfg.keep_top_k]]
     if cfg.selection_strategy == "best" and len(top) >= 2:
-        b = promoted(top[1], 1)
-        return Promotion(Pair(a, b, a, b), (best, top[1]))
-    return Promotion(Pair(a, original.cross_b, a, original.teach_b), (best, "original_B"))
+        b, names = promoted(top[1], 1), (best, top[1])
+    else:
+        b, names = original.cross_b, (best, "original_B")
+    if cfg.teachers == "original":
+        return Promotion(Pair(a, b, original.teach_a, original.teach_b), names)
+    return Promotion(Pair(a, b, a, b if names[1] != "original_B" else original.teach_b), names)
 
 
 def evolve(points: list[GridPoint], finetune_cfgs: dict, original: Pair, cfg: MultigenConfig,
@@ -101,24 +111,34 @@ def evolve(points: list[GridPoint], finetune_cfgs: dict, original: Pair, cfg: Mu
     """
     lineage, summary, best_children = [], [], {}
     pair, names = original, ("original_A", "original_B")
+    elite: tuple[GridPoint, Outcome] | None = None
     for generation in range(cfg.generations):
         gen_points = generation_points(points, generation, cfg.seed_offset)
         outcomes = run(gen_points, pair, generation_finetune(finetune_cfgs, generation, cfg.seed_offset))
-        rows = ranked(gen_points, outcomes)
+        candidates = list(gen_points)
+        if elite is not None:  # scored against the same original parents, so its figures stand as they are
+            candidates.append(elite[0])
+            outcomes = {**outcomes, elite[0].child_id: elite[1]}
+        rows = ranked(candidates, outcomes)
         promotion = promote(rows, outcomes, original, cfg, generation)
-        by_id = {p.child_id: p for p in gen_points}
+        by_id = {p.child_id: p for p in candidates}
         for row in rows:
             point = by_id[row["experiment"]]
             role = [slot for slot, name in zip("AB", promotion.names) if name == row["experiment"]]
             lineage.append({**row, "generation": generation, "parent_a": names[0], "parent_b": names[1],
-                            "recipe": point.recipe.label, "promoted_as": role[0] if role else None})
+                            "recipe": point.recipe.label, "promoted_as": role[0] if role else None,
+                            "carried_over": elite is not None and point is elite[0]})
         returns = [r["online_return"] for r in rows if r["online_return"] is not None]
+        best = rows[0]
         summary.append({"generation": generation, "parent_a": names[0], "parent_b": names[1],
-                        "best_child": rows[0]["experiment"], "best_primary": rows[0]["primary"],
-                        "best_primary_over_bound": rows[0]["primary_over_bound"],
-                        "best_online_return": rows[0]["online_return"],
+                        "best_child": best["experiment"], "best_val_primary": best["val_primary"],
+                        **{f"best_{key}": best[key] for key in (
+                            "primary", "primary_low", "primary_high", "primary_over_bound", "primary_over_bound_low",
+                            "primary_over_bound_high", "online_return", "online_return_low", "online_return_high")},
                         "max_online_return": max(returns) if returns else None,
                         "mean_primary": sum(r["primary"] for r in rows) / len(rows)})
-        best_children[generation] = outcomes[rows[0]["experiment"]].result.child
+        best_children[generation] = outcomes[best["experiment"]].result.child
+        if cfg.elitism:
+            elite = by_id[best["experiment"]], outcomes[best["experiment"]]
         pair, names = promotion.pair, promotion.names
     return lineage, summary, best_children

@@ -89,35 +89,72 @@ def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
     return "\n".join(parts) + "\n"
 
 
+def with_interval(value: float | None, low: float | None, high: float | None, digits: int = 4) -> str:
+    """`0.7390 [0.7200, 0.7580]`; – when there is no figure."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def figure(figures: dict, key: str) -> str:
+    return with_interval(figures[key], figures[f"{key}_ci"]["low"], figures[f"{key}_ci"]["high"])
+
+
+def return_figure(returns: dict | None) -> str:
+    """Mean ± std over episodes, and the interval of the mean."""
+    if returns is None:
+        return "–"
+    return f"{returns['mean']:.1f} ± {returns['std']:.1f} [{returns['low']:.1f}, {returns['high']:.1f}]"
+
+
 def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
     """Parents, students, int8 students and children: agreement with both parents and online return."""
     rows = []
     for name, agreement in report["agreement"].items():
         child = report["children"].get(name, {})
-        rows.append([name, agreement["agreement_a"], agreement["agreement_b"], child.get("oracle_agreement"),
-                     child.get("primary_over_bound"), report["greedy_return"][name]])
+        rows.append([name, figure(agreement, "agreement_a"), figure(agreement, "agreement_b"),
+                     child.get("oracle_agreement"), figure(agreement, "primary_over_bound"),
+                     return_figure(report["greedy_return_interval"][name])])
+    chosen = [[name, s["n_states"], s["agreement_a"], s["agreement_b"],
+               with_interval(s["primary"], s["primary_low"], s["primary_high"]), s["return"]]
+              for name, s in report["selection"].items()]
+    pct = f"{100 * report['confidence']:g}%"
     parts = [
         f"# Recombination validation — {'PASSED' if report['passed'] else 'FAILED'}",
         "",
         f"Held-out states: {report['n_heldout']}; offline roles A and B: `{report['parents_role']}`. "
-        f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}.",
+        f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}. "
+        f"Brackets: {pct} bootstrap intervals over states (agreements) or episodes (returns).",
         "",
-        table(["network", "agreement A", "agreement B", "oracle", "primary / U", "greedy return"], rows),
+        table(["network", "agreement A", "agreement B", "oracle", "primary / U", "greedy return (mean ± std)"], rows),
         "",
         checks_table(report["checks"]),
+        "",
+        "What the choosers read (the fine-tuned child's best epoch, the search ranking): validation states drawn "
+        "from the train states, and episodes disjoint from the reported ones. They never see the held-out states.",
+        "",
+        table(["child", "validation states", "agreement A", "agreement B", "primary", "return (choosing episodes)"],
+              chosen),
         "",
         *(f"- {key}: {text}" for key, text in definitions.items()),
     ]
     return "\n".join(parts) + "\n"
 
 
-def multigen_markdown(summary: list[dict], selection: str) -> str:
+def multigen_markdown(summary: list[dict], selection: str, confidence: float) -> str:
     """One row per generation; every score is against the original parents, so rows compare."""
-    header = ["generation", "parents (A, B)", "best child", "best primary", "best primary / U",
-              "best child's return", "max return", "mean primary"]
-    rows = [[s["generation"], f"{s['parent_a']}, {s['parent_b']}", s["best_child"], s["best_primary"],
-             s["best_primary_over_bound"], s["best_online_return"], s["max_online_return"], s["mean_primary"]]
-            for s in summary]
+    def interval(s: dict, key: str, digits: int) -> str:
+        if s[f"best_{key}"] is None:
+            return "–"
+        return f"{s[f'best_{key}']:.{digits}f} [{s[f'best_{key}_low']:.{digits}f}, {s[f'best_{key}_high']:.{digits}f}]"
+
+    header = ["generation", "parents (A, B)", "best child", "its validation primary", "its held-out primary",
+              "its primary / U", "its return", "max return", "mean primary"]
+    rows = [[s["generation"], f"{s['parent_a']}, {s['parent_b']}", s["best_child"], s["best_val_primary"],
+             interval(s, "primary", 4), interval(s, "primary_over_bound", 4), interval(s, "online_return", 1),
+             s["max_online_return"], s["mean_primary"]] for s in summary]
     return "\n".join([f"# Multi-generation search ({selection})", "",
-                      "Every child is scored against the ORIGINAL parents (offline on held-out states, online "
-                      "in the environment), so generations are comparable.", "", table(header, rows), ""])
+                      "The best child of each generation is the leader of the search ranking (validation states drawn "
+                      "from train, and the choosing episodes); it is reported on the held-out states and the reported "
+                      f"episodes, with {100 * confidence:g}% bootstrap intervals. Every child is scored against the "
+                      "ORIGINAL parents, so generations are comparable.", "", table(header, rows), ""])

@@ -23,11 +23,13 @@ import torch
 from .config import Section
 from .crossover import OPERATORS, CrossoverConfig, crossover
 from .errors import RecombError
-from .finetune import FinetuneConfig, FinetuneResult, finetune
+from .finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
 from .networks import QNetwork
 from .parallel import map_processes, map_ray
-from .quantize import Int8QNetwork, PTQConfig, calibration_batches, ptq
-from .validation import ValidateRecombConfig, online_returns, recombination_offline
+from .quantize import Int8QNetwork, PTQConfig
+from .selection import SelectionConfig
+from .stats import UncertaintyConfig
+from .validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,49 @@ class Recipe:
         return f"{self.mode}_{alpha}_s{self.seed}" if self.mode == "random" else f"{self.mode}_{alpha}"
 
 
-_MINIMAL = (Recipe("random", 0.5, 0), Recipe("layer", 0.5, 0), Recipe("weighted", 0.5, 0))
-_DEFAULT = (*(Recipe("random", 0.5, s) for s in (0, 1, 2)), Recipe("layer", 0.5, 0),
-            *(Recipe("weighted", a, 0) for a in (0.3, 0.5, 0.7)))
-# The seeds' named grids: recipes × regime names.
-PRESETS = {
-    "minimal": (_MINIMAL, ("short", "medium", "long")),
-    "default": (_DEFAULT, ("short", "long")),
-    "minimal-qat": (_MINIMAL, ("short", "short_qat", "long")),
-    "default-qat": (_DEFAULT, ("short", "long", "short_qat")),
-}
+def parse_recipe(text: str, where: str) -> Recipe:
+    """`mode [alpha [seed]]` as written in a params preset: `layer`, `weighted 0.3`, `random 0.5 1`.
+
+    Each mode takes exactly what it uses: `layer` nothing, `random` alpha and seed,
+    every other mode alpha; so a preset never lists a knob that does nothing.
+    """
+    words = str(text).split()
+    if not words or words[0] not in OPERATORS:
+        raise RecombError(f"{where}: {text!r}: the mode must be one of {', '.join(OPERATORS)}")
+    mode, numbers = words[0], words[1:]
+    wanted = 0 if mode == "layer" else 2 if mode == "random" else 1
+    usage = {0: "layer", 1: f"{mode} <alpha>", 2: "random <alpha> <seed>"}[wanted]
+    try:
+        alpha = float(numbers[0]) if wanted else 0.5
+        seed = int(numbers[1]) if wanted == 2 else 0
+    except (IndexError, ValueError):
+        raise RecombError(f"{where}: {text!r}: write it as `{usage}`") from None
+    if len(numbers) != wanted or not 0 <= alpha <= 1:
+        raise RecombError(f"{where}: {text!r}: write it as `{usage}` with alpha in [0, 1]")
+    return Recipe(mode, alpha, seed)
+
+
+@dataclass(frozen=True)
+class Preset(Section):
+    """A named grid of params `search.presets`: crossover recipes × fine-tune regimes."""
+
+    recipes: list[str]
+    regimes: list[str]
+
+    def check(self) -> None:
+        self.require(bool(self.recipes), "recipes", "needs at least one recipe")
+        self.require(bool(self.regimes), "regimes", "needs at least one regime")
+        for i, text in enumerate(self.recipes):
+            parse_recipe(text, f"{self._where}.recipes[{i}]")
+
+    def grid(self) -> tuple[list[Recipe], list[str]]:
+        return [parse_recipe(t, f"{self._where}.recipes[{i}]") for i, t in enumerate(self.recipes)], self.regimes
 
 
 @dataclass(frozen=True)
 class SearchConfig(Section):
-    preset: Literal["minimal", "default", "minimal-qat", "default-qat", "custom"]
+    preset: str               # a name of `presets`, or custom
+    presets: dict
     modes: list[str]          # custom grid: modes × alphas × seeds (deduplicated), × regimes
     alphas: list[float]
     seeds: list[int]
@@ -72,6 +102,10 @@ class SearchConfig(Section):
     ray_address: str | None
 
     def check(self) -> None:
+        names = [*self.presets, "custom"]
+        self.require(self.preset in names, "preset", f"must be one of {', '.join(names)}")
+        for name, body in self.presets.items():
+            Preset.from_mapping(body, f"{self._where}.presets.{name}")
         unknown = sorted(set(self.modes) - set(OPERATORS))
         self.require(not unknown, "modes", f"must be among {', '.join(OPERATORS)}")
         self.require(all(0 <= a <= 1 for a in self.alphas), "alphas", "must be in [0, 1]")
@@ -105,7 +139,7 @@ def grid(cfg: SearchConfig, known_regimes: dict) -> list[GridPoint]:
     if cfg.preset == "custom":
         recipes, regimes = custom_recipes(cfg.modes, cfg.alphas, cfg.seeds), cfg.regimes
     else:
-        recipes, regimes = PRESETS[cfg.preset]
+        recipes, regimes = Preset.from_mapping(cfg.presets[cfg.preset], f"{cfg._where}.presets.{cfg.preset}").grid()
     missing = [r for r in regimes if r not in known_regimes]
     if missing:
         raise RecombError(f"params.yaml: search: regime {missing[0]!r} (preset {cfg.preset}) is not one of the "
@@ -128,13 +162,20 @@ class Pair:
 
 @dataclass
 class Scoring:
-    """How every child is scored: against fixed networks (roles A and B) on held-out states."""
+    """How every child is scored against fixed networks (roles A and B).
+
+    Choosers read the figures on `validation` (a split of the train states) and the
+    `selection` episodes; the held-out states and the reported episodes only report.
+    """
 
     role_a: torch.nn.Module
     role_b: torch.nn.Module
     heldout: np.ndarray
+    validation: torch.Tensor
     env: str | None
     cfg: ValidateRecombConfig
+    selection: SelectionConfig
+    uncertainty: UncertaintyConfig
 
 
 @dataclass
@@ -156,33 +197,36 @@ class Outcome:
     result: FinetuneResult
     int8: Int8QNetwork | None
     report: dict
+    hits: tuple[np.ndarray, np.ndarray]  # per validation state: picks A's action, picks B's (paired ties)
 
 
 def score(children: dict, scoring: Scoring) -> dict:
-    """What validate_recombination reports for these children (offline, and the greedy return)."""
-    report = recombination_offline(scoring.role_a, scoring.role_b, children, scoring.heldout, scoring.cfg)
-    report["greedy_return"] = online_returns(children, scoring.env, scoring.cfg)
-    return report
+    """What validate_recombination reports for these children: held-out figures and returns, with intervals."""
+    report = recombination_offline(scoring.role_a, scoring.role_b, children, scoring.heldout, scoring.cfg,
+                                   scoring.uncertainty)
+    returns = online_returns(children, scoring.env, scoring.cfg.eval_episodes, scoring.cfg.eval_seed,
+                             scoring.uncertainty)
+    return {**report, "greedy_return": mean_returns(returns), "greedy_return_interval": returns}
 
 
-def int8_child(child: QNetwork, states: torch.Tensor, cfg: FinetuneConfig, quant: PTQConfig) -> Int8QNetwork:
-    """The int8 child of a quantization-aware regime, as the finetune stage converts it."""
-    mode = "static" if cfg.quantization_applied == "ptq_static" else "dynamic"
-    calibration = calibration_batches(states, quant.calibration_batches, quant.calibration_batch_size,
-                                      quant.calibration_seed)
-    return ptq(child, mode, calibration, quant.backend)
+def score_child(children: dict, scoring: Scoring) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """`score`, plus what choosers read of `children["child"]` (under `selection`) and its validation hits."""
+    report = score(children, scoring)
+    figures, hits = selection_figures(scoring.role_a, scoring.role_b, children["child"], scoring.validation,
+                                      scoring.env, scoring.selection, scoring.uncertainty)
+    return {**report, "selection": {"child": figures}}, hits
 
 
 def run_job(job: Job) -> list[Outcome]:
     """Fine-tune one stack of children and score each of them."""
-    results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.cfg)
+    results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.scoring.validation, job.cfg)
     outcomes = []
     for child_id, result in zip(job.child_ids, results):
         children = {"child": result.child}
         int8 = None
         if job.cfg.quantization_applied != "none":
             int8 = children["child_int8"] = int8_child(result.child, job.states, job.cfg, job.quant)
-        outcomes.append(Outcome(child_id, result, int8, score(children, job.scoring)))
+        outcomes.append(Outcome(child_id, result, int8, *score_child(children, job.scoring)))
     return outcomes
 
 

@@ -96,12 +96,12 @@ def mark_ties(rows: list[dict], min_return: float | None,
     marked = []
     for row in rows:
         same_side = reaches_bar(row["val_return"], min_return) == reaches_bar(leader["val_return"], min_return)
-        if row is leader:
+        if row is leader or not same_side:
             tied = False
         elif difference is not None:
             low, high = difference(leader, row)
-            tied = same_side and low <= 0 <= high
+            tied = low <= 0 <= high
         else:
-            tied = same_side and row["val_primary_high"] >= leader["val_primary"]
+            tied = row["val_primary_high"] >= leader["val_primary"]
         marked.append(dict(row, tied=tied))
     return marked

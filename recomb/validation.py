@@ -18,6 +18,8 @@ import torch
 
 from . import envs, metrics
 from .config import Section
+from .selection import SelectionConfig
+from .stats import UncertaintyConfig, mean_interval, primary_interval, primary_over_bound_interval
 
 OPS = {">=": operator.ge, "<=": operator.le}
 
@@ -37,8 +39,8 @@ class RobustnessConfig(Section):
 class DistillThresholds(Section):
     min_action_agreement: float
     max_kl_divergence: float
-    max_relative_mse: float
-    min_cosine: float
+    min_advantage_correlation: float
+    min_centered_cosine: float
     max_latency_ratio: float
     min_robustness_agreement: float
     min_greedy_return: float
@@ -110,8 +112,8 @@ def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg
     checks = [
         ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
         ("kl_divergence", fidelity["kl_divergence"], "<=", t.max_kl_divergence),
-        ("relative_mse", fidelity["relative_mse"], "<=", t.max_relative_mse),
-        ("cosine", fidelity["cosine"], ">=", t.min_cosine),
+        ("advantage_correlation", fidelity["advantage_correlation"], ">=", t.min_advantage_correlation),
+        ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
         *((f"robustness_{name}", value, ">=", t.min_robustness_agreement) for name, value in robustness.items()),
     ]
     if returns["student"] is not None:
@@ -136,8 +138,8 @@ def latency_report(teacher, student, heldout: np.ndarray, repeats: int, max_rati
 @dataclass(frozen=True)
 class QuantThresholds(Section):
     min_action_agreement: float
-    max_relative_q_error: float
-    min_cosine: float
+    max_advantage_relative_mse: float
+    min_centered_cosine: float
     max_latency_ratio: float
     min_greedy_return: float
 
@@ -177,7 +179,10 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
     """The deterministic part of the report for one int8 student against its float student.
 
     `relative_q_error` is mean |Q_int8 − Q_float| over the standard deviation of the
-    float student's Q-values across held-out states and actions (its Q spread).
+    float student's Q-values across held-out states and actions (its Q spread); it is
+    reported but does not gate: on CartPole that spread is mostly how the value all
+    actions share varies over states, so errors that reorder actions look negligible.
+    The gates use the advantages instead (see `metrics.q_fidelity`).
     `float_return` is the float student's `greedy_return`, computed once by the caller
     for all its int8 versions.
     """
@@ -193,8 +198,8 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
     t = cfg.thresholds
     checks = [
         ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
-        ("relative_q_error", fidelity["relative_q_error"], "<=", t.max_relative_q_error),
-        ("cosine", fidelity["cosine"], ">=", t.min_cosine),
+        ("advantage_relative_mse", fidelity["advantage_relative_mse"], "<=", t.max_advantage_relative_mse),
+        ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
     ]
     if returns["int8"] is not None:
         checks.append(("int8_greedy_return", returns["int8"], ">=", t.min_greedy_return))
@@ -244,6 +249,14 @@ class ValidateRecombConfig(Section):
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
 
 
+def child_checks(primary_over_bound: float, child_return: float | None, t: RecombThresholds) -> dict[str, dict]:
+    """The recombination gates of one child: held-out primary / U, and its return when there is an environment."""
+    checks = [("child_primary_over_bound", primary_over_bound, ">=", t.min_primary_over_bound)]
+    if child_return is not None:
+        checks.append(("child_greedy_return", child_return, ">=", t.min_child_return))
+    return gate(checks)
+
+
 RECOMB_DEFINITIONS = {
     "primary": "min(agreement with A, agreement with B)",
     "oracle_agreement": "share of states where the child picks A's greedy action or B's",
@@ -253,38 +266,82 @@ RECOMB_DEFINITIONS = {
 }
 
 
-def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarray, cfg: ValidateRecombConfig) -> dict:
+def parent_hits(parent_a, parent_b, child, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per state: does the child pick A's greedy action, does it pick B's (what agreement averages)."""
+    picks = q_values(child, states).argmax(-1)
+    return ((picks == q_values(parent_a, states).argmax(-1)).numpy(),
+            (picks == q_values(parent_b, states).argmax(-1)).numpy())
+
+
+def agreement_figures(hits: tuple[np.ndarray, np.ndarray], parents_agree: np.ndarray, unc: UncertaintyConfig) -> dict:
+    """Agreement with A and B, primary and primary / U, each with its bootstrap interval over states.
+
+    `parents_agree` is the per-state agreement of the two parents, which U is made of.
+    """
+    figures = {}
+    for key, found in (("agreement_a", mean_interval(hits[0], unc)), ("agreement_b", mean_interval(hits[1], unc)),
+                       ("primary", primary_interval(*hits, unc)),
+                       ("primary_over_bound", primary_over_bound_interval(*hits, parents_agree, unc))):
+        figures[key] = found["mean" if "mean" in found else "value"]
+        figures[f"{key}_ci"] = {"low": found["low"], "high": found["high"]}
+    return figures
+
+
+def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarray, cfg: ValidateRecombConfig,
+                          unc: UncertaintyConfig) -> dict:
     """Each child against both parents on held-out states, with the parents' own agreement as baseline."""
     states = torch.from_numpy(heldout)
     q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
     baseline = metrics.compare(q_a, q_b, cfg.top_k, cfg.kl_temperature)
     a = baseline["action_agreement"]
     bound = a + (1 - a) / 2
-    report = {"parents_agreement": a, "bound": bound, "a_vs_b": baseline, "children": {}}
+    report = {"parents_agreement": a, "bound": bound, "a_vs_b": baseline, "confidence": unc.confidence,
+              "children": {}}
+    parents_agree = (q_a.argmax(-1) == q_b.argmax(-1)).numpy()
     for name, child in children.items():
         q_c = q_values(child, states)
-        vs_a = metrics.compare(q_a, q_c, cfg.top_k, cfg.kl_temperature)
-        vs_b = metrics.compare(q_b, q_c, cfg.top_k, cfg.kl_temperature)
-        picks = q_c.argmax(-1)
-        primary = min(vs_a["action_agreement"], vs_b["action_agreement"])
+        hits = parent_hits(parent_a, parent_b, child, states)
         report["children"][name] = {
-            "vs_a": vs_a, "vs_b": vs_b, "primary": primary, "primary_over_bound": primary / bound,
-            "oracle_agreement": ((picks == q_a.argmax(-1)) | (picks == q_b.argmax(-1))).double().mean().item(),
+            "vs_a": metrics.compare(q_a, q_c, cfg.top_k, cfg.kl_temperature),
+            "vs_b": metrics.compare(q_b, q_c, cfg.top_k, cfg.kl_temperature),
+            **agreement_figures(hits, parents_agree, unc),
+            "oracle_agreement": float((hits[0] | hits[1]).mean()),
         }
     return report
 
 
-def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarray) -> dict[str, dict]:
-    """Each network's greedy-action agreement with parent A and with parent B on held-out states."""
+def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarray,
+                           unc: UncertaintyConfig) -> dict[str, dict]:
+    """Each network's greedy-action agreement with parent A and with parent B on held-out states, with intervals."""
     states = torch.from_numpy(heldout)
-    q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
-    table = {}
-    for name, model in networks.items():
-        q = q_values(model, states)
-        table[name] = {"agreement_a": metrics.action_agreement(q_a, q), "agreement_b": metrics.action_agreement(q_b, q)}
-    return table
+    parents_agree = (q_values(parent_a, states).argmax(-1) == q_values(parent_b, states).argmax(-1)).numpy()
+    return {name: agreement_figures(parent_hits(parent_a, parent_b, model, states), parents_agree, unc)
+            for name, model in networks.items()}
 
 
-def online_returns(networks: dict, env: str | None, cfg) -> dict[str, float | None]:
-    """Greedy mean return of each network over the same fixed-seed episodes."""
-    return {name: greedy_return(model, env, cfg) for name, model in networks.items()}
+def online_returns(networks: dict, env: str | None, episodes: int, seed: int,
+                   unc: UncertaintyConfig) -> dict[str, dict | None]:
+    """Each network's greedy return over the same fixed-seed episodes: mean, std and interval; None without env."""
+    if env is None:
+        return {name: None for name in networks}
+    return {name: mean_interval(envs.greedy_returns(model, episodes, seed), unc) for name, model in networks.items()}
+
+
+def mean_returns(returns: dict[str, dict | None]) -> dict[str, float | None]:
+    """{network: mean return} of `online_returns` (None stays None)."""
+    return {name: None if r is None else r["mean"] for name, r in returns.items()}
+
+
+def selection_figures(parent_a, parent_b, child, val_states: torch.Tensor, env: str | None,
+                      sel: SelectionConfig, unc: UncertaintyConfig) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """What choosers read of a child (validation states, choosing episodes), and its per-state hits.
+
+    The hits stay in memory: a paired comparison between two children (`selection.mark_ties`)
+    needs them; reports keep the figures.
+    """
+    hits = parent_hits(parent_a, parent_b, child, val_states)
+    primary = primary_interval(*hits, unc)
+    returns = online_returns({"child": child}, env, sel.eval_episodes, sel.eval_seed, unc)["child"]
+    return {"n_states": len(val_states), "agreement_a": float(hits[0].mean()), "agreement_b": float(hits[1].mean()),
+            "primary": primary["value"], "primary_low": primary["low"], "primary_high": primary["high"],
+            "return": None if returns is None else returns["mean"]}, hits

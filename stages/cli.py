@@ -1,7 +1,9 @@
-"""The `recomb` console command. `recomb leaderboard` ranks this repo's DVC crossover experiments.
+"""The `recomb` console command: `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI.
+
+`recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
 Thin on purpose: reading `dvc exp show --json`, ranking and rendering live in
-`recomb.leaderboard`, shared with the `search` stage.
+`recomb.leaderboard`, shared with the `search` stage; the gates' verdict in `recomb.verdict`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from recomb.artifacts import Outputs
+from recomb.artifacts import Outputs, read_json
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.search import SearchConfig
 from recomb.validation import ValidateRecombConfig
-from recomb.leaderboard import markdown, rank, recommendation, recipe, rows_from_exp_show, winner
+from recomb.leaderboard import markdown, ranked, recommendation, recipe, rows_from_exp_show
+from recomb.verdict import check_lines
+
+from . import paths
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
+DEFAULT_VERDICT = Path(paths.PIPELINE_REPORT)
 
 
 def run_exp_show() -> str:
@@ -88,24 +94,33 @@ def leaderboard(args: argparse.Namespace) -> None:
     cutoff, min_return = project_defaults()
     if args.degenerate_threshold is not None:
         cutoff = threshold(args.degenerate_threshold, "--degenerate-threshold")
-    rows, baselines = rows_from_exp_show(read_exp_show(args.exp_show))
-    rows = rank(rows, cutoff)
-    table = markdown(rows, baselines)
+    rows, baselines, confidence = rows_from_exp_show(read_exp_show(args.exp_show))
+    rows = ranked(rows, cutoff, min_return)
+    table = markdown(rows, baselines, min_return)
     out = Outputs()
     out.add_text(args.out / "leaderboard.md", table)
-    out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines})
+    out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines, "confidence": confidence})
     out.add_text(args.out / "recommendation.txt",
-                 recommendation(rows, baselines, how_to_apply(winner(rows, min_return)), min_return))
+                 recommendation(rows, baselines, how_to_apply(rows[0]), min_return, confidence, paired=False))
     out.commit()
     print(table, end="")
+
+
+def check(args: argparse.Namespace) -> None:
+    passed, lines = check_lines(read_json(args.report, "pipeline report"), str(args.report))
+    print("\n".join(lines))
+    if not passed:
+        sys.exit(1)
 
 
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="recomb", description=__doc__.splitlines()[0])
     commands = cli.add_subparsers(dest="command", required=True)
     board = commands.add_parser("leaderboard", help="rank DVC crossover experiments by their recombination metrics",
-                                description="Rank this repo's DVC experiments by min(agreement A, agreement B) and "
-                                            "write leaderboard.md, leaderboard.json and recommendation.txt.")
+                                description="Rank this repo's DVC experiments as the search stage ranks its "
+                                            "children (children that reach the return bar first, then validation "
+                                            "primary, then validation return) and write leaderboard.md, "
+                                            "leaderboard.json and recommendation.txt.")
     board.add_argument("--exp-show", metavar="FILE",
                        help="saved `dvc exp show --json` output ('-' = stdin); default: run it here")
     board.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
@@ -114,6 +129,12 @@ def parser() -> argparse.ArgumentParser:
                        help="flag children whose primary is below X, 0 = off "
                             "(default: params.yaml search.degenerate_threshold, else 0)")
     board.set_defaults(handler=leaderboard)
+    gate = commands.add_parser("check", help="exit 1 when a quality gate of the pipeline failed",
+                               description="Read the `report` stage's verdict, print each failed gate and exit 1 "
+                                           "when any failed (0 when all passed).")
+    gate.add_argument("--report", type=Path, default=DEFAULT_VERDICT, metavar="FILE",
+                      help=f"the pipeline report (default: {DEFAULT_VERDICT})")
+    gate.set_defaults(handler=check)
     return cli
 
 

@@ -25,6 +25,15 @@ class RuntimeConfig(Section):
         self.require(self.torch_threads >= 1, "torch_threads", "must be ≥ 1")
 
 
+def warn_failed(report: str, checks: dict[str, dict]) -> None:
+    """One WARNING line per failed check of `report`: a failed gate does not stop the
+    stage (its reports are still written, to show why), so the log must say so."""
+    for name, check in checks.items():
+        if not check["passed"]:
+            log.warning("%s: gate %s failed: %.4g (rule %s %g)", report, name, check["value"], check["op"],
+                        check["threshold"])
+
+
 def progress(total: int, desc: str) -> tqdm:
     """A progress bar on a terminal, silence in logs and CI."""
     return tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
@@ -32,7 +41,7 @@ def progress(total: int, desc: str) -> tqdm:
 
 def run(main: Callable[[dict], None]) -> None:
     """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(PARAMS_FILE)
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)

@@ -3,9 +3,10 @@
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.finetune import finetune, finetune_config
+from recomb.finetune import finetune, finetune_config, int8_child
 from recomb.plots import learning_curves
-from recomb.quantize import PTQConfig, calibration_batches, ptq
+from recomb.quantize import PTQConfig
+from recomb.selection import SelectionConfig, split
 
 from . import paths
 from .common import log, progress, run
@@ -16,10 +17,11 @@ def main(params: dict) -> None:
     quant = PTQConfig.from_params(params, "ptq")  # backend and calibration of an int8 child
     teachers = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
     raw = load_checkpoint(paths.CHILD_RAW)
-    states = torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim))
+    states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim)),
+                               SelectionConfig.from_params(params, "selection"))
     raw.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
     with progress(cfg.epochs, "finetune") as bar:
-        [result] = finetune([raw.float_model()], teachers[0].model, teachers[1].model, states, cfg,
+        [result] = finetune([raw.float_model()], teachers[0].model, teachers[1].model, states, validation, cfg,
                             lambda epoch: bar.update())
 
     best = result.history[result.best_epoch]
@@ -29,11 +31,8 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_checkpoint(paths.CHILD, result.child, "child", meta)
     if cfg.quantization_applied != "none":
-        mode = "static" if cfg.quantization_applied == "ptq_static" else "dynamic"
-        calibration = calibration_batches(states, quant.calibration_batches, quant.calibration_batch_size,
-                                          quant.calibration_seed)
         summary = {k: v for k, v in meta.items() if k != "history"}
-        out.add_checkpoint(paths.CHILD_INT8, ptq(result.child, mode, calibration, quant.backend), "child_int8",
+        out.add_checkpoint(paths.CHILD_INT8, int8_child(result.child, states, cfg, quant), "child_int8",
                            {**summary, "source": paths.CHILD})
     out.add_csv(paths.FINETUNE_CURVES, result.history)
     fig = learning_curves({"child": result.history}, "epoch",

@@ -8,8 +8,10 @@ from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.crossover import CrossoverConfig
 from recomb.finetune import finetune_config, regimes
 from recomb.quantize import PTQConfig
-from recomb.leaderboard import rank, row_from_report
+from recomb.leaderboard import ranked, row_from_report
 from recomb.search import GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, run_grid
+from recomb.selection import SelectionConfig, split
+from recomb.stats import UncertaintyConfig, primary_difference_interval
 from recomb.validation import ValidateRecombConfig
 
 from . import paths
@@ -24,6 +26,8 @@ class GridInputs:
         self.crossover = CrossoverConfig.from_params(params, "crossover")
         self.quant = PTQConfig.from_params(params, "ptq")
         scoring_cfg = ValidateRecombConfig.from_params(params, "validate_recombination")
+        selection = SelectionConfig.from_params(params, "selection")
+        selection.check_disjoint(scoring_cfg.eval_seed, scoring_cfg.eval_episodes, "validate_recombination")
         known = regimes(params)
         self.points = grid(self.search, known)
         self.finetune = {r: finetune_config(params, r) for r in dict.fromkeys(p.regime for p in self.points)}
@@ -33,12 +37,13 @@ class GridInputs:
         dims = teachers[0].arch.input_dim, teachers[0].arch.output_dim
         for checkpoint in (*crossed, *teachers[1:], *roles):
             checkpoint.expect_dims(*dims, str(teachers[0].path))
-        self.states = torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0]))
+        self.states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0])), selection)
         heldout = load_states(paths.STATES_HELDOUT, dims[0])
         self.inputs = {"crossed": [str(c.path) for c in crossed], "teachers": [str(t.path) for t in teachers],
                        "scored_against": [str(r.path) for r in roles]}
         self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
-        self.scoring = Scoring(roles[0].model, roles[1].model, heldout, teachers[0].meta.get("env"), scoring_cfg)
+        self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, teachers[0].meta.get("env"),
+                               scoring_cfg, selection, UncertaintyConfig.from_params(params, "uncertainty"))
         self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads
 
     def run(self, points: list[GridPoint], pair: Pair, finetune_cfgs: dict) -> dict[str, Outcome]:
@@ -47,9 +52,19 @@ class GridInputs:
                         self.search, self.threads)
 
     def ranked(self, points: list[GridPoint], outcomes: dict[str, Outcome]) -> list[dict]:
-        """Leaderboard rows of these children, best first."""
-        return rank([row_from_report(p.child_id, crossover_config(self.crossover, p.recipe).to_dict(), p.regime,
-                                     outcomes[p.child_id].report) for p in points], self.search.degenerate_threshold)
+        """Leaderboard rows of these children, best first, ties judged on paired validation hits."""
+        def difference(leader: dict, row: dict) -> tuple[float, float]:
+            hits = outcomes[leader["experiment"]].hits, outcomes[row["experiment"]].hits
+            return primary_difference_interval(*hits, self.scoring.uncertainty)
+
+        rows = [row_from_report(p.child_id, crossover_config(self.crossover, p.recipe).to_dict(), p.regime,
+                                outcomes[p.child_id].report) for p in points]
+        return ranked(rows, self.search.degenerate_threshold, self.min_return, difference)
+
+    @property
+    def min_return(self) -> float | None:
+        """The return bar a child must reach to rank above those that don't; None without an environment."""
+        return self.scoring.cfg.thresholds.min_child_return if self.scoring.env else None
 
 
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:

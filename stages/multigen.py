@@ -4,9 +4,10 @@ from recomb.artifacts import Outputs
 from recomb.multigen import MultigenConfig, evolve
 from recomb.plots import learning_curves
 from recomb.reports import multigen_markdown
+from recomb.validation import child_checks
 
 from . import paths
-from .common import log, run
+from .common import log, run, warn_failed
 from .grid import GridInputs
 
 
@@ -20,15 +21,23 @@ def main(params: dict) -> None:
     for generation, child in best.items():
         out.add_checkpoint(paths.MULTIGEN_BEST.format(generation), child, "child",
                            {"generation": generation, "summary": summary[generation]})
-    out.add_json(paths.MULTIGEN_SUMMARY, {"generations": summary})
-    out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy))
+    checks = {}
+    for s in summary:
+        gated = child_checks(s["best_primary_over_bound"], s["best_online_return"], inputs.scoring.cfg.thresholds)
+        warn_failed(f"multigen, generation {s['generation']} best child {s['best_child']}", gated)
+        checks.update({f"generation_{s['generation']}_{name}": check for name, check in gated.items()})
+    numbers = [{k: v for k, v in s.items() if not isinstance(v, str)} for s in summary]
+    out.add_json(paths.MULTIGEN_SUMMARY, {"generations": numbers, "checks": checks,
+                                          "passed": all(c["passed"] for c in checks.values())})
+    out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy,
+                                                            inputs.scoring.uncertainty.confidence))
     panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.env else [])
     out.add_figure(paths.MULTIGEN_PNG, learning_curves({"best child": summary}, "generation", panels,
                                                        "Best child per generation, against the original parents"))
     out.commit()
     for s in summary:
-        log.info("generation %d: best %s, primary %.4f, primary/U %.4f, return %s", s["generation"], s["best_child"],
-                 s["best_primary"], s["best_primary_over_bound"], s["best_online_return"])
+        log.info("generation %d: best %s, held-out primary %.4f, primary/U %.4f, return %s", s["generation"],
+                 s["best_child"], s["best_primary"], s["best_primary_over_bound"], s["best_online_return"])
 
 
 if __name__ == "__main__":

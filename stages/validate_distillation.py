@@ -5,7 +5,7 @@ from recomb.reports import distillation_markdown
 from recomb.validation import ValidateDistillConfig, all_passed, latency_report, validate_student
 
 from . import paths
-from .common import log, run
+from .common import log, run, warn_failed
 
 
 def main(params: dict) -> None:
@@ -26,6 +26,7 @@ def main(params: dict) -> None:
                  quality["pairs"][pair]["fidelity"]["action_agreement"],
                  "passed" if quality["pairs"][pair]["passed"] else "FAILED",
                  latency["checks"]["latency_ratio"]["value"])
+        warn_failed(f"distillation pair {pair}", {**quality["pairs"][pair]["checks"], **latency["checks"]})
     quality["n_heldout"] = len(heldout)
     quality["passed"] = all(r["passed"] for r in quality["pairs"].values())
     timing["passed"] = all(r["passed"] for r in timing["pairs"].values())

@@ -10,10 +10,12 @@ from recomb.validation import (ValidateQuantizedConfig, all_passed, greedy_retur
                                validate_quantized)
 
 from . import paths
-from .common import log, run
+from .common import log, run, warn_failed
 
 DEFINITIONS = ("'float' is the distilled float student (for QAT rows too: the network QAT started from); "
-               "relative_q_error = mean |Q_int8 − Q_float| / std of the float student's Q over states and actions; "
+               "relative_q_error = mean |Q_int8 − Q_float| / std of the float student's Q over states and actions "
+               "(reported, not gated); advantage_relative_mse = MSE of the advantages (Q minus its per-state mean) "
+               "/ their variance in the float student; centered_cosine = cosine of the advantages; "
                "KL(float ‖ int8) on softmax(Q / T).")
 
 
@@ -50,6 +52,7 @@ def main(params: dict) -> None:
             log.info("%s: int8/float agreement %.4f, teacher agreement %.4f, latency ratio %.2f", name,
                      report["int8_vs_float"]["action_agreement"], report["teacher_agreement"]["int8"],
                      speed["checks"]["latency_ratio"]["value"])
+            warn_failed(f"quantized {name}", {**report["checks"], **speed["checks"]})
     quality["n_heldout"] = len(heldout)
     quality["passed"] = all(r["passed"] for r in quality["students"].values())
     timing["passed"] = all(r["passed"] for r in timing["students"].values())

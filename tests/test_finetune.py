@@ -9,6 +9,7 @@ from recomb.finetune import FinetuneConfig, finetune, finetune_config, make_targ
 from recomb.networks import Architecture, seeded_qnetwork
 
 STATES = torch.randn(1000, 8, generator=torch.Generator().manual_seed(0))
+TRAIN, VALIDATION = STATES[:900], STATES[900:]
 PARENT = Architecture(8, 4, 64, 0.0)
 CHILD = Architecture(8, 4, 32, 0.0)
 
@@ -19,7 +20,7 @@ def config(**overrides) -> FinetuneConfig:
 
 
 def finetune_one(child, a, b, cfg):
-    [result] = finetune([child], a, b, STATES, cfg)
+    [result] = finetune([child], a, b, TRAIN, VALIDATION, cfg)
     return result
 
 
@@ -68,7 +69,20 @@ def test_balanced_child_keeps_both_parents_where_a_single_teacher_collapses():
     single = finetune_one(child, a, b, config(teacher_mode="a", epochs=4))
     balanced = finetune_one(child, a, b, config(teacher_mode="balanced", epochs=4))
     assert primary(balanced, a, b) > primary(single, a, b) + 0.1
-    assert balanced.history[balanced.best_epoch]["val_loss"] <= balanced.history[0]["val_loss"]
+    assert balanced.history[balanced.best_epoch]["val_primary"] >= balanced.history[0]["val_primary"]
+
+
+@pytest.mark.parametrize("mode", ["balanced", "dual"])
+def test_the_best_epoch_has_the_best_validation_primary_so_the_raw_child_is_never_beaten(mode):
+    """A child whose raw form already sides evenly with both parents: fine-tuning may only keep or improve that."""
+    a, b = parents()
+    raw = seeded_qnetwork(CHILD, 7)
+    result = finetune_one(raw, a, b, config(teacher_mode=mode, epochs=4, learning_rate=0.05))
+    best = result.history[result.best_epoch]
+    assert best["val_primary"] == max(row["val_primary"] for row in result.history)
+    ties = [row for row in result.history if row["val_primary"] == best["val_primary"]]
+    assert best["val_loss"] == min(row["val_loss"] for row in ties)
+    assert best["val_primary"] >= result.history[0]["val_primary"]
 
 
 def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
@@ -117,7 +131,7 @@ def test_children_trained_side_by_side_match_each_trained_alone_bit_for_bit(over
     a, b = parents()
     children = [seeded_qnetwork(CHILD, seed) for seed in (7, 8, 9)]
     cfg = config(batch_size=64, **overrides)
-    together = finetune(children, a, b, STATES, cfg)
+    together = finetune(children, a, b, TRAIN, VALIDATION, cfg)
     for child, joint in zip(children, together):
         alone = finetune_one(child, a, b, cfg)
         assert joint.history == alone.history and joint.best_epoch == alone.best_epoch
@@ -132,6 +146,15 @@ def test_regime_fills_the_budget_and_an_unknown_regime_is_one_line():
     assert finetune_config(params, "short_qat").quantization_applied == "ptq_dynamic"
     with pytest.raises(RecombError, match=r"^params.yaml: finetune.regime: 'huge' is not one of the regimes \(tuned, "):
         finetune_config(params, "huge")
+    params["finetune"]["epochs"] = 1
+    with pytest.raises(RecombError, match=r"^params.yaml: finetune.epochs: a regime's key; set it in regimes.<name> "
+                                          r"\(the regime finetune.regime picks, now 'tuned'\) or pick another regime$"):
+        finetune_config(params)
+    del params["finetune"]["epochs"]
+    params["regimes"]["short"]["quantization_applied"] = "qat_float"
+    with pytest.raises(RecombError, match=r"^params.yaml: regimes.short.quantization_applied: must be one of none, "):
+        finetune_config(params, "short")
+    params["regimes"]["short"]["quantization_applied"] = "none"
     params["regimes"]["short"]["epochs"] = 0
     with pytest.raises(RecombError, match=r"^params.yaml: regimes.short.epochs: must be ≥ 1 \(got 0\)$"):
         finetune_config(params, "tuned")

@@ -4,6 +4,18 @@ tests/data/exp_show.json is real DVC 3.67 output of a one-stage scratch repo who
 writes a trimmed recombination report per recipe: the baseline commit `main` (aligned),
 four finished experiments, one failed (`layer-long`), one still queued (`still-queued`),
 and the workspace after `dvc exp apply weighted-07` (a duplicate of that experiment).
+
+Its reports were then extended by hand to the current report format (everything else,
+where the reports sit, executor states, errors, is as DVC wrote it): `confidence: 0.95`;
+`selection` (validation figures of `child` and `child_raw`: n_states, agreement A/B,
+primary with its interval, return over the choosing episodes); the interval keys
+(`*_ci`) and `oracle_agreement` on `children`; `agreement` (parent_A, parent_B,
+child_raw, child) and `greedy_return_interval` (mean, std, interval). The validation
+figures were chosen so that, with the return bar 475: `main` leads, `weighted-07` is
+tied with it (its interval reaches main's validation primary), `slerp-quantized` is
+clearly behind, `random-s1` has the highest validation primary but does not act
+(return 310 on the choosing episodes), `layer-short` is degenerate; and the validation
+order differs from the held-out one (held-out, `weighted-07` and `random-s1` lead).
 """
 
 import copy
@@ -16,14 +28,20 @@ import pytest
 import yaml
 
 from recomb.errors import RecombError
-from recomb.leaderboard import (baseline_rows, markdown, rank, recommendation, row_from_report, rows_from_exp_show,
-                                winner)
+from recomb.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
+                                rows_from_exp_show)
 from stages import cli
 
 FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
 ROOT = Path(__file__).resolve().parents[1]
-RANKED = ["weighted-07", "random-s1", "main", "slerp-quantized", "layer-short"]
-PARENTS_AGREEMENT, BOUND = 0.5075, 0.7537499999999999
+METRICS = "data/reports/recombination.json"
+BAR = 475.0  # params.yaml validate_recombination.thresholds.min_child_return
+RANKED = ["main", "weighted-07", "slerp-quantized", "random-s1", "layer-short"]        # with the return bar
+RANKED_WITHOUT_BAR = ["random-s1", "main", "weighted-07", "slerp-quantized", "layer-short"]
+PARENTS_AGREEMENT = 0.5075
+HELD_OUT = ("primary", "agreement_a", "agreement_b", "primary_over_bound")
+HELD_OUT_KEYS = tuple(f"{k}{s}" for k in HELD_OUT for s in ("", "_low", "_high")) + (
+    "online_return", "online_return_std", "online_return_low", "online_return_high")
 
 
 @pytest.fixture
@@ -31,12 +49,46 @@ def exp_show() -> list:
     return json.loads(FIXTURE.read_text())
 
 
-def child(name: str, primary: float, online_return: float | None = 500.0, over_bound: float | None = None) -> dict:
-    """A hand-made row for the ranking rules: only the sort keys matter."""
-    return {"experiment": name, "parents": "students", "mode": "weighted", "alpha": 0.5, "seed": 0, "regime": "short",
-            "primary": primary, "agreement_a": primary, "agreement_b": primary,
-            "primary_over_bound": primary / BOUND if over_bound is None else over_bound,
-            "online_return": online_return}
+@pytest.fixture
+def parsed(exp_show) -> tuple[list[dict], list[dict], float]:
+    return rows_from_exp_show(exp_show)
+
+
+def reports(data: list) -> list[dict]:
+    """Every recombination report in `dvc exp show --json` data (workspace, commits, experiments)."""
+    found = []
+    for commit in data:
+        for revision in [commit, *(r for e in commit.get("experiments") or [] for r in e["revs"])]:
+            report = (((revision.get("data") or {}).get("metrics") or {}).get(METRICS) or {}).get("data")
+            if isinstance(report, dict):
+                found.append(report)
+    return found
+
+
+def child(name: str, val_primary: float, val_return: float | None = 500.0, half: float = 0.01, *,
+          parents: str = "students", mode: str = "weighted", held_out: float = 0.7) -> dict:
+    """A hand-made leaderboard row: validation primary ± `half`, its return, and flat held-out figures."""
+    row = {"experiment": name, "parents": parents, "mode": mode, "alpha": 0.5, "seed": 0, "regime": "short",
+           "val_primary": val_primary, "val_primary_low": val_primary - half, "val_primary_high": val_primary + half,
+           "val_return": val_return}
+    for key in HELD_OUT:
+        row[key], row[f"{key}_low"], row[f"{key}_high"] = held_out, held_out - 0.02, held_out + 0.02
+    row.update(online_return=None, online_return_std=None, online_return_low=None, online_return_high=None)
+    return row
+
+
+def baselines_of(agreement: float = 0.5) -> list[dict]:
+    figures = {"primary": agreement, "primary_ci": {"low": agreement - 0.02, "high": agreement + 0.02},
+               "primary_over_bound": agreement / 0.75, "primary_over_bound_ci": {"low": 0.6, "high": 0.7}}
+    one = {"agreement_a": 1.0, "agreement_a_ci": {"low": 1.0, "high": 1.0},
+           "agreement_b": agreement, "agreement_b_ci": figures["primary_ci"], **figures}
+    other = {**one, "agreement_a": agreement, "agreement_a_ci": figures["primary_ci"],
+             "agreement_b": 1.0, "agreement_b_ci": {"low": 1.0, "high": 1.0}}
+    return baseline_rows({"parent_A": one, "parent_B": other}, {}, "parents")
+
+
+def names(rows: list[dict]) -> list[str]:
+    return [r["experiment"] for r in rows]
 
 
 def refused(fn, *args) -> str:
@@ -49,52 +101,78 @@ def refused(fn, *args) -> str:
 # ----------------------------------------------------------------------------- exp show parsing
 
 
-def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(exp_show):
-    rows, baselines = rows_from_exp_show(exp_show)
-    assert sorted(r["experiment"] for r in rows) == sorted(RANKED)  # no failed, queued or duplicate workspace
+def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(exp_show, parsed):
+    rows, baselines, confidence = parsed
+    assert sorted(names(rows)) == sorted(RANKED)  # no failed, queued or duplicate workspace
+    assert confidence == 0.95
     by_name = {r["experiment"]: r for r in rows}
     assert by_name["random-s1"] == {
         "experiment": "random-s1", "parents": "students", "mode": "random", "alpha": 0.5, "seed": 1,
-        "regime": "short", "primary": 0.74, "agreement_a": 0.74, "agreement_b": 0.76,
-        "primary_over_bound": 0.74 / BOUND, "online_return": 480.0}
+        "regime": "short",
+        "val_primary": 0.78, "val_primary_low": 0.7513, "val_primary_high": 0.8075, "val_return": 310.0,
+        "primary": 0.74, "primary_low": 0.7208, "primary_high": 0.7592,
+        "agreement_a": 0.74, "agreement_a_low": 0.7208, "agreement_a_high": 0.7592,
+        "agreement_b": 0.76, "agreement_b_low": 0.7413, "agreement_b_high": 0.7787,
+        "primary_over_bound": 0.9817578772802654, "primary_over_bound_low": 0.9563, "primary_over_bound_high": 1.0,
+        "online_return": 480.0, "online_return_std": 40.0, "online_return_low": 452.5, "online_return_high": 497.5}
     assert by_name["slerp-quantized"]["parents"] == "quantized"
-    assert by_name["main"]["mode"] == "aligned" and by_name["main"]["primary"] == 0.718
-    assert baselines == baseline_rows(exp_show[1]["data"]["metrics"]["data/reports/recombination.json"]["data"])
+    assert by_name["main"]["mode"] == "aligned" and by_name["main"]["val_primary"] == 0.752
+    assert by_name["main"]["primary"] == 0.718  # validation and held-out figures come from different sections
+    # the baselines come from the first report taken (the first experiment's)
+    first = exp_show[1]["experiments"][0]["revs"][0]["data"]["metrics"][METRICS]["data"]
+    assert baselines == baseline_rows(first["agreement"], first["greedy_return_interval"], "parents")
+    first["greedy_return_interval"]["parent_B"]["mean"] = 497.0  # slerp-quantized's report, and only it
+    assert rows_from_exp_show(exp_show)[1][1]["online_return"] == 497.0
 
 
-def test_baseline_rows_are_the_parents_agreement(exp_show):
-    report = exp_show[1]["data"]["metrics"]["data/reports/recombination.json"]["data"]
-    parent_a, parent_b = baseline_rows(report)
+def test_baseline_rows_are_the_parents_held_out_figures(exp_show):
+    report = exp_show[1]["data"]["metrics"][METRICS]["data"]
+    parent_a, parent_b = baseline_rows(report["agreement"], report["greedy_return_interval"], report["parents_role"])
     assert parent_a["experiment"] == "parent_A (baseline)" and parent_b["experiment"] == "parent_B (baseline)"
-    assert (parent_a["agreement_a"], parent_a["agreement_b"]) == (1.0, PARENTS_AGREEMENT)
+    assert (parent_a["agreement_a"], parent_a["agreement_a_low"], parent_a["agreement_a_high"]) == (1.0, 1.0, 1.0)
+    assert (parent_a["agreement_b"], parent_a["agreement_b_low"], parent_a["agreement_b_high"]) == (
+        PARENTS_AGREEMENT, 0.4856, 0.5294)
     assert (parent_b["agreement_a"], parent_b["agreement_b"]) == (PARENTS_AGREEMENT, 1.0)
     for row in (parent_a, parent_b):
-        assert row["primary"] == PARENTS_AGREEMENT
-        assert row["primary_over_bound"] == pytest.approx(PARENTS_AGREEMENT / BOUND)
-        assert "rank" not in row and row["mode"] is None
+        assert (row["primary"], row["primary_low"], row["primary_high"]) == (PARENTS_AGREEMENT, 0.4856, 0.5294)
+        assert row["primary_over_bound"] == pytest.approx(PARENTS_AGREEMENT / report["bound"])
+        assert row["parents"] == "parents" and row["mode"] is None and "rank" not in row
+        assert row["val_primary"] is None and row["val_return"] is None  # nothing chose them
     assert (parent_a["online_return"], parent_b["online_return"]) == (500.0, 498.5)
+    assert (parent_b["online_return_std"], parent_b["online_return_low"], parent_b["online_return_high"]) == (
+        4.5, 495.6, 500.0)
+    assert [r["online_return"] for r in baseline_rows(report["agreement"], {}, None)] == [None, None]
+
+
+def test_without_an_environment_the_returns_are_none(exp_show):
+    for report in reports(exp_show):  # `dvc exp show` drops null metrics: the sections are absent
+        del report["greedy_return_interval"]
+        del report["selection"]["child"]["return"]
+    rows, baselines, _ = rows_from_exp_show(exp_show)
+    assert all(r["val_return"] is None and r["online_return"] is None and r["online_return_high"] is None
+               for r in rows + baselines)
+    assert names(ranked(rows, 0.0, BAR)) == RANKED_WITHOUT_BAR  # a bar that nobody was measured against
 
 
 def test_a_workspace_with_its_own_child_is_a_row_and_one_equal_to_the_commit_is_not(exp_show):
     own = copy.deepcopy(exp_show)
     own[0]["data"]["params"]["params.yaml"]["data"]["crossover"]["alpha"] = 0.6
-    assert "workspace" in [r["experiment"] for r in rows_from_exp_show(own)[0]]
+    workspace = [r for r in rows_from_exp_show(own)[0] if r["experiment"] == "workspace"]
+    assert len(workspace) == 1 and workspace[0]["alpha"] == 0.6 and workspace[0]["val_primary"] == 0.745
 
     same_as_commit = copy.deepcopy(exp_show)
     same_as_commit[0]["data"] = copy.deepcopy(exp_show[1]["data"])
-    assert [r["experiment"] for r in rows_from_exp_show(same_as_commit)[0]].count("main") == 1
-    assert "workspace" not in [r["experiment"] for r in rows_from_exp_show(same_as_commit)[0]]
+    taken = names(rows_from_exp_show(same_as_commit)[0])
+    assert taken.count("main") == 1 and "workspace" not in taken
 
 
 def test_running_and_errored_entries_are_skipped(exp_show):
-    experiments = exp_show[1]["experiments"]
-    by_name = {e["name"]: e for e in experiments}
+    by_name = {e["name"]: e for e in exp_show[1]["experiments"]}
     by_name["random-s1"]["executor"] = {"state": "running"}
     by_name["slerp-quantized"]["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}
     exp_show[1]["error"] = {"msg": "bad commit", "type": ""}
-    names = [r["experiment"] for r in rows_from_exp_show(exp_show)[0]]
     # the errored commit is gone, so the workspace (weighted-07 applied) is still a duplicate of the experiment
-    assert sorted(names) == ["layer-short", "weighted-07"]
+    assert sorted(names(rows_from_exp_show(exp_show)[0])) == ["layer-short", "weighted-07"]
 
 
 @pytest.mark.parametrize("data", [{"rev": "workspace"}, "text", None, [1, 2], [{"name": "x"}]])
@@ -109,83 +187,294 @@ def test_no_finished_experiment_is_one_line(exp_show):
     assert "no finished experiment" in refused(rows_from_exp_show, [])
 
 
-def test_a_report_without_the_child_names_the_missing_key():
-    message = refused(row_from_report, "exp-1", {"parents": "students", "mode": "layer", "alpha": 0.5, "seed": 0},
-                      "short", {"children": {"child_raw": {}}})
-    assert message == "exp-1: recombination report has no children.child"
+RECIPE = {"parents": "students", "mode": "layer", "alpha": 0.5, "seed": 0}
+
+
+def test_a_report_without_the_child_names_the_missing_key(exp_show):
+    report = exp_show[1]["data"]["metrics"][METRICS]["data"]
+    no_selection = {k: v for k, v in report.items() if k != "selection"}
+    assert refused(row_from_report, "exp-1", RECIPE, "short", no_selection) == \
+        "exp-1: recombination report has no selection.child"
+    no_child = copy.deepcopy(report)
+    del no_child["children"]["child"]
+    assert refused(row_from_report, "exp-1", RECIPE, "short", no_child) == \
+        "exp-1: recombination report has no children.child"
+    assert refused(row_from_report, "exp-1", RECIPE, "short", {"children": {"child_raw": {}}}) == \
+        "exp-1: recombination report has no selection.child"
+
+
+def test_a_report_of_the_old_format_is_one_line(exp_show):
+    """The trimmed reports as DVC first wrote them: no selection, no intervals, no agreement section."""
+    old = {"parents_agreement": 0.5075, "bound": 0.75375, "children": {"child": {
+        "vs_a": {"action_agreement": 0.79}, "vs_b": {"action_agreement": 0.74}, "primary": 0.74,
+        "primary_over_bound": 0.98}}, "greedy_return": {"child": 500.0}, "parents_role": "parents", "passed": True}
+    assert refused(row_from_report, "exp-1", RECIPE, "short", old) == \
+        "exp-1: recombination report has no selection.child"
+    with_selection = {**old, "selection": exp_show[1]["data"]["metrics"][METRICS]["data"]["selection"]}
+    message = refused(row_from_report, "exp-1", RECIPE, "short", with_selection)
+    assert message.startswith("exp-1: recombination report has no ") and "_ci" in message
+    for report in reports(exp_show):
+        del report["agreement"]
+    assert refused(rows_from_exp_show, exp_show) == "baseline: recombination report has no agreement"
+
+
+def test_the_confidence_is_required_and_read_from_the_reports(exp_show):
+    for report in reports(exp_show):
+        report["confidence"] = 0.9
+    assert rows_from_exp_show(exp_show)[2] == 0.9
+    for report in reports(exp_show):
+        del report["confidence"]
+    assert refused(rows_from_exp_show, exp_show) == "baseline: recombination report has no confidence"
 
 
 # ----------------------------------------------------------------------------- ranking
 
 
-def test_fixture_ranks_by_primary_then_online_return(exp_show):
-    ranked = rank(rows_from_exp_show(exp_show)[0], 0.0)
-    assert [r["experiment"] for r in ranked] == RANKED  # weighted-07 and random-s1 tie on primary: 500 beats 480
-    assert [r["rank"] for r in ranked] == [1, 2, 3, 4, 5]
+def test_fixture_ranks_acting_children_first_then_by_validation_primary(parsed):
+    rows = ranked(parsed[0], 0.0, BAR)
+    assert names(rows) == RANKED
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    by_name = {r["experiment"]: r for r in rows}
+    # random-s1 has the highest validation primary of all, but misses the bar on the choosing episodes
+    assert max(rows, key=lambda r: r["val_primary"])["experiment"] == "random-s1"
+    assert by_name["random-s1"]["val_return"] < BAR <= by_name["slerp-quantized"]["val_return"]
+    assert by_name["random-s1"]["rank"] > by_name["slerp-quantized"]["rank"]
 
 
-def test_tie_breaks_return_then_none_last_then_primary_over_bound_then_name():
-    rows = [child("e", 0.7, None), child("d", 0.7, 400.0), child("c", 0.7, 500.0, over_bound=0.9),
-            child("b", 0.7, 500.0, over_bound=0.95), child("a", 0.7, 500.0, over_bound=0.9), child("z", 0.8, 10.0)]
-    expected = ["z", "b", "a", "c", "d", "e"]
-    assert [r["experiment"] for r in rank(rows, 0.0)] == expected
-    assert [r["experiment"] for r in rank(rows[::-1], 0.0)] == expected
+def test_without_a_bar_or_returns_only_the_validation_primary_counts(parsed):
+    assert names(ranked(parsed[0], 0.0, None)) == RANKED_WITHOUT_BAR
+    no_returns = [dict(r, val_return=None) for r in parsed[0]]
+    assert names(ranked(no_returns, 0.0, BAR)) == RANKED_WITHOUT_BAR
+    assert names(ranked([child("low", 0.6, None), child("high", 0.7, None)], 0.0, BAR)) == ["high", "low"]
+
+
+def test_an_acting_child_ranks_above_a_better_agreeing_one_that_does_not_act():
+    rows = ranked([child("agrees", 0.9, 159.0), child("acts", 0.6, 500.0), child("edge", 0.5, BAR)], 0.0, BAR)
+    assert names(rows) == ["acts", "edge", "agrees"]  # the bar itself is reached
+    assert names(ranked([child("agrees", 0.9, 159.0), child("acts", 0.6, 500.0)], 0.0, None)) == ["agrees", "acts"]
+
+
+def test_ties_on_validation_primary_break_by_return_then_none_last_then_name():
+    rows = [child("e", 0.7, None), child("d", 0.7, 480.0), child("c", 0.7, 500.0), child("a", 0.7, 500.0),
+            child("z", 0.8, 476.0)]
+    expected = ["z", "a", "c", "d", "e"]
+    assert names(ranked(rows, 0.0, BAR)) == expected
+    assert names(ranked(rows[::-1], 0.0, BAR)) == expected
+
+
+def test_the_held_out_figures_never_change_the_order(parsed):
+    rows = parsed[0]
+    # the held-out figures alone would order the children differently
+    by_held_out = sorted(rows, key=lambda r: (-r["primary"], -r["online_return"], r["experiment"]))
+    assert names(by_held_out)[:2] == ["weighted-07", "random-s1"] != RANKED[:2]
+
+    def chosen(rows_):
+        return [(r["experiment"], r["rank"], r["tied"], r["degenerate"]) for r in ranked(rows_, 0.5, BAR)]
+
+    expected = chosen(rows)
+    figures = [{k: r[k] for k in HELD_OUT_KEYS} for r in rows]
+    for shift in range(1, len(rows)):  # every rotation of the held-out figures among the children
+        moved = [{**r, **figures[(i + shift) % len(rows)]} for i, r in enumerate(rows)]
+        assert [m["primary"] for m in moved] != [r["primary"] for r in rows]
+        assert chosen(moved) == expected
+    extreme = [{**r, "primary": 1.0 - r["val_primary"], "primary_high": 1.0, "online_return": 0.0,
+                "online_return_high": 0.0, "agreement_a": 0.0, "agreement_b": 1.0} for r in rows]
+    assert chosen(extreme) == expected
+
+
+def test_the_held_out_figures_in_the_reports_never_change_the_order(exp_show):
+    before = [(r["experiment"], r["tied"]) for r in ranked(rows_from_exp_show(exp_show)[0], 0.0, BAR)]
+    for report in reports(exp_show):  # the worst held-out child for the validation leader, and so on
+        report["children"]["child"]["primary"] = 1.0 - report["selection"]["child"]["primary"]
+        report["greedy_return_interval"]["child"]["mean"] = 1.0
+    rows = rows_from_exp_show(exp_show)[0]
+    assert {r["experiment"]: r["primary"] for r in rows}["main"] == pytest.approx(0.248)
+    assert [(r["experiment"], r["tied"]) for r in ranked(rows, 0.0, BAR)] == before
 
 
 def test_degenerate_flag_off_at_zero_and_strictly_below_the_threshold():
-    rows = [child("low", 0.3), child("edge", 0.5), child("high", 0.8)]
-    assert not any(r["degenerate"] for r in rank(rows, 0.0))
-    assert {r["experiment"]: r["degenerate"] for r in rank(rows, 0.5)} == {"high": False, "edge": False, "low": True}
+    rows = [child("low", 0.3), child("edge", 0.5), child("high", 0.8, held_out=0.1)]
+    assert not any(r["degenerate"] for r in ranked(rows, 0.0, BAR))
+    # validation primary decides, not the held-out one (0.1 for "high")
+    assert {r["experiment"]: r["degenerate"] for r in ranked(rows, 0.5, BAR)} == {
+        "high": False, "edge": False, "low": True}
 
 
-def test_rank_does_not_change_its_input_and_reranks_cleanly():
+def test_ranked_does_not_change_its_input_and_reranks_cleanly():
     rows = [child("a", 0.5), child("b", 0.6)]
-    once = rank(rows, 0.55)
-    assert "rank" not in rows[0] and "degenerate" not in rows[0]
-    assert [(r["experiment"], r["rank"], r["degenerate"]) for r in rank(once, 0.0)] == [("b", 1, False),
-                                                                                      ("a", 2, False)]
+    once = ranked(rows, 0.55, BAR)
+    assert all("rank" not in r and "degenerate" not in r and "tied" not in r for r in rows)
+    again = ranked(once[::-1], 0.0, BAR)
+    assert [(r["experiment"], r["rank"], r["degenerate"]) for r in again] == [("b", 1, False), ("a", 2, False)]
+
+
+# ----------------------------------------------------------------------------- ties
+
+
+def test_fixture_ties_by_the_unpaired_rule(parsed):
+    rows = ranked(parsed[0], 0.0, BAR)
+    assert [r["experiment"] for r in rows if r["tied"]] == ["weighted-07"]
+    by_name = {r["experiment"]: r for r in rows}
+    leader = rows[0]
+    assert leader["experiment"] == "main" and not leader["tied"]
+    assert by_name["weighted-07"]["val_primary_high"] >= leader["val_primary"]           # tied
+    assert by_name["slerp-quantized"]["val_primary_high"] < leader["val_primary"]        # clearly behind
+    assert by_name["random-s1"]["val_primary_high"] >= leader["val_primary"]             # reaches, but ...
+    assert not by_name["random-s1"]["tied"]                                              # ... does not act
+    # without a bar nobody reaches random-s1's 0.78: it leads alone
+    assert not any(r["tied"] for r in ranked(parsed[0], 0.0, None))
+
+
+def test_unpaired_rule_reaching_the_leaders_value_exactly_is_tied():
+    edge, short = child("edge", 0.74), child("short", 0.73)
+    edge["val_primary_high"], short["val_primary_high"] = 0.75, 0.7499
+    rows = ranked([child("leader", 0.75), edge, short], 0.0, BAR)
+    assert {r["experiment"]: r["tied"] for r in rows} == {"leader": False, "edge": True, "short": False}
+
+
+def test_a_row_on_the_other_side_of_the_bar_is_never_tied():
+    # the leader acts; a child just below it in validation primary with a wide interval does not
+    rows = ranked([child("leader", 0.70, 500.0), child("no-act", 0.80, 100.0, half=0.2),
+                   child("no-act-2", 0.69, 200.0, half=0.2)], 0.0, BAR)
+    assert names(rows) == ["leader", "no-act", "no-act-2"] and not any(r["tied"] for r in rows)
+    # when nobody acts, every row is on the leader's side of the bar
+    rows = ranked([child("a", 0.70, 100.0), child("b", 0.69, 200.0, half=0.05)], 0.0, BAR)
+    assert [r["tied"] for r in rows] == [False, True]
+    with_paired = ranked([child("leader", 0.70, 500.0), child("no-act", 0.80, 100.0)], 0.0, BAR,
+                         lambda leader, row: (-1.0, 1.0))
+    assert not with_paired[1]["tied"]
+
+
+def test_the_paired_difference_is_used_when_given():
+    calls = []
+
+    def difference(leader: dict, row: dict) -> tuple[float, float]:
+        calls.append((leader["experiment"], row["experiment"]))
+        return {"wide": (0.01, 0.05), "narrow": (-0.02, 0.03)}[row["experiment"]]
+
+    # unpaired: "wide" (interval reaches 0.75) would be tied and "narrow" (0.70 + 0.01 < 0.75) would not
+    rows = [child("leader", 0.75), child("wide", 0.74, half=0.05), child("narrow", 0.70, half=0.01)]
+    assert {r["experiment"]: r["tied"] for r in ranked(rows, 0.0, BAR)} == {
+        "leader": False, "wide": True, "narrow": False}
+    paired = ranked(rows, 0.0, BAR, difference)
+    assert {r["experiment"]: r["tied"] for r in paired} == {"leader": False, "wide": False, "narrow": True}
+    assert sorted(calls) == [("leader", "narrow"), ("leader", "wide")]  # never the leader against itself
 
 
 # ----------------------------------------------------------------------------- rendering
 
 
-def test_markdown_lists_ranked_rows_then_baselines(exp_show):
-    rows, baselines = rows_from_exp_show(exp_show)
-    lines = markdown(rank(rows, 0.5), baselines).splitlines()
-    assert lines[0] == ("| rank | experiment | recipe | regime | primary | agreement A | agreement B | primary/U "
-                        "| online return | degenerate |")
-    assert lines[2] == ("| 1 | weighted-07 | weighted α=0.7 on students | tuned | 0.7400 | 0.7900 | 0.7400 | 0.9818 "
-                        "| 500.0 | no |")
-    assert lines[3].startswith("| 2 | random-s1 | random α=0.5 seed=1 on students | short |")
-    assert lines[6] == "| 5 | layer-short | layer on students | short | 0.3500 | 0.9200 | 0.3500 | 0.4643 | 9.4 | yes |"
-    assert lines[7] == "| — | parent_A (baseline) | — | — | 0.5075 | 1.0000 | 0.5075 | 0.6733 | 500.0 | — |"
-    assert lines[8].startswith("| — | parent_B (baseline) |") and len(lines) == 9
+HEADER = ("| rank | experiment | recipe | regime | val primary | val return | acts | tied | held-out primary "
+          "| agreement A | agreement B | primary/U | return (mean ± std) | degenerate |")
+
+
+def test_markdown_lists_ranked_rows_then_baselines(parsed):
+    rows, baselines, _ = parsed
+    lines = markdown(ranked(rows, 0.5, BAR), baselines, BAR).splitlines()
+    assert lines[0] == HEADER and lines[1] == "|" + "---|" * 14
+    assert lines[2] == ("| 1 | main | aligned α=0.5 on students | tuned | 0.7520 [0.7300, 0.7740] | 500.0 | yes | no "
+                        "| 0.7180 [0.6983, 0.7377] | 0.7715 [0.7531, 0.7899] | 0.7180 [0.6983, 0.7377] "
+                        "| 0.9526 [0.9264, 0.9787] | 500.0 ± 0.0 [500.0, 500.0] | no |")
+    assert lines[3].startswith("| 2 | weighted-07 | weighted α=0.7 on students | tuned | 0.7450 [0.7225, 0.7680] "
+                               "| 500.0 | yes | yes |")
+    assert lines[4].startswith("| 3 | slerp-quantized | slerp α=0.3 on quantized | tuned |")
+    assert lines[5] == ("| 4 | random-s1 | random α=0.5 seed=1 on students | short | 0.7800 [0.7513, 0.8075] | 310.0 "
+                        "| no | no | 0.7400 [0.7208, 0.7592] | 0.7400 [0.7208, 0.7592] | 0.7600 [0.7413, 0.7787] "
+                        "| 0.9818 [0.9563, 1.0000] | 480.0 ± 40.0 [452.5, 497.5] | no |")
+    assert lines[6] == ("| 5 | layer-short | layer on students | short | 0.3600 [0.3275, 0.3938] | 12.0 | no | no "
+                        "| 0.3500 [0.3291, 0.3709] | 0.9200 [0.9081, 0.9319] | 0.3500 [0.3291, 0.3709] "
+                        "| 0.4643 [0.4366, 0.4921] | 9.4 ± 0.8 [9.0, 9.9] | yes |")
+    assert lines[7] == ("| — | parent_A (baseline) | — | — | — | — | — | — | 0.5075 [0.4856, 0.5294] "
+                        "| 1.0000 [1.0000, 1.0000] | 0.5075 [0.4856, 0.5294] | 0.6733 [0.6442, 0.7024] "
+                        "| 500.0 ± 0.0 [500.0, 500.0] | — |")
+    assert lines[8].startswith("| — | parent_B (baseline) |") and "| 498.5 ± 4.5 [495.6, 500.0] |" in lines[8]
+    assert len(lines) == 9
+
+
+def test_markdown_without_a_bar_says_nothing_about_acting(parsed):
+    rows, baselines, _ = parsed
+    lines = markdown(ranked(rows, 0.0, None), baselines, None).splitlines()
+    assert lines[2].startswith("| 1 | random-s1 | random α=0.5 seed=1 on students | short | 0.7800 [0.7513, 0.8075] "
+                               "| 310.0 | — | no |")
 
 
 def test_markdown_names_the_parents_only_when_rows_differ_in_them():
-    rows = rank([child("w", 0.7, None), {**child("r", 0.6), "mode": "random", "seed": 2},
-                 {**child("l", 0.5), "mode": "layer"}], 0.0)
-    text = markdown(rows, baseline_rows({"parents_agreement": 0.5, "bound": 0.75, "greedy_return": {}}))
-    assert "| 1 | w | weighted α=0.5 | short | 0.7000 | 0.7000 | 0.7000 | 0.9287 | — | no |" in text
-    assert "| random α=0.5 seed=2 |" in text and "| layer |" in text and " on students" not in text
+    rows = ranked([child("w", 0.7, None), {**child("r", 0.6), "mode": "random", "seed": 2},
+                   {**child("l", 0.5), "mode": "layer"}], 0.0, BAR)
+    text = markdown(rows, baselines_of(), BAR)
+    assert ("| 1 | r | random α=0.5 seed=2 | short | 0.6000 [0.5900, 0.6100] | 500.0 | yes | no "
+            "| 0.7000 [0.6800, 0.7200] | 0.7000 [0.6800, 0.7200] | 0.7000 [0.6800, 0.7200] "
+            "| 0.7000 [0.6800, 0.7200] | — | no |") in text
+    assert "| 3 | w | weighted α=0.5 | short | 0.7000 [0.6900, 0.7100] | — | — |" in text
+    assert "| layer |" in text and " on students" not in text
 
 
-def test_recommendation_names_the_winner_its_figures_and_how_to_apply(exp_show):
-    rows, baselines = rows_from_exp_show(exp_show)
-    text = recommendation(rank(rows, 0.0), baselines, "  dvc exp apply weighted-07")
-    assert text.startswith("Recommended: weighted α=0.7 on students, fine-tune regime tuned (experiment weighted-07).")
-    assert "agreement A 0.7900, agreement B 0.7400" in text and "primary/U: 0.9818; online return: 500.0" in text
-    assert ("runner-up random-s1 (random α=0.5 seed=1 on students, short): primary +0.0000, "
-            "online return 500.0 vs 480.0") in text
-    assert "agree with each other on 0.5075; the child agrees more with both: yes (A +0.2825, B +0.2325)" in text
-    assert text.endswith("How to apply:\n  dvc exp apply weighted-07\n") and "degenerate" not in text
+# ----------------------------------------------------------------------------- recommendation
+
+
+def test_recommendation_names_the_leader_its_figures_and_its_tie(parsed):
+    rows, baselines, confidence = parsed
+    text = recommendation(ranked(rows, 0.0, BAR), baselines, "  dvc exp apply main", BAR, confidence, paired=False)
+    lines = text.splitlines()
+    assert lines[0] == "Recommended: aligned α=0.5 on students, fine-tune regime tuned (experiment main)."
+    assert lines[1] == ("  chosen on validation states drawn from train: primary 0.7520 [0.7300, 0.7740] "
+                        "(95% interval); return over the choosing episodes 500.0")
+    assert lines[2] == ("  held-out (reported, never used to choose): primary 0.7180 [0.6983, 0.7377], "
+                        "agreement A 0.7715 [0.7531, 0.7899], agreement B 0.7180 [0.6983, 0.7377]")
+    assert lines[3] == "  primary/U 0.9526 [0.9264, 0.9787]; return 500.0 ± 0.0 [500.0, 500.0]"
+    assert lines[4].startswith("  tied: 1 other child(ren) cannot be told from it at 95%")
+    assert lines[4].endswith(": weighted-07. It leads by rank order, not by a measured margin.")
+    assert lines[5] == ("  the parents agree with each other on 0.5075 of held-out states; the child agrees more with "
+                        "both, beyond its interval: yes")
+    assert "runner-up" not in text and "warning" not in text and "degenerate" not in text
+    assert text.endswith("\n\nHow to apply:\n  dvc exp apply main\n")
+
+
+def test_recommendation_lists_every_tied_child():
+    rows = ranked([child("lead", 0.75), child("t1", 0.74, half=0.02), child("t2", 0.745), child("far", 0.6)],
+                  0.0, BAR)
+    text = recommendation(rows, baselines_of(), "x", BAR, 0.95, paired=False)
+    assert "  tied: 2 other child(ren) cannot be told from it at 95%" in text
+    assert ": t2, t1. It leads by rank order, not by a measured margin." in text and "far" not in text
+
+
+def test_recommendation_states_the_margin_when_none_is_tied(parsed):
+    rows, baselines, confidence = parsed
+    text = recommendation(ranked(rows, 0.0, None), baselines, "  dvc exp apply random-s1", None, confidence,
+                          paired=False)
+    assert text.startswith("Recommended: random α=0.5 seed=1 on students, fine-tune regime short "
+                           "(experiment random-s1).")
+    assert ("  it is ahead of the runner-up main (aligned α=0.5 on students, tuned) beyond the 95% interval: "
+            "validation primary +0.0280, return 310.0 vs 500.0\n") in text
+    assert "tied" not in text and "warning" not in text  # no bar: a return of 310 is not judged
+
+
+def test_recommendation_warns_when_no_child_reaches_the_return_bar(parsed):
+    rows, baselines, confidence = parsed
+    text = recommendation(ranked(rows, 0.0, 600.0), baselines, "x", 600.0, confidence, paired=False)
+    assert "(experiment random-s1)" in text  # nobody acts: the validation primary alone decides
+    assert ("  warning: no child reaches the return bar 600 on the choosing episodes; this is the best by validation "
+            "primary, and it does not act well enough") in text
+    assert "warning" not in recommendation(ranked(rows, 0.0, BAR), baselines, "x", BAR, confidence, paired=False)
 
 
 def test_recommendation_of_a_lone_degenerate_child_says_so():
-    baselines = baseline_rows({"parents_agreement": 0.5, "bound": 0.75, "greedy_return": {}})
-    text = recommendation(rank([child("only", 0.45, None)], 0.5), baselines, "apply it")
-    assert "no runner-up" in text and "online return: —" in text
-    assert "agrees more with both: NO (A -0.0500, B -0.0500)" in text and "flagged degenerate" in text
+    text = recommendation(ranked([child("only", 0.45, None, held_out=0.45)], 0.5, BAR), baselines_of(), "apply it",
+                          BAR, 0.9, paired=False)
+    assert "no runner-up: a single child was ranked" in text and "; return —" in text
+    assert "(90% interval); return over the choosing episodes —" in text
+    assert "agrees more with both, beyond its interval: NO" in text and "flagged degenerate" in text
+    assert "warning: no child reaches" not in text  # no return was measured
+
+
+def test_recommendation_needs_both_agreements_beyond_their_interval():
+    # held-out agreements 0.52 / 0.7 with lows 0.50 / 0.68 against parents agreeing on 0.5
+    row = {**child("c", 0.7), "agreement_a": 0.52, "agreement_a_low": 0.50, "agreement_a_high": 0.54}
+    text = recommendation(ranked([row], 0.0, BAR), baselines_of(0.5), "x", BAR, 0.95, paired=False)
+    assert "beyond its interval: NO" in text
+    row["agreement_a_low"] = 0.501
+    text = recommendation(ranked([row], 0.0, BAR), baselines_of(0.5), "x", BAR, 0.95, paired=False)
+    assert "beyond its interval: yes" in text
 
 
 # ----------------------------------------------------------------------------- the command
@@ -201,29 +490,61 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def project_params(**search) -> str:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["search"].update(search)
+    return yaml.safe_dump(params)
+
+
 def test_cli_writes_the_three_reports_and_prints_the_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # no params.yaml here: threshold 0
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: threshold 0, no return bar
     code, out, err = run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "board")
     assert (code, err) == (0, "")
     assert out == (tmp_path / "board" / "leaderboard.md").read_text()
+    assert out.splitlines()[0] == HEADER and "| yes |" not in out  # nothing acts, is tied or is degenerate
     saved = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
-    assert [r["experiment"] for r in saved["rows"]] == RANKED and len(saved["baselines"]) == 2
-    assert not any(r["degenerate"] for r in saved["rows"])
+    assert names(saved["rows"]) == RANKED_WITHOUT_BAR and len(saved["baselines"]) == 2
+    assert saved["confidence"] == 0.95 and not any(r["degenerate"] or r["tied"] for r in saved["rows"])
     advice = (tmp_path / "board" / "recommendation.txt").read_text()
-    assert "(experiment weighted-07)" in advice
-    assert "dvc exp apply weighted-07\n  dvc repro" in advice and 'git commit -am "Crossover weighted' in advice
+    assert "(experiment random-s1)" in advice and "runner-up main" in advice
+    assert "dvc exp apply random-s1\n  dvc repro" in advice and 'git commit -am "Crossover random' in advice
+
+
+def test_cli_reads_the_return_bar_from_params_yaml(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(project_params())
+    assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "board")[0] == 0
+    saved = json.loads(Path("board/leaderboard.json").read_text())
+    assert names(saved["rows"]) == RANKED
+    assert [r["experiment"] for r in saved["rows"] if r["tied"]] == ["weighted-07"]
+    advice = Path("board/recommendation.txt").read_text()
+    assert "(experiment main)" in advice and "weighted-07. It leads by rank order" in advice
+    assert "dvc exp apply main\n" in advice
 
 
 def test_cli_threshold_from_params_yaml_and_the_flag_overrides_it(tmp_path, monkeypatch, capsys):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["search"]["degenerate_threshold"] = 0.5
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "params.yaml").write_text(project_params(degenerate_threshold=0.5))
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "a")[0] == 0
     flagged = [r["experiment"] for r in json.loads(Path("a/leaderboard.json").read_text())["rows"] if r["degenerate"]]
     assert flagged == ["layer-short"]
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "b", "--degenerate-threshold", "0")[0] == 0
     assert not any(r["degenerate"] for r in json.loads(Path("b/leaderboard.json").read_text())["rows"])
+    # the flag flags by validation primary: 0.75 catches slerp-quantized (0.69) but not main (0.752)
+    assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "c", "--degenerate-threshold", "0.75")[0] == 0
+    flagged = [r["experiment"] for r in json.loads(Path("c/leaderboard.json").read_text())["rows"] if r["degenerate"]]
+    assert flagged == ["weighted-07", "slerp-quantized", "layer-short"]
+
+
+def test_cli_confidence_comes_from_the_reports(tmp_path, exp_show, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for report in reports(exp_show):
+        report["confidence"] = 0.9
+    (tmp_path / "exp.json").write_text(json.dumps(exp_show))
+    assert run_cli(capsys, "--exp-show", "exp.json", "--out", "board")[0] == 0
+    assert json.loads(Path("board/leaderboard.json").read_text())["confidence"] == 0.9
+    advice = Path("board/recommendation.txt").read_text()
+    assert "(90% interval)" in advice and "beyond the 90% interval" in advice and "95%" not in advice
 
 
 def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path, monkeypatch, capsys):
@@ -237,22 +558,28 @@ def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path
     monkeypatch.setattr(cli.subprocess, "run", fake_run)
     assert run_cli(capsys, "--out", "a")[0] == 0
     assert calls == [["-m", "dvc", "exp", "show", "--json"]]
+    assert names(json.loads(Path("a/leaderboard.json").read_text())["rows"]) == RANKED_WITHOUT_BAR
     monkeypatch.setattr(cli.sys, "stdin", io.StringIO(FIXTURE.read_text()))
     code, out, _ = run_cli(capsys, "--exp-show", "-", "--out", "b")
-    assert code == 0 and out.splitlines()[2].startswith("| 1 | weighted-07 |")
+    assert code == 0 and out.splitlines()[2].startswith("| 1 | random-s1 |")
+    assert len(calls) == 1  # stdin: dvc was not run again
 
 
 @pytest.mark.parametrize("args, message", [
     (["--exp-show", "garbage.json"], "error: garbage.json: not valid JSON (Expecting value at line 1)"),
     (["--exp-show", "missing.json"], "error: missing.json: cannot read (No such file or directory)"),
+    (["--exp-show", "old.json"], "error: slerp-quantized: recombination report has no selection.child"),
     (["--exp-show", str(FIXTURE), "--degenerate-threshold", "high"],
      "error: --degenerate-threshold: must be a number in [0, 1] (got 'high')"),
     (["--exp-show", str(FIXTURE), "--degenerate-threshold", "1.5"],
      "error: --degenerate-threshold: must be in [0, 1], 0 = off (got '1.5')"),
 ])
-def test_cli_user_mistakes_are_one_line_and_exit_1(tmp_path, monkeypatch, capsys, args, message):
+def test_cli_user_mistakes_are_one_line_and_exit_1(tmp_path, exp_show, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "garbage.json").write_text("not json\n")
+    for report in reports(exp_show):  # reports written before the selection section existed
+        del report["selection"]
+    (tmp_path / "old.json").write_text(json.dumps(exp_show))
     code, out, err = run_cli(capsys, *args, "--out", "board")
     assert (code, out, err) == (1, "", message + "\n")
     assert not (tmp_path / "board").exists()
@@ -262,26 +589,14 @@ def test_cli_reports_a_failing_dvc_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
         cmd, 253, stdout="", stderr="ERROR: you are not inside of a DVC repository\n"))
-    code, _, err = run_cli(capsys, "--out", "board")
-    assert (code, err) == (1, "error: dvc exp show --json failed (exit 253): ERROR: you are not inside of a DVC "
-                              "repository\n")
+    code, out, err = run_cli(capsys, "--out", "board")
+    assert (code, out) == (1, "")
+    assert err == "error: dvc exp show --json failed (exit 253): ERROR: you are not inside of a DVC repository\n"
+    assert not (tmp_path / "board").exists()
 
 
 def test_apply_hint_of_the_workspace_does_not_ask_for_dvc_exp_apply():
-    assert "dvc exp apply" not in cli.how_to_apply(child("workspace", 0.7))
+    workspace = cli.how_to_apply(child("workspace", 0.7))
+    assert "dvc exp apply" not in workspace and "it is your workspace already" in workspace
+    assert 'git commit -am "Crossover weighted α=0.5 on students, regime short"' in workspace
     assert cli.how_to_apply(child("exp-1", 0.7)).startswith("  dvc exp apply exp-1\n  dvc repro")
-
-
-def test_the_recommended_child_must_also_act_when_returns_were_measured():
-    rows = rank([
-        {"experiment": "agrees", "parents": "students", "mode": "weighted", "alpha": 0.5, "seed": 0, "regime": "short",
-         "primary": 0.74, "agreement_a": 0.76, "agreement_b": 0.74, "primary_over_bound": 0.98, "online_return": 159.0},
-        {"experiment": "acts", "parents": "students", "mode": "aligned", "alpha": 0.5, "seed": 0, "regime": "tuned",
-         "primary": 0.72, "agreement_a": 0.77, "agreement_b": 0.72, "primary_over_bound": 0.95, "online_return": 500.0},
-    ], 0.0)
-    baselines = baseline_rows({"parents_agreement": 0.5, "bound": 0.75, "greedy_return": {}})
-    assert winner(rows, 475.0)["experiment"] == "acts" and winner(rows, None)["experiment"] == "agrees"
-    text = recommendation(rows, baselines, "apply it", 475.0)
-    assert text.startswith("Recommended: aligned α=0.5 on students, fine-tune regime tuned (experiment acts).")
-    assert "rank 1 agrees: 159.0" in text
-    assert "warning: no child reaches the online return bar 600" in recommendation(rows, baselines, "x", 600.0)

@@ -9,6 +9,7 @@ import torch
 from recomb.networks import Architecture, seeded_qnetwork
 from conftest import SMALL_SYNTHETIC
 from scratch import BIN, Project
+from test_verdict import check_pipeline_verdict
 
 
 def one_line_error(proc) -> str:
@@ -100,7 +101,7 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
                                 "search.alphas": [0.5], "search.seeds": [0], "search.regimes": ["short"]})
     first = p.run("dvc", "repro").stdout
     for stage in ("parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
-                  "crossover", "finetune", "validate_recombination", "search", "multigen"):
+                  "crossover", "finetune", "validate_recombination", "search", "multigen", "report"):
         assert f"Running stage '{stage}'" in first
     report = json.loads((p.path / "data/reports/distillation.json").read_text())
     assert set(report["pairs"]) == {"A", "B"} and isinstance(report["passed"], bool)
@@ -141,6 +142,7 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     assert report["greedy_return"]["child"] is None and "child_greedy_return" not in report["checks"]
     assert "primary / U" in (p.path / "data/reports/recombination.md").read_text()
 
+    check_pipeline_verdict(p)
     check_experiment_grid(p)
 
     p.set(**{"crossover.alpha": 0.3})
@@ -196,14 +198,15 @@ def check_experiment_grid(p):
     searched = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())["rows"]
     for row in searched:
         twin = next(e for e in experiments if (e["mode"], e["regime"]) == (row["mode"], row["regime"]))
-        for key in ("primary", "agreement_a", "agreement_b", "primary_over_bound", "online_return"):
+        for key in ("val_primary", "val_primary_low", "primary", "primary_high", "agreement_a", "agreement_b",
+                    "primary_over_bound", "online_return"):
             assert twin[key] == row[key], (row["experiment"], key)  # the same child, bit for bit
         run_config = json.loads((p.path / f"data/search/{row['experiment']}/run_config.json").read_text())
         assert run_config["reproduce"].startswith(f"dvc exp run -S crossover.parents=students -S crossover.mode={row['mode']}")
         assert run_config["finetune"]["epochs"] == 5 and run_config["torch_version"] == torch.__version__
 
     lineage = json.loads((p.path / "data/multigen/lineage.json").read_text())
-    assert [c["generation"] for c in lineage["children"]] == [0, 0, 1, 1]
+    assert [c["generation"] for c in lineage["children"]] == [0, 0, 1, 1, 1]  # the elite competes again
     assert lineage["scored_against"] == ["data/parents/parent_A.safetensors", "data/parents/parent_B.safetensors"]
     assert (p.path / "data/plots/multigen/best_per_generation.png").is_file()
     assert "| 1 |" in (p.path / "data/reports/multigen/summary.md").read_text()

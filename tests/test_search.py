@@ -10,17 +10,20 @@ from recomb.config import load_params
 from recomb.crossover import CrossoverConfig
 from recomb.errors import RecombError
 from recomb.finetune import finetune_config, regimes
-from recomb.leaderboard import rank, row_from_report
+from recomb.leaderboard import ranked, row_from_report
 from recomb.multigen import MultigenConfig, evolve, mutate, promote
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.parallel import RAY_MISSING, import_ray
 from recomb.quantize import PTQConfig
-from recomb.search import Pair, Scoring, SearchConfig, crossover_config, grid, run_grid
+from recomb.search import Pair, Scoring, SearchConfig, crossover_config, grid, parse_recipe, run_grid
+from recomb.selection import SelectionConfig
+from recomb.stats import UncertaintyConfig
 from recomb.validation import ValidateRecombConfig
 
 PARAMS = load_params("params.yaml")
 PARENT = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+VALIDATION = torch.randn(60, 8, generator=torch.Generator().manual_seed(2))
 HELDOUT = np.random.default_rng(1).standard_normal((100, 8)).astype(np.float32)
 
 
@@ -35,10 +38,12 @@ def small_regimes(params: dict) -> dict:
     return params
 
 
-def setting():
+def setting(heldout: np.ndarray = HELDOUT):
     params = small_regimes(PARAMS)
     a, b = seeded_qnetwork(PARENT, 42).eval(), seeded_qnetwork(PARENT, 43).eval()
-    scoring = Scoring(a, b, HELDOUT, None, ValidateRecombConfig.from_params(params, "validate_recombination"))
+    scoring = Scoring(a, b, heldout, VALIDATION, None, ValidateRecombConfig.from_params(params, "validate_recombination"),
+                      SelectionConfig.from_params(params, "selection"),
+                      UncertaintyConfig.from_mapping({**params["uncertainty"], "resamples": 200}, "uncertainty"))
     return params, Pair(a, b, a, b), scoring
 
 
@@ -48,12 +53,33 @@ def run(points, params, pair, scoring, cfg):
                     PTQConfig.from_params(params, "ptq"), scoring, cfg)
 
 
-@pytest.mark.parametrize("preset, size", [("minimal", 9), ("default", 14), ("minimal-qat", 9), ("default-qat", 21)])
+@pytest.mark.parametrize("preset, size", [("minimal", 9), ("default", 14), ("minimal-qat", 9), ("default-qat", 21),
+                                          ("recomb", 6), ("recomb-wide", 27)])
 def test_presets_have_the_seeds_sizes(preset, size):
     points = grid(search_config(preset=preset), regimes(PARAMS))
     assert len(points) == size and len({p.child_id for p in points}) == size
     if preset.endswith("qat"):
         assert {p.regime for p in points} >= {"short_qat"}
+
+
+def test_the_default_preset_holds_the_pipelines_own_recipe():
+    points = grid(search_config(), regimes(PARAMS))
+    own = (PARAMS["crossover"]["mode"], PARAMS["crossover"]["alpha"], PARAMS["finetune"]["regime"])
+    assert own in {(p.recipe.mode, p.recipe.alpha, p.regime) for p in points}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("blend 0.5", "the mode must be one of"), ("random 0.5", "write it as `random <alpha> <seed>`"),
+    ("layer 0.5", "write it as `layer`"), ("weighted 1.5", "with alpha in [0, 1]"),
+    ("aligned x", "write it as `aligned <alpha>`")])
+def test_a_malformed_preset_recipe_is_one_line_naming_it(text, message):
+    with pytest.raises(RecombError) as err:
+        search_config(presets={**PARAMS["search"]["presets"], "mine": {"recipes": ["layer", text], "regimes": ["short"]}})
+    assert str(err.value).startswith(f"params.yaml: search.presets.mine.recipes[1]: {text!r}: ")
+    assert message in str(err.value)
+    assert parse_recipe("random 0.3 2", "x") == parse_recipe(" random  0.3 2 ", "x")
+    with pytest.raises(RecombError, match=r"^params.yaml: search.preset: must be one of minimal, "):
+        search_config(preset="mine")
 
 
 def test_custom_grid_drops_duplicate_children_and_caps_runs():
@@ -126,31 +152,66 @@ def test_promotion_follows_the_selection_strategy(strategy, top_k, expected_b):
         assert promotion.pair.cross_b is pair.cross_b and promotion.pair.teach_b is pair.teach_b  # never mutated
 
 
-def test_generations_are_scored_against_the_original_parents_and_lineage_keeps_every_child():
-    params, pair, scoring = setting()
-    cfg = MultigenConfig.from_mapping({**PARAMS["multigen"], "generations": 2}, "params.yaml: multigen")
+def evolve_small(heldout: np.ndarray, generations: int = 2, **multigen):
+    """Two generations of a two-child grid on the test's parents, scored on `heldout`."""
+    params, pair, scoring = setting(heldout)
+    cfg = MultigenConfig.from_mapping({**PARAMS["multigen"], "generations": generations, **multigen},
+                                      "params.yaml: multigen")
     points = grid(search_config(preset="custom", modes=["weighted"], alphas=[0.3, 0.7], seeds=[0],
                                 regimes=["short"]), regimes(params))
     finetune_cfgs = {"short": finetune_config(params, "short")}
-    seen = []
+    seen, results = [], {}
 
     def run_generation(gen_points, gen_pair, cfgs):
         seen.append((gen_pair, cfgs["short"].seed, [p.recipe.seed for p in gen_points]))
-        return run(gen_points, params, gen_pair, scoring, search_config(workers=1))
+        outcomes = run(gen_points, params, gen_pair, scoring, search_config(workers=1))
+        results.update(outcomes)
+        return outcomes
 
-    def ranked(gen_points, outcomes):
-        return rank([row_from_report(p.child_id, crossover_config(CrossoverConfig.from_params(params, "crossover"),
-                                                                  p.recipe).to_dict(), p.regime,
-                                     outcomes[p.child_id].report) for p in gen_points], 0.0)
+    def rank_rows(gen_points, outcomes):
+        return ranked([row_from_report(p.child_id, crossover_config(CrossoverConfig.from_params(params, "crossover"),
+                                                                    p.recipe).to_dict(), p.regime,
+                                       outcomes[p.child_id].report) for p in gen_points], 0.0, None)
 
-    lineage, summary, best = evolve(points, finetune_cfgs, pair, cfg, run_generation, ranked)
+    lineage, summary, best = evolve(points, finetune_cfgs, pair, cfg, run_generation, rank_rows)
+    return pair, cfg, seen, results, lineage, summary, best
+
+
+def test_generations_are_scored_against_the_original_parents_and_lineage_keeps_every_child():
+    pair, cfg, seen, _, lineage, summary, best = evolve_small(HELDOUT, teachers="promoted", elitism=False)
     assert len(lineage) == 4 and [s["generation"] for s in summary] == [0, 1] and set(best) == {0, 1}
-    assert seen[0][0] is pair and seen[1][0] is not pair
+    assert seen[0][0] is pair and seen[1][0] is not pair and seen[1][0].teach_a is seen[1][0].cross_a
     assert seen[1][1] == seen[0][1] + cfg.seed_offset
     promoted = [row for row in lineage if row["promoted_as"]]
     assert [row["generation"] for row in promoted] == [0, 0, 1, 1]
     assert lineage[2]["parent_a"] == summary[0]["best_child"] and lineage[0]["parent_a"] == "original_A"
-    assert summary[1]["best_primary"] == max(r["primary"] for r in lineage if r["generation"] == 1)
+    assert summary[1]["best_val_primary"] == max(r["val_primary"] for r in lineage if r["generation"] == 1)
+
+
+def test_elitism_keeps_the_best_child_competing_and_original_teachers_stay():
+    pair, _, seen, _, lineage, summary, _ = evolve_small(HELDOUT, generations=3, teachers="original", elitism=True)
+    assert seen[1][0].teach_a is pair.teach_a and seen[1][0].teach_b is pair.teach_b
+    assert seen[1][0].cross_a is not pair.cross_a
+    assert [r["generation"] for r in lineage] == [0, 0, 1, 1, 1, 2, 2, 2]
+    carried = [r for r in lineage if r["carried_over"]]
+    assert [r["experiment"] for r in carried] == [summary[0]["best_child"], summary[1]["best_child"]]
+    keys = [(s["best_val_primary"]) for s in summary]
+    assert keys == sorted(keys)  # without an environment the validation primary alone ranks: it never falls
+
+
+def test_held_out_states_change_no_choice_only_the_reported_figures():
+    """Replace the held-out states by other states: every choice (best epochs, ranks, ties, promotions, the
+    best child per generation) stays; only the figures reported on them move."""
+    other = np.random.default_rng(99).standard_normal(HELDOUT.shape).astype(np.float32)
+    first, second = evolve_small(HELDOUT), evolve_small(other)
+    choices = ("experiment", "rank", "tied", "promoted_as", "val_primary", "val_primary_low", "val_primary_high",
+               "val_return", "degenerate")
+    assert [{k: r[k] for k in choices} for r in first[4]] == [{k: r[k] for k in choices} for r in second[4]]
+    assert [s["best_child"] for s in first[5]] == [s["best_child"] for s in second[5]]
+    for child_id, outcome in first[3].items():
+        assert outcome.result.best_epoch == second[3][child_id].result.best_epoch
+        assert outcome.result.history == second[3][child_id].result.history
+    assert [r["primary"] for r in first[4]] != [r["primary"] for r in second[4]]
 
 
 @pytest.fixture

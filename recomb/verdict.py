@@ -1,0 +1,175 @@
+"""The whole run's verdict: every quality gate of every hashed report, in one place CI can gate on.
+
+Reports are walked generically: any `checks` mapping at any depth is a set of gates
+`{name: {value, op, threshold, passed}}`, named by its path (`distillation.pairs.A.action_agreement`),
+so a gate added to a report gates CI without a change here. Pure: dicts in, dicts and text out.
+"""
+
+from __future__ import annotations
+
+from .errors import RecombError
+from .reports import fmt, table
+
+GATE_KEYS = ("value", "op", "threshold", "passed")
+
+# The few figures a reader wants first, by dotted path into the reports (absent ones read as None).
+HEADLINE = (
+    "distillation.pairs.A.fidelity.action_agreement",
+    "distillation.pairs.B.fidelity.action_agreement",
+    "quantization.students.ptq_A.int8_vs_float.action_agreement",
+    "quantization.students.ptq_B.int8_vs_float.action_agreement",
+    "quantization.students.qat_A.int8_vs_float.action_agreement",
+    "quantization.students.qat_B.int8_vs_float.action_agreement",
+    "recombination.children.child.primary_over_bound",
+    "recombination.greedy_return.child",
+    "search.leaderboard.rows.0.experiment",
+    "search.summary.best.primary_over_bound",
+    "search.summary.best.online_return",
+    "multigen.generations.-1.best_primary_over_bound",
+    "multigen.generations.-1.best_online_return",
+)
+
+LATENCY_NOTE = ("Latency gates live in the timing reports (`data/reports/latest/*_timing.json`): wall-clock figures "
+                "depend on the machine and its load, so they are not hashed and do not gate CI.")
+
+
+def lookup(tree, dotted: str):
+    """The value at `a.b.0.c` (list items by index, -1 = last), or None when any step is absent."""
+    node = tree
+    for key in dotted.split("."):
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list):
+            try:
+                node = node[int(key)]
+            except (ValueError, IndexError):
+                return None
+        else:
+            return None
+    return node
+
+
+def _gate(name: str, check) -> dict:
+    if not isinstance(check, dict) or not all(k in check for k in GATE_KEYS) or not isinstance(check["passed"], bool):
+        raise RecombError(f"{name}: not a gate (needs {', '.join(GATE_KEYS)}; passed true or false)")
+    return {k: check[k] for k in GATE_KEYS}
+
+
+def _walk(node, path: str, gates: dict, flags: dict) -> None:
+    """Gates of every `checks` mapping under `node`, and every `passed` flag beside them, keyed by path."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        if key == "checks" and isinstance(child, dict):
+            gates.update({f"{path}.{name}": _gate(f"{path}.checks.{name}", check) for name, check in child.items()})
+        elif key == "passed" and isinstance(child, bool):
+            flags[path] = child
+        else:
+            _walk(child, f"{path}.{key}", gates, flags)
+
+
+def nest(named: dict[str, object]) -> dict[str, object]:
+    """`{"search.summary": r}` → `{"search": {"summary": r}}`: one tree, so gates and headline share its paths."""
+    tree: dict = {}
+    for dotted, report in named.items():
+        *parents, last = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = report
+    return tree
+
+
+def collect(tree: dict[str, object]) -> tuple[dict[str, dict], dict[str, bool]]:
+    """(gates, `passed` flags) of `{area: report}`, both keyed by dotted path starting with the area."""
+    gates, flags = {}, {}
+    for area, report in tree.items():
+        _walk(report, area, gates, flags)
+    return gates, flags
+
+
+def passed_under(gates: dict[str, dict], prefix: str) -> bool:
+    """Whether every gate whose path starts with `prefix` passed (True when there is none)."""
+    return all(gate["passed"] for name, gate in gates.items() if name.startswith(f"{prefix}."))
+
+
+def flag_mismatches(gates: dict[str, dict], flags: dict[str, bool]) -> list[str]:
+    """Reports' own `passed` flags that contradict the gates below them (the gates decide)."""
+    return [f"{path}: the report says passed {str(flag).lower()}, its gates say {str(not flag).lower()}"
+            for path, flag in flags.items()
+            if any(name.startswith(f"{path}.") for name in gates) and flag != passed_under(gates, path)]
+
+
+def verdict(tree: dict[str, object], artifacts: dict[str, dict[str, str]]) -> dict:
+    """pipeline.json of the reports `{area: report}` (see `nest`) and the artifacts `{group: {name: path}}`."""
+    gates, flags = collect(tree)
+    return {
+        "passed": all(gate["passed"] for gate in gates.values()),
+        **{f"{area}_passed": passed_under(gates, area) for area in tree},
+        "gates": gates,
+        "flag_mismatches": flag_mismatches(gates, flags),
+        "headline": {path: lookup(tree, path) for path in HEADLINE},
+        "artifacts": artifacts,
+    }
+
+
+def failed_gates(report, source: str) -> dict[str, dict]:
+    """The failed gates of a pipeline.json read from `source`; anything else is refused in one line."""
+    gates = report.get("gates") if isinstance(report, dict) else None
+    if not isinstance(gates, dict) or not isinstance(report.get("passed"), bool):
+        raise RecombError(f"{source}: not a pipeline report (no 'passed' and 'gates'; the `report` stage writes it)")
+    return {name: check for name, check in gates.items() if not _gate(f"{source}: {name}", check)["passed"]}
+
+
+def failure_line(name: str, gate: dict) -> str:
+    return f"FAILED {name}: {gate['value']} (rule {gate['op']} {gate['threshold']})"
+
+
+def check_lines(report, source: str) -> tuple[bool, list[str]]:
+    """What `recomb check` prints: one line per failed gate, then a summary; and whether everything passed."""
+    failed = failed_gates(report, source)
+    total = len(report["gates"])
+    if not failed:
+        return True, [f"pipeline PASSED: all {total} gates passed"]
+    areas = sorted({name.split(".")[0] for name in failed})
+    return False, [*(failure_line(name, gate) for name, gate in failed.items()),
+                   f"pipeline FAILED: {len(failed)} of {total} gates failed ({', '.join(areas)})"]
+
+
+def _cell(value) -> str:
+    """A table cell: `fmt`, with `|` escaped so it cannot split the cell."""
+    return fmt(value).replace("|", "\\|")
+
+
+def markdown(report: dict) -> str:
+    """pipeline.md: the verdict, one row per area, every gate, the headline figures, where the artifacts are."""
+    gates = report["gates"]
+    areas = [key.removesuffix("_passed") for key in report if key.endswith("_passed")]
+    area_rows = []
+    for area in areas:
+        in_area = [gate for name, gate in gates.items() if name.startswith(f"{area}.")]
+        failed = sum(not gate["passed"] for gate in in_area)
+        area_rows.append([area, len(in_area) or "no gates", failed if in_area else "–", report[f"{area}_passed"]])
+    parts = [
+        f"# Pipeline — {'PASSED' if report['passed'] else 'FAILED'}",
+        "",
+        "Every quality gate of the hashed reports; `recomb check` exits 1 when one of them failed. " + LATENCY_NOTE,
+        "",
+        table(["area", "gates", "failed", "passed"], [[_cell(v) for v in row] for row in area_rows]),
+        "",
+        "## Gates",
+        "",
+        table(["gate", "value", "rule", "passed"],
+              [[_cell(name), _cell(g["value"]), _cell(f"{g['op']} {fmt(g['threshold'])}"), _cell(g["passed"])]
+               for name, g in gates.items()]),
+    ]
+    if report["flag_mismatches"]:
+        parts += ["", "Reports whose own `passed` disagrees with their gates (the gates decide):", "",
+                  *(f"- {line}" for line in report["flag_mismatches"])]
+    parts += [
+        "", "## Headline", "",
+        table(["figure", "value"], [[_cell(path), _cell(value)] for path, value in report["headline"].items()]),
+        "", "## Artifacts", "",
+        table(["artifact", "path"], [[_cell(f"{group}: {name}"), _cell(path)]
+                                     for group, named in report["artifacts"].items() for name, path in named.items()]),
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,192 @@
+"""Every gate of the distillation and quantization reports fails a network that must fail it.
+
+The networks live at CartPole's Q scale: every action is worth about 100 and the
+values vary from state to state far more than the actions differ. There raw cosine
+and raw relative MSE pass a network whose advantages have nothing to do with the
+teacher's, so the gates use the advantages. Each test feeds one bad network, built
+to fail one gate, and asserts that gate fails, with the default thresholds of
+params.yaml; the positive controls show that the same gates pass a faithful copy,
+so a failure is discrimination, not a broken gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recomb.config import load_params
+from recomb.envs import ENV_ID, N_ACTIONS, OBS_DIM
+from recomb.networks import Architecture, seeded_qnetwork
+from recomb.quantize import ptq
+from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, gate, latency_report,
+                               quantized_timing, validate_quantized, validate_student)
+from stages.common import warn_failed
+
+PARAMS = load_params("params.yaml")
+DISTILL = ValidateDistillConfig.from_params(PARAMS, "validate_distillation")
+QUANT = ValidateQuantizedConfig.from_params(PARAMS, "validate_quantized")
+TEACHER = Architecture(OBS_DIM, N_ACTIONS, 64, 0.0)
+STUDENT = Architecture(OBS_DIM, N_ACTIONS, 32, 0.0)
+HELDOUT = np.random.default_rng(0).standard_normal((500, OBS_DIM)).astype(np.float32)
+
+
+class CartPoleLike(nn.Module):
+    """Q = 100 + a state value from one network + advantages from another, as a DQN's on CartPole.
+
+    The state value (20 × the value network's mean output) varies over states about
+    15 times more than the advantages (the advantage network's centred outputs, times
+    `advantage_scale`), so raw-Q figures are dominated by what all actions share.
+    """
+
+    def __init__(self, value_net: nn.Module, advantage_net: nn.Module, advantage_scale: float = 1.0):
+        super().__init__()
+        self.value_net, self.advantage_net, self.advantage_scale = value_net, advantage_net, advantage_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage_net(x)
+        advantage = advantage - advantage.mean(-1, keepdim=True)
+        return 100.0 + 20.0 * self.value_net(x).mean(-1, keepdim=True) + self.advantage_scale * advantage
+
+
+class SignsOnly(nn.Module):
+    """The teacher's preferred actions, gap sizes from another network: right choices, unrelated confidence."""
+
+    def __init__(self, teacher: CartPoleLike, sizes: nn.Module):
+        super().__init__()
+        self.teacher, self.sizes = teacher, sizes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.teacher(x)
+        base, advantage = q.mean(-1, keepdim=True), q - q.mean(-1, keepdim=True)
+        other = self.sizes(x)
+        return base + advantage.sign() * (other - other.mean(-1, keepdim=True)).abs()
+
+
+class Memoriser(nn.Module):
+    """Exactly the teacher on the held-out states, another network anywhere else."""
+
+    def __init__(self, teacher: nn.Module, elsewhere: nn.Module, seen: np.ndarray):
+        super().__init__()
+        self.teacher, self.elsewhere, self.seen = teacher, elsewhere, torch.from_numpy(seen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        is_seen = (x.unsqueeze(1) == self.seen.unsqueeze(0)).all(-1).any(-1, keepdim=True)
+        return torch.where(is_seen, self.teacher(x), self.elsewhere(x))
+
+
+class Slow(nn.Module):
+    """A network that sleeps 5 ms in every forward: far slower than a 64-wide MLP."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.005)
+        return self.net(x)
+
+
+def fresh(arch: Architecture, seed: int) -> nn.Module:
+    return seeded_qnetwork(arch, seed).eval()
+
+
+TEACHER_NET = fresh(TEACHER, 0)
+TEACHER_Q = CartPoleLike(TEACHER_NET, TEACHER_NET)
+UNRELATED_ADVANTAGES = CartPoleLike(TEACHER_NET, fresh(STUDENT, 1))  # the teacher's state values, fresh advantages
+
+DISTILL_FAILURES = {  # gate → (student that must fail it, environment)
+    "action_agreement": (UNRELATED_ADVANTAGES, None),
+    "kl_divergence": (CartPoleLike(TEACHER_NET, TEACHER_NET, advantage_scale=10.0), None),  # right actions, 10× too sure
+    "advantage_correlation": (SignsOnly(TEACHER_Q, fresh(STUDENT, 1)), None),  # right actions, unrelated gap sizes
+    "centered_cosine": (UNRELATED_ADVANTAGES, None),
+    "robustness_gaussian_noise": (Memoriser(TEACHER_Q, UNRELATED_ADVANTAGES, HELDOUT), None),
+    "robustness_input_scaling": (Memoriser(TEACHER_Q, UNRELATED_ADVANTAGES, HELDOUT), None),
+    "student_greedy_return": (UNRELATED_ADVANTAGES, ENV_ID),
+}
+
+
+@pytest.mark.parametrize("gate_name", sorted(DISTILL_FAILURES))
+def test_each_distillation_gate_fails_a_student_built_to_fail_it(gate_name):
+    student, env = DISTILL_FAILURES[gate_name]
+    report = validate_student(TEACHER_Q, student, HELDOUT, env, DISTILL)
+    assert report["checks"][gate_name]["passed"] is False
+    assert report["passed"] is False
+
+
+def test_raw_q_figures_would_pass_a_student_whose_advantages_are_unrelated():
+    fidelity = validate_student(TEACHER_Q, UNRELATED_ADVANTAGES, HELDOUT, None, DISTILL)["fidelity"]
+    assert fidelity["cosine"] > 0.999  # the former gate: cosine ≥ 0.9
+    assert fidelity["relative_mse"] < 0.01  # the former gate: relative MSE ≤ 0.1
+    assert abs(fidelity["centered_cosine"]) < 0.1 and abs(fidelity["advantage_correlation"]) < 0.2
+    assert fidelity["advantage_relative_mse"] > 1.0
+
+
+def test_advantage_correlation_alone_fails_a_student_with_the_right_actions_but_unrelated_gaps():
+    student, _ = DISTILL_FAILURES["advantage_correlation"]
+    checks = validate_student(TEACHER_Q, student, HELDOUT, None, DISTILL)["checks"]
+    assert [name for name, check in checks.items() if not check["passed"]] == ["advantage_correlation"]
+
+
+@pytest.mark.parametrize("advantage_scale", [1.0, 1.1, 2.0])  # 2×: a hard-target student's wider gaps still pass
+def test_distillation_gates_pass_the_teacher_and_a_near_copy(advantage_scale):
+    student = CartPoleLike(TEACHER_NET, TEACHER_NET, advantage_scale)
+    report = validate_student(TEACHER_Q, student, HELDOUT, None, DISTILL)
+    assert report["passed"], report["checks"]
+
+
+def test_latency_gate_fails_a_slow_student():
+    report = latency_report(TEACHER_Q, Slow(UNRELATED_ADVANTAGES), HELDOUT, repeats=20,
+                            max_ratio=DISTILL.thresholds.max_latency_ratio)
+    assert report["checks"]["latency_ratio"]["passed"] is False
+
+
+FLOAT_VALUE, FLOAT_ADVANTAGE = fresh(STUDENT, 2), fresh(STUDENT, 3)
+FLOAT_STUDENT = CartPoleLike(FLOAT_VALUE, FLOAT_ADVANTAGE)
+
+
+def int8_student(advantage_net: nn.Module, advantage_scale: float = 1.0) -> CartPoleLike:
+    return CartPoleLike(ptq(FLOAT_VALUE, "dynamic"), ptq(advantage_net, "dynamic"), advantage_scale)
+
+
+QUANT_FAILURES = {  # gate → (int8 network that must fail it, environment)
+    "action_agreement": (int8_student(fresh(STUDENT, 4)), None),
+    "advantage_relative_mse": (int8_student(FLOAT_ADVANTAGE, advantage_scale=2.0), None),  # right actions, gaps 2×
+    "centered_cosine": (int8_student(fresh(STUDENT, 4)), None),
+    "int8_greedy_return": (int8_student(fresh(STUDENT, 4)), ENV_ID),
+}
+
+
+@pytest.mark.parametrize("gate_name", sorted(QUANT_FAILURES))
+def test_each_quantization_gate_fails_an_int8_network_built_to_fail_it(gate_name):
+    int8, env = QUANT_FAILURES[gate_name]
+    report = validate_quantized(TEACHER_Q, FLOAT_STUDENT, int8, HELDOUT, env, QUANT, float_return=None)
+    assert report["checks"][gate_name]["passed"] is False
+    assert report["passed"] is False
+
+
+def test_quantization_gates_pass_the_int8_float_student():
+    report = validate_quantized(TEACHER_Q, FLOAT_STUDENT, int8_student(FLOAT_ADVANTAGE), HELDOUT, None, QUANT,
+                                float_return=None)
+    assert report["passed"], report["checks"]
+
+
+def test_quantization_latency_gate_fails_a_slow_int8_network():
+    cfg = dataclasses.replace(QUANT, latency_repeats=20, throughput_repeats=1)
+    report = quantized_timing(FLOAT_STUDENT, Slow(int8_student(FLOAT_ADVANTAGE)), HELDOUT, cfg)
+    assert report["checks"]["latency_ratio"]["passed"] is False
+
+
+def test_warn_failed_logs_one_warning_per_failed_gate(caplog):
+    checks = gate([("agreement", 0.5, ">=", 0.8), ("kl", 0.01, "<=", 0.1), ("error", 2.0, "<=", 0.25)])
+    with caplog.at_level(logging.INFO, logger="recomb"):
+        warn_failed("distillation pair A", checks)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "distillation pair A: gate agreement failed: 0.5 (rule >= 0.8)"),
+        ("WARNING", "distillation pair A: gate error failed: 2 (rule <= 0.25)"),
+    ]
