@@ -41,6 +41,12 @@ def search(root: Path) -> None:
           return_figure(child["greedy_return_interval"]["child"]))
     check = p.run(str(BIN / "recomb"), "check", check=False)
     print(f"\n`recomb check` exit {check.returncode}:\n{check.stdout}{check.stderr}")
+    for preset in ("minimal", "default"):  # the reference's presets, ranked by the same rule
+        p.set(**{"search.preset": preset})
+        p.run("dvc", "repro", "search")
+        print(f"\n## search.preset {preset}\n")
+        print((p.path / "data/reports/search/recommendation.txt").read_text())
+        print((p.path / "data/reports/search/leaderboard.md").read_text())
 
 
 def files(root: Path) -> None:

@@ -1,4 +1,4 @@
-"""Every gate of the distillation and quantization reports fails a network that must fail it.
+"""Every gate of the distillation, quantization and recombination reports fails a network that must fail it.
 
 The networks live at CartPole's Q scale: every action is worth about 100 and the
 values vary from state to state far more than the actions differ. There raw cosine
@@ -24,8 +24,10 @@ from recomb.config import load_params
 from recomb.envs import ENV_ID, N_ACTIONS, OBS_DIM
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantize import ptq
-from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, gate, latency_report,
-                               quantized_timing, validate_quantized, validate_student)
+from recomb.stats import UncertaintyConfig
+from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig, child_checks,
+                               gate, latency_report, online_returns, quantized_timing, recombination_offline,
+                               validate_quantized, validate_student)
 from stages.common import warn_failed
 
 PARAMS = load_params("params.yaml")
@@ -190,3 +192,34 @@ def test_warn_failed_logs_one_warning_per_failed_gate(caplog):
         ("WARNING", "distillation pair A: gate agreement failed: 0.5 (rule >= 0.8)"),
         ("WARNING", "distillation pair A: gate error failed: 2 (rule <= 0.25)"),
     ]
+
+
+RECOMB = ValidateRecombConfig.from_params(PARAMS, "validate_recombination")
+UNCERTAINTY = UncertaintyConfig.from_mapping({**PARAMS["uncertainty"], "resamples": 200}, "uncertainty")
+PARENT_B_Q = CartPoleLike(TEACHER_NET, fresh(TEACHER, 5))
+
+
+def recombination_checks(child: nn.Module, env: str | None) -> dict:
+    """The gates validate_recombination puts on `child`, against parents TEACHER_Q and PARENT_B_Q."""
+    report = recombination_offline(TEACHER_Q, PARENT_B_Q, {"child": child}, HELDOUT, RECOMB, UNCERTAINTY)
+    returns = online_returns({"child": child}, env, 20, RECOMB.eval_seed, UNCERTAINTY)["child"]
+    return child_checks(report["children"]["child"]["primary_over_bound"],
+                        None if returns is None else returns["mean"], RECOMB.thresholds)
+
+
+def test_the_recombination_gates_fail_a_child_that_copies_one_parent_and_one_that_drops_the_pole():
+    copy_of_a = recombination_checks(TEACHER_Q, None)
+    assert copy_of_a["child_primary_over_bound"]["passed"] is False  # agrees with B only where A does
+    fresh_child = recombination_checks(fresh(STUDENT, 9), ENV_ID)
+    assert fresh_child["child_greedy_return"]["passed"] is False
+
+
+def test_the_recombination_gates_pass_a_child_that_sides_with_each_parent_where_they_disagree():
+    class Alternating(nn.Module):  # A's action on half of the disagreements, B's on the other half
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q_a, q_b = TEACHER_Q(x), PARENT_B_Q(x)
+            take_a = (torch.arange(len(x)) % 2 == 0).unsqueeze(-1)
+            return torch.where(take_a, q_a, q_b)
+
+    checks = recombination_checks(Alternating(), None)
+    assert checks["child_primary_over_bound"]["value"] > 0.9 and checks["child_primary_over_bound"]["passed"]
