@@ -37,6 +37,18 @@ def synthetic_project(project: Project) -> Project:
     return project
 
 
+def run_recomb(capsys, *argv: str) -> tuple[int, str, str]:
+    """`recomb <argv>` in this process: (exit code, stdout, stderr)."""
+    from stages import cli
+    try:
+        cli.main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def pytest_collection_modifyitems(items):
     """Tests marked `longest` first: with two xdist processes the other one works through the rest meanwhile."""
     items.sort(key=lambda item: item.get_closest_marker("longest") is None)

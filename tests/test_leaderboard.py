@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import run_recomb
 from recomb.errors import RecombError
 from recomb.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
                                 rows_from_exp_show)
@@ -481,13 +482,7 @@ def test_recommendation_needs_both_agreements_beyond_their_interval():
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        cli.main(["leaderboard", *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_recomb(capsys, "leaderboard", *args)
 
 
 def project_params(**search) -> str:

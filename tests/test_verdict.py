@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_recomb
 from recomb.errors import RecombError
 from recomb.verdict import collect, lookup, markdown, nest, verdict
 from scratch import BIN
-from stages import cli, paths
+from stages import paths
 from stages import report as report_stage
 
 
@@ -121,13 +122,7 @@ def test_markdown_escapes_pipes_inside_cells():
 
 
 def run_check(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        cli.main(["check", *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_recomb(capsys, "check", *args)
 
 
 def write_reports(reports: dict) -> None:
