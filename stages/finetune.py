@@ -36,7 +36,8 @@ def main(params: dict) -> None:
                            {**summary, "source": paths.CHILD})
     out.add_csv(paths.FINETUNE_CURVES, result.history)
     fig = learning_curves({"child": result.history}, "epoch",
-                          ["val_loss", "val_agreement_a", "val_agreement_b"], "Fine-tuning")
+                          ["val_loss", "val_agreement_a", "val_agreement_b", "val_primary"],
+                          f"Fine-tuning on the validation split of the train states (best epoch {result.best_epoch})")
     out.add_figure(paths.FINETUNE_PNG, fig)
     out.commit()
     log.info("child: best epoch %d, val agreement A %.4f / B %.4f, balance %s", result.best_epoch,

@@ -32,8 +32,12 @@ def main(params: dict) -> None:
     out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy,
                                                             inputs.scoring.uncertainty.confidence))
     panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.env else [])
-    out.add_figure(paths.MULTIGEN_PNG, learning_curves({"best child": summary}, "generation", panels,
-                                                       "Best child per generation, against the original parents"))
+    figure = learning_curves({"best child": summary}, "generation", panels,
+                             f"Best child per generation vs the original parents "
+                             f"({100 * inputs.scoring.uncertainty.confidence:g} % intervals)")
+    for ax in figure.axes:
+        ax.set_xticks([s["generation"] for s in summary])
+    out.add_figure(paths.MULTIGEN_PNG, figure)
     out.commit()
     for s in summary:
         log.info("generation %d: best %s, held-out primary %.4f, primary/U %.4f, return %s", s["generation"],
