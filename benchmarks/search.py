@@ -51,7 +51,8 @@ def stage(root: Path) -> None:
     for workers, patience, how in ((1, 100, "one child per job, one process"), (2, 100, "one child per job, 2 processes"),
                                    (1, 0, "stacks per regime, one process"), (2, 0, "stacks, 2 processes (default)")):
         # A plateau patience longer than any regime never fires but makes every child its own job.
-        p.set(**{"search.workers": workers, "finetune.lr_schedule_patience": patience})
+        p.set(**{"search.workers": workers, "finetune.lr_schedule": "cosine" if patience == 0 else "constant",
+                 "finetune.lr_schedule_patience": patience})
         log = p.stage("search").stderr
         print(f"  {how}: {re.search(r'trained and scored in ([0-9.]+) s', log).group(1)} s")
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .config import Section
 from .errors import RecombError
-from .distill import _dropout_masks, check_budget, check_training_knobs, objective
+from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
 from .networks import QNetwork, QNetworkStack
 from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
 from .quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
@@ -71,6 +71,7 @@ class FinetuneConfig(Section):
     temp_decay: float
     alpha: float
     q_weight: float
+    lr_schedule: Literal["constant", "cosine"]
     lr_schedule_patience: int
     lr_schedule_factor: float
     early_stopping_patience: int
@@ -81,6 +82,8 @@ class FinetuneConfig(Section):
         self.require(0 <= self.weight_a <= 1, "weight_a", "must be in [0, 1]")
         check_training_knobs(self, "learning_rate")
         self.require(self.lr_schedule_patience >= 0, "lr_schedule_patience", "must be ≥ 0 (0 = off)")
+        self.require(not (self.lr_schedule == "cosine" and self.lr_schedule_patience), "lr_schedule_patience",
+                     "must be 0 with lr_schedule cosine (it decays the rate on its own)")
         self.require(0 < self.lr_schedule_factor < 1, "lr_schedule_factor", "must be in (0, 1)")
         self.require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be ≥ 0 (0 = off)")
         allowed = OPTIMIZERS[self.optimizer][1]
@@ -185,6 +188,10 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     can vectorize a grid. Members cannot have learning rates of their own, so a
     plateau schedule (`lr_schedule_patience`) needs one child per call.
 
+    With `lr_schedule: cosine` the rate decays to 0 over the run: at a constant rate
+    the child keeps flipping sides on the states where the parents disagree, and its
+    validation primary swings by several points from epoch to epoch.
+
     The best epoch is chosen on `val_states` (see `selection.epoch_key`: validation
     primary, ties broken by validation loss, with two teachers). In `balanced` mode,
     after every epoch the share of disagreement states given to A moves towards the
@@ -252,6 +259,9 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
             idx = order[step * bs:(step + 1) * bs]
             child_q = stack(states[idx], dropout_masks=masks[:, :, step * bs:step * bs + len(idx)])
             loss = objective(child_q, target_q[:, idx], q_scale, cfg, temperature, soft[:, idx])["total"]
+            if cfg.lr_schedule == "cosine":
+                optimizer.lr = cfg.learning_rate * lr_factor((epoch - 1) * steps + step, cfg.epochs * steps,
+                                                             "cosine", 0.0)
             optimizer.zero_grad()
             loss.sum().backward()
             stack.per_member_grad_norm_clip_(cfg.max_grad_norm)

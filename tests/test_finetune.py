@@ -89,7 +89,7 @@ def test_no_improvement_stops_early_keeps_the_raw_child_and_lowers_the_rate():
     a, b = parents()
     child = seeded_qnetwork(CHILD, 7)
     cfg = config(teacher_mode="a", learning_rate=1e-12, epochs=6, early_stopping_patience=4,
-                 lr_schedule_patience=1, lr_schedule_factor=0.5)
+                 lr_schedule="constant", lr_schedule_patience=1, lr_schedule_factor=0.5)
     result = finetune_one(child, a, b, cfg)
     assert result.best_epoch == 0 and result.stopped_early and len(result.history) == 5
     assert torch.equal(result.child.network[0].weight, child.network[0].weight)
@@ -158,3 +158,11 @@ def test_regime_fills_the_budget_and_an_unknown_regime_is_one_line():
     params["regimes"]["short"]["epochs"] = 0
     with pytest.raises(RecombError, match=r"^params.yaml: regimes.short.epochs: must be ≥ 1 \(got 0\)$"):
         finetune_config(params, "tuned")
+
+
+def test_the_cosine_schedule_decays_the_rate_to_zero_and_refuses_a_plateau_beside_it():
+    a, b = parents()
+    result = finetune_one(seeded_qnetwork(CHILD, 7), a, b, config(epochs=3, learning_rate=0.01))
+    assert result.history[1]["lr"] < 0.01 and result.history[-1]["lr"] < 1e-4
+    with pytest.raises(RecombError, match=r"^params.yaml: finetune.lr_schedule_patience: must be 0 with "):
+        config(lr_schedule="cosine", lr_schedule_patience=2)
