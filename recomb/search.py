@@ -28,7 +28,8 @@ from .networks import QNetwork
 from .parallel import map_processes, map_ray
 from .quantize import Int8QNetwork, PTQConfig
 from .selection import SelectionConfig
-from .stats import UncertaintyConfig
+from .leaderboard import ranked, row_from_report
+from .stats import UncertaintyConfig, primary_difference_interval
 from .validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 
 
@@ -264,3 +265,20 @@ def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
         done = map_processes(run_job, jobs, cfg.workers, threads, start_method="fork")
     outcomes = {o.child_id: o for outcome in done for o in outcome}
     return {p.child_id: outcomes[p.child_id] for p in points}
+
+
+def return_bar(scoring: Scoring) -> float | None:
+    """The return a child must reach to rank above those that don't; None without an environment."""
+    return scoring.cfg.thresholds.min_child_return if scoring.env else None
+
+
+def rank_outcomes(points: list[GridPoint], outcomes: dict[str, Outcome], base: CrossoverConfig, scoring: Scoring,
+                  degenerate_threshold: float) -> list[dict]:
+    """Leaderboard rows of these children, best first (`selection.rank`), ties judged on paired validation hits."""
+    def difference(leader: dict, row: dict) -> tuple[float, float]:
+        hits = outcomes[leader["experiment"]].hits, outcomes[row["experiment"]].hits
+        return primary_difference_interval(*hits, scoring.uncertainty)
+
+    rows = [row_from_report(p.child_id, crossover_config(base, p.recipe).to_dict(), p.regime,
+                            outcomes[p.child_id].report) for p in points]
+    return ranked(rows, degenerate_threshold, return_bar(scoring), difference)

@@ -8,10 +8,10 @@ from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.crossover import CrossoverConfig
 from recomb.finetune import finetune_config, regimes
 from recomb.quantize import PTQConfig
-from recomb.leaderboard import ranked, row_from_report
-from recomb.search import GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, run_grid
+from recomb.search import (GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, rank_outcomes,
+                           run_grid)
 from recomb.selection import SelectionConfig, split
-from recomb.stats import UncertaintyConfig, primary_difference_interval
+from recomb.stats import UncertaintyConfig
 from recomb.validation import ValidateRecombConfig
 
 from . import paths
@@ -52,20 +52,8 @@ class GridInputs:
                         self.search, self.threads)
 
     def ranked(self, points: list[GridPoint], outcomes: dict[str, Outcome]) -> list[dict]:
-        """Leaderboard rows of these children, best first, ties judged on paired validation hits."""
-        def difference(leader: dict, row: dict) -> tuple[float, float]:
-            hits = outcomes[leader["experiment"]].hits, outcomes[row["experiment"]].hits
-            return primary_difference_interval(*hits, self.scoring.uncertainty)
-
-        rows = [row_from_report(p.child_id, crossover_config(self.crossover, p.recipe).to_dict(), p.regime,
-                                outcomes[p.child_id].report) for p in points]
-        return ranked(rows, self.search.degenerate_threshold, self.min_return, difference)
-
-    @property
-    def min_return(self) -> float | None:
-        """The return bar a child must reach to rank above those that don't; None without an environment."""
-        return self.scoring.cfg.thresholds.min_child_return if self.scoring.env else None
-
+        """Leaderboard rows of these children, best first (`recomb.search.rank_outcomes`)."""
+        return rank_outcomes(points, outcomes, self.crossover, self.scoring, self.search.degenerate_threshold)
 
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:
     """The DVC experiment that builds this child alone, with the same metrics."""

@@ -4,7 +4,7 @@ import time
 
 from recomb.artifacts import Outputs
 from recomb.leaderboard import baseline_rows, markdown, recommendation
-from recomb.search import crossover_config, score
+from recomb.search import crossover_config, return_bar, score
 from recomb.validation import child_checks
 
 from . import paths
@@ -32,12 +32,12 @@ def main(params: dict) -> None:
     how = (f"Its checkpoint: {paths.SEARCH_CHILD.format(chosen.child_id)}. To make it the pipeline's child:\n"
            f"  {reproduce_command(crossover_config(inputs.crossover, chosen.recipe), chosen.regime)}\n"
            "then `dvc exp apply <that experiment>` (or set those keys in params.yaml and `dvc repro`).")
-    confidence = scoring.uncertainty.confidence
+    confidence, min_return = scoring.uncertainty.confidence, return_bar(scoring)
     out.add_json(f"{paths.SEARCH_REPORTS}/leaderboard.json",
                  {"rows": rows, "baselines": baselines, "confidence": confidence})
-    out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines, inputs.min_return))
+    out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines, min_return))
     out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt",
-                 recommendation(rows, baselines, how, inputs.min_return, confidence, paired=True))
+                 recommendation(rows, baselines, how, min_return, confidence, paired=True))
     checks = child_checks(best["primary_over_bound"], best["online_return"], scoring.cfg.thresholds)
     warn_failed(f"search, recommended child {best['experiment']}", checks)
     out.add_json(f"{paths.SEARCH_REPORTS}/summary.json", {
