@@ -44,7 +44,8 @@ def main(params: dict) -> None:
         "children": len(rows), "degenerate": sum(r["degenerate"] for r in rows),
         "tied_with_best": sum(r["tied"] for r in rows),
         "best": {k: best[k] for k in ("val_primary", "val_return", "primary", "primary_low", "primary_high",
-                                      "primary_over_bound", "agreement_a", "agreement_b", "online_return",
+                                      "primary_over_bound", "primary_over_bound_low", "primary_over_bound_high",
+                                      "agreement_a", "agreement_b", "online_return",
                                       "online_return_low", "online_return_high")},
         "checks": checks, "passed": all(c["passed"] for c in checks.values())})
     out.commit()
