@@ -34,7 +34,7 @@ from .config import Section
 from .errors import RecombError
 from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
 from .networks import QNetwork, QNetworkStack
-from .optim import OPTIMIZERS, ReduceOnPlateau, make_optimizer
+from .optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
 from .quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
 from .selection import epoch_key
 
@@ -90,6 +90,8 @@ class FinetuneConfig(Section):
         unknown = sorted(set(self.optimizer_kwargs) - allowed)
         self.require(not unknown, "optimizer_kwargs",
                      f"{self.optimizer} takes only {', '.join(sorted(allowed))}")
+        problem = kwargs_problem(self.optimizer_kwargs)
+        self.require(problem is None, "optimizer_kwargs", str(problem))
 
 
 def regimes(params: dict, source: str = "params.yaml") -> dict[str, Regime]:
@@ -106,6 +108,9 @@ def finetune_config(params: dict, regime: str | None = None, source: str = "para
         raise RecombError(f"{source}: section 'finetune' is missing")
     name = section.get("regime") if regime is None else regime
     known = regimes(params, source)
+    if not isinstance(name, str):
+        raise RecombError(f"{source}: finetune.regime: must be the name of one of the regimes "
+                          f"({', '.join(known)}) (got {name!r})")
     budget = [key for key in Regime.__dataclass_fields__ if key in section]
     if budget:
         raise RecombError(f"{source}: finetune.{budget[0]}: a regime's key; set it in regimes.<name> (the regime "

@@ -112,6 +112,31 @@ OPTIMIZERS = {
 }
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each optimizer keyword may hold (checked before any training starts): rule, and how to say it.
+KWARG_RULES = {
+    "betas": (lambda v: isinstance(v, list) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v),
+              "a list of two numbers in [0, 1)"),
+    "eps": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number ≥ 0"),
+    "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "alpha": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "nesterov": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def kwargs_problem(kwargs: dict) -> str | None:
+    """The first keyword whose value its optimizer cannot take, said in words; None when all can."""
+    for key, value in kwargs.items():
+        ok, wanted = KWARG_RULES[key]
+        if not ok(value):
+            return f"{key} must be {wanted}"
+    return None
+
+
 def make_optimizer(name: str, params, lr: float, kwargs: dict) -> Optimizer:
     """An optimizer by its params.yaml name; AdamW's decay defaults to torch's 0.01."""
     cls, _ = OPTIMIZERS[name]

@@ -138,6 +138,9 @@ def file_parents(cfg: ParentsConfig) -> ParentSet:
         raise RecombError(
             f"{files.parent_b}: hidden width {loaded[1].arch.hidden} differs from parent A's {loaded[0].arch.hidden}"
         )
+    if loaded[0].arch.hidden != cfg.hidden:
+        raise RecombError(f"{files.parent_a}: hidden width is {loaded[0].arch.hidden} but params.yaml "
+                          f"parents.hidden says {cfg.hidden}")
     states = load_states(files.states, files.input_dim)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [{"file": p} for p in (files.parent_a, files.parent_b)]

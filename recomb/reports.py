@@ -13,9 +13,14 @@ def fmt(value) -> str:
     return str(value)
 
 
+def cell(value) -> str:
+    """`fmt`, with `|` escaped so a label such as `max |ΔQ|` cannot split a Markdown table cell."""
+    return fmt(value).replace("|", "\\|")
+
+
 def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

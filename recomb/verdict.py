@@ -139,11 +139,6 @@ def check_lines(report, source: str) -> tuple[bool, list[str]]:
                    f"pipeline FAILED: {len(failed)} of {total} gates failed ({', '.join(areas)})"]
 
 
-def _cell(value) -> str:
-    """A table cell: `fmt`, with `|` escaped so it cannot split the cell."""
-    return fmt(value).replace("|", "\\|")
-
-
 def markdown(report: dict) -> str:
     """pipeline.md: the verdict, one row per area, every gate, the headline figures, where the artifacts are."""
     gates = report["gates"]
@@ -158,12 +153,12 @@ def markdown(report: dict) -> str:
         "",
         "Every quality gate of the hashed reports; `recomb check` exits 1 when one of them failed. " + LATENCY_NOTE,
         "",
-        table(["area", "gates", "failed", "passed"], [[_cell(v) for v in row] for row in area_rows]),
+        table(["area", "gates", "failed", "passed"], area_rows),
         "",
         "## Gates",
         "",
         table(["gate", "value", "rule", "passed"],
-              [[_cell(name), _cell(g["value"]), _cell(f"{g['op']} {fmt(g['threshold'])}"), _cell(g["passed"])]
+              [[name, g["value"], f"{g['op']} {fmt(g['threshold'])}", g["passed"]]
                for name, g in gates.items()]),
     ]
     if report["flag_mismatches"]:
@@ -171,9 +166,9 @@ def markdown(report: dict) -> str:
                   *(f"- {line}" for line in report["flag_mismatches"])]
     parts += [
         "", "## Headline", "",
-        table(["figure", "value"], [[_cell(path), _cell(value)] for path, value in report["headline"].items()]),
+        table(["figure", "value"], [[path, value] for path, value in report["headline"].items()]),
         "", "## Artifacts", "",
-        table(["artifact", "path"], [[_cell(f"{group}: {name}"), _cell(path)]
+        table(["artifact", "path"], [[f"{group}: {name}", path]
                                      for group, named in report["artifacts"].items() for name, path in named.items()]),
     ]
     return "\n".join(parts) + "\n"

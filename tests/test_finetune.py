@@ -112,6 +112,28 @@ def test_optimizer_kwargs_are_checked_against_the_optimizer():
     assert config(optimizer="rmsprop", optimizer_kwargs={"momentum": 0.9}).optimizer == "rmsprop"
 
 
+@pytest.mark.parametrize("optimizer, kwargs, message", [
+    ("adam", {"eps": "tiny"}, "eps must be a number > 0"),
+    ("adam", {"betas": 0.9}, "betas must be a list of two numbers in [0, 1)"),
+    ("adamw", {"betas": [0.9, 1.5]}, "betas must be a list of two numbers in [0, 1)"),
+    ("sgd", {"momentum": -0.1}, "momentum must be a number in [0, 1)"),
+    ("sgd", {"nesterov": "yes"}, "nesterov must be true or false"),
+    ("rmsprop", {"alpha": 1.0}, "alpha must be a number in (0, 1)"),
+    ("adam", {"weight_decay": True}, "weight_decay must be a number ≥ 0"),
+])
+def test_optimizer_kwargs_values_are_checked_before_training(optimizer, kwargs, message):
+    with pytest.raises(RecombError) as err:
+        config(optimizer=optimizer, optimizer_kwargs=kwargs)
+    assert str(err.value) == f"params.yaml: finetune.optimizer_kwargs: {message} (got {kwargs!r})"
+
+
+def test_a_regime_that_is_not_a_name_is_one_line():
+    params = load_params("params.yaml")
+    params["finetune"]["regime"] = ["tuned"]
+    with pytest.raises(RecombError, match=r"^params.yaml: finetune.regime: must be the name of one of the regimes "):
+        finetune_config(params)
+
+
 def test_balanced_mode_moves_the_split_towards_the_parent_it_agrees_with_less():
     a, b = parents()
     result = finetune_one(seeded_qnetwork(CHILD, 7), a, b, config(teacher_mode="balanced", epochs=3))

@@ -84,6 +84,11 @@ def test_files_source_refuses_nan_states_and_wrong_dims(project):
     p.set(**{"parents.files.input_dim": 6})
     assert one_line_error(p.stage("parents", check=False)) == (
         "data/user/parent_A.pt: input_dim is 8 but params.yaml parents.files says 6")
+    np.save(p.path / "data/user/states.npy", np.nan_to_num(states))
+    p.set(**{"parents.files.input_dim": 8, "parents.hidden": 32})
+    assert one_line_error(p.stage("parents", check=False)) == (
+        "data/user/parent_A.pt: hidden width is 64 but params.yaml parents.hidden says 32")
+    assert not (p.path / "data/parents").exists()
 
 
 def test_missing_params_section_and_bad_yaml(project):
