@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import errno
 import os
 import pickle
 import zipfile
@@ -103,22 +104,47 @@ class Outputs:
         self.add_json(sidecar_path(path), sidecar)
 
     def commit(self) -> None:
-        written: list[Path] = []
+        """Write every file, or none: all are staged beside their targets first, then swapped in.
+
+        A file that cannot be staged (a read-only folder, a full disk) stops the commit
+        before any target changes. The swaps are renames in one folder; should one fail
+        anyway, the targets already swapped get their previous contents back.
+        """
+        staged: dict[Path, Path] = {}
         try:
             for path, data in self.files.items():
+                if path.is_dir():
+                    raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                staged[path] = tmp
                 with open(tmp, "wb") as fh:
                     fh.write(data)
-                os.replace(tmp, path)
-                written.append(path)
         except OSError as exc:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise RecombError(f"{exc.filename or path}: cannot write ({exc.strerror})") from None
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+            raise RecombError(f"{path}: cannot write ({exc.strerror}); no output was changed") from None
+        backups: dict[Path, Path | None] = {}
+        try:
+            for path, tmp in staged.items():
+                backup = path.with_name(f".{path.name}.previous{os.getpid()}")
+                backups[path] = backup if path.exists() else None
+                if backups[path] is not None:
+                    os.replace(path, backup)
+                os.replace(tmp, path)
+        except OSError as exc:
+            for done, backup in backups.items():
+                if backup is not None and backup.exists():
+                    os.replace(backup, done)
+                elif backup is None:
+                    done.unlink(missing_ok=True)
+            raise RecombError(f"{path}: cannot replace ({exc.strerror}); the previous outputs are back") from None
         finally:
-            for path in self.files:
-                path.with_name(f".{path.name}.tmp{os.getpid()}").unlink(missing_ok=True)
+            for tmp in staged.values():
+                tmp.unlink(missing_ok=True)
+        for backup in backups.values():
+            if backup is not None:
+                backup.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -259,13 +285,17 @@ def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:
     file carrying code is refused instead of executed. Dims are read off the shapes.
     """
     path = Path(path)
-    _read_bytes(path, "parent checkpoint")
+    raw = _read_bytes(path, "parent checkpoint")
+    if not raw.startswith(PICKLE_MAGIC):  # torch.save writes a zip archive (or, before torch 1.6, a pickle)
+        raise RecombError(f"{path}: {'empty file' if not raw else 'not a torch.save file'} "
+                          "(expected a BaseQNetwork state_dict())")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise RecombError(f"{path}: refused: holds objects other than tensors (unsafe pickle)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise RecombError(f"{path}: truncated or not a torch state dict ({str(exc).splitlines()[0]})") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise RecombError(f"{path}: truncated or not a torch state dict ({first_line})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RecombError(f"{path}: expected a state dict of tensors (a BaseQNetwork state_dict())")
     missing = [k for k in PARAM_KEYS if k not in state]
@@ -294,6 +324,25 @@ def check_states(states: np.ndarray, path: Path, input_dim: int) -> None:
         raise RecombError(f"{path}: {int(bad.sum())} of {len(states)} states contain NaN or Inf (first at row {int(np.argmax(bad))})")
 
 
+def _check_npy_size(raw: bytes, path: Path) -> None:
+    """Compare the size the .npy header promises with the bytes there, before numpy allocates that size."""
+    buf = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(buf)
+    except (ValueError, OSError, EOFError):
+        raise RecombError(f"{path}: truncated or not a .npy file") from None
+    if dtype.hasobject:
+        return  # refused by np.load as a pickle, with its own message
+    promised = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    present = len(raw) - buf.tell()
+    if promised != present:
+        raise RecombError(f"{path}: truncated or corrupt: its header promises shape {shape} ({promised} bytes of "
+                          f"{dtype}) but {present} bytes follow")
+
+
 def load_states(path: str | Path, input_dim: int) -> np.ndarray:
     """A float32 (N, input_dim) array of finite states; object arrays (pickles) are refused."""
     path = Path(path)
@@ -301,6 +350,7 @@ def load_states(path: str | Path, input_dim: int) -> np.ndarray:
     if not raw.startswith(NPY_MAGIC):
         reason = "holds Python objects (pickle); refusing to load" if raw.startswith(PICKLE_MAGIC) else "not a .npy file"
         raise RecombError(f"{path}: {reason}")
+    _check_npy_size(raw, path)
     try:
         states = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:

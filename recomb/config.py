@@ -19,19 +19,47 @@ import yaml
 from .errors import RecombError
 
 
-def load_params(path: str | Path) -> dict:
-    """Read the whole params file; a missing or malformed file is a one-line error."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key written twice in one mapping is an error, not "the last one wins"."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int):
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> dict:
+    """Read the whole params file; a missing or malformed file is a one-line error.
+
+    With `sections`, a top-level section outside them is refused too (a typo such as
+    `finetun:` would otherwise be ignored while the stage reads the defaults).
+    """
     path = Path(path)
     if not path.is_file():
         raise RecombError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        raise RecombError(f"{path}: key {dup.key!r} is written twice in one section (line {dup.line})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise RecombError(f"{path}: not valid YAML{where}") from None
     if not isinstance(data, dict):
         raise RecombError(f"{path}: expected a mapping of sections at the top level")
+    unknown = [name for name in data if sections is not None and name not in sections]
+    if unknown:
+        raise RecombError(f"{path}: {unknown[0]}: unknown section (expected one of: {', '.join(sections)})")
     return data
 
 

@@ -128,6 +128,9 @@ def synthetic_parents(cfg: ParentsConfig) -> ParentSet:
     return ParentSet(parents, train, heldout, None, [[], []], summaries)
 
 
+MIN_STATES = 4  # one held-out, and train states that still split into training and validation
+
+
 def file_parents(cfg: ParentsConfig) -> ParentSet:
     """User-given parents (ours or AgentFarm's) and states, checked against the params."""
     files = cfg.files
@@ -142,6 +145,9 @@ def file_parents(cfg: ParentsConfig) -> ParentSet:
         raise RecombError(f"{files.parent_a}: hidden width is {loaded[0].arch.hidden} but params.yaml "
                           f"parents.hidden says {cfg.hidden}")
     states = load_states(files.states, files.input_dim)
+    if len(states) < MIN_STATES:
+        raise RecombError(f"{files.states}: {len(states)} states; the train/held-out split and the validation split "
+                          f"of the train states need at least {MIN_STATES}")
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [{"file": p} for p in (files.parent_a, files.parent_b)]
     env = loaded[0].meta.get("env")

@@ -14,6 +14,8 @@ from recomb.config import Section, load_params
 from recomb.errors import RecombError
 
 PARAMS_FILE = "params.yaml"
+SECTIONS = ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
+            "regimes", "finetune", "selection", "uncertainty", "search", "multigen", "validate_recombination")
 log = logging.getLogger("recomb")
 
 
@@ -43,7 +45,7 @@ def run(main: Callable[[dict], None]) -> None:
     """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        params = load_params(PARAMS_FILE)
+        params = load_params(PARAMS_FILE, SECTIONS)
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
         main(params)
     except RecombError as exc:

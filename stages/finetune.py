@@ -19,7 +19,8 @@ def main(params: dict) -> None:
     raw = load_checkpoint(paths.CHILD_RAW)
     states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim)),
                                SelectionConfig.from_params(params, "selection"))
-    raw.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
+    for checkpoint in (teachers[1], raw):
+        checkpoint.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
     with progress(cfg.epochs, "finetune") as bar:
         [result] = finetune([raw.float_model()], teachers[0].model, teachers[1].model, states, validation, cfg,
                             lambda epoch: bar.update())

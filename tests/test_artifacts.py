@@ -1,6 +1,8 @@
 """Every bad-input case of the artifact layer, with its exact one-line message."""
 
+import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,6 +46,60 @@ def test_commit_leaves_no_temp_files_and_nothing_before_commit(tmp_path):
     assert not (tmp_path / "a").exists()
     out.commit()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["r.json"]
+
+
+def three_outputs(tmp_path, blocked: Path) -> Outputs:
+    out = Outputs()
+    out.add_json(tmp_path / "a" / "first.json", {"new": 1})
+    out.add_json(blocked, {"new": 2})
+    out.add_json(tmp_path / "c" / "last.json", {"new": 3})
+    return out
+
+
+def previous_outputs(tmp_path) -> dict[Path, str]:
+    old = {tmp_path / "a" / "first.json": '{"old": 1}', tmp_path / "c" / "last.json": '{"old": 3}'}
+    for path, text in old.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return old
+
+
+def test_an_output_that_cannot_be_staged_leaves_every_previous_output_as_it_was(tmp_path):
+    old = previous_outputs(tmp_path)
+    (tmp_path / "b").write_text("a file where the stage wants a folder")
+    blocked = tmp_path / "b" / "middle.json"
+    message = refused(three_outputs(tmp_path, blocked).commit)
+    assert message.startswith(f"{blocked}: cannot write (") and message.endswith("no output was changed")
+    assert {path: path.read_text() for path in old} == old
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["first.json"]  # no temp file left
+
+
+def test_a_folder_where_an_output_goes_is_refused_before_anything_changes(tmp_path):
+    old = previous_outputs(tmp_path)
+    blocked = tmp_path / "b" / "middle.json"
+    blocked.mkdir(parents=True)
+    assert refused(three_outputs(tmp_path, blocked).commit) == (
+        f"{blocked}: cannot write (a folder is in the way); no output was changed")
+    assert {path: path.read_text() for path in old} == old and blocked.is_dir()
+
+
+def test_an_output_that_cannot_be_swapped_in_restores_the_ones_already_swapped(tmp_path, monkeypatch):
+    import recomb.artifacts as artifacts
+    old = previous_outputs(tmp_path)
+    blocked = tmp_path / "b" / "middle.json"
+    rename = artifacts.os.replace
+
+    def failing_replace(src, dst):  # the one rename a full or failing disk refuses
+        if Path(dst) == blocked:
+            raise OSError(5, "Input/output error")
+        rename(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "replace", failing_replace)
+    message = refused(three_outputs(tmp_path, blocked).commit)
+    assert message == f"{blocked}: cannot replace (Input/output error); the previous outputs are back"
+    assert {path: path.read_text() for path in old} == old and not blocked.exists()
+    for folder in ("a", "b", "c"):
+        assert not [p for p in (tmp_path / folder).iterdir() if p.name.startswith(".")], folder
 
 
 def test_missing_checkpoint(tmp_path):
@@ -118,6 +174,18 @@ def test_malicious_pt_is_refused(tmp_path):
     assert refused(load_parent, path, 0.1) == f"{path}: refused: holds objects other than tensors (unsafe pickle)"
 
 
+def test_empty_truncated_and_random_pt_files_say_what_they_are(tmp_path):
+    path = tmp_path / "parent_A.pt"
+    torch.save(seeded_qnetwork(Architecture(8, 4, 64, 0.1), 0).state_dict(), path)
+    whole = path.read_bytes()
+    path.write_bytes(b"")
+    assert refused(load_parent, path, 0.1) == f"{path}: empty file (expected a BaseQNetwork state_dict())"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert refused(load_parent, path, 0.1) == f"{path}: not a torch.save file (expected a BaseQNetwork state_dict())"
+    path.write_bytes(whole[:100])
+    assert refused(load_parent, path, 0.1).startswith(f"{path}: truncated or not a torch state dict (")
+
+
 def test_pt_that_is_not_a_base_qnetwork(tmp_path):
     path = tmp_path / "parent_A.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, path)
@@ -162,7 +230,19 @@ def test_pickled_states_are_refused(tmp_path):
 def test_truncated_states(tmp_path):
     path = write_npy(tmp_path / "s.npy", np.zeros((50, 8), np.float32))
     path.write_bytes(path.read_bytes()[:200])
+    assert refused(load_states, path, 8) == (f"{path}: truncated or corrupt: its header promises shape (50, 8) "
+                                             "(1600 bytes of float32) but 72 bytes follow")
+    path.write_bytes(path.read_bytes()[:20])  # cut inside the header
     assert refused(load_states, path, 8) == f"{path}: truncated or not a .npy file"
+
+
+def test_a_header_that_promises_terabytes_is_refused_before_anything_is_allocated(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 8)})
+    path = tmp_path / "s.npy"
+    path.write_bytes(header.getvalue() + bytes(64))
+    assert refused(load_states, path, 8) == (f"{path}: truncated or corrupt: its header promises shape "
+                                             "(1000000000000, 8) (32000000000000 bytes of float32) but 64 bytes follow")
 
 
 def test_missing_states(tmp_path):

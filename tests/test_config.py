@@ -1,5 +1,6 @@
 import pytest
 
+from recomb.config import load_params
 from recomb.distill import DistillConfig
 from recomb.errors import RecombError
 
@@ -35,3 +36,20 @@ def test_missing_key_is_an_error_not_a_default():
     del data["temperature"]
     with pytest.raises(RecombError, match=r"^params.yaml: distill.temperature: missing key$"):
         DistillConfig.from_mapping(data, WHERE)
+
+
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("distill:\n  lr: 0.01\n  epochs: 3\n  lr: 0.5\n")
+    with pytest.raises(RecombError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: key 'lr' is written twice in one section (line 4)"
+
+
+def test_an_unknown_section_is_refused_when_the_sections_are_given(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("distill: {lr: 0.01}\nfinetun: {seed: 1}\n")
+    assert set(load_params(path)) == {"distill", "finetun"}
+    with pytest.raises(RecombError) as err:
+        load_params(path, ("distill", "finetune"))
+    assert str(err.value) == f"{path}: finetun: unknown section (expected one of: distill, finetune)"

@@ -89,6 +89,11 @@ def test_files_source_refuses_nan_states_and_wrong_dims(project):
     assert one_line_error(p.stage("parents", check=False)) == (
         "data/user/parent_A.pt: hidden width is 64 but params.yaml parents.hidden says 32")
     assert not (p.path / "data/parents").exists()
+    np.save(p.path / "data/user/states.npy", np.nan_to_num(states)[:3])
+    p.set(**{"parents.hidden": 64})
+    assert one_line_error(p.stage("parents", check=False)) == (
+        "data/user/states.npy: 3 states; the train/held-out split and the validation split of the train states "
+        "need at least 4")
 
 
 def test_missing_params_section_and_bad_yaml(project):
