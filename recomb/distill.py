@@ -34,7 +34,7 @@ from .optim import Adam
 
 @dataclass(frozen=True)
 class DistillConfig(Section):
-    student_hidden: int | None
+    student_hidden: int        # 0 = max(16, parent hidden // 2)
     student_dropout: float
     train_dropout: bool
     epochs: int
@@ -52,7 +52,7 @@ class DistillConfig(Section):
     q_weight: float
 
     def check(self) -> None:
-        self.require(self.student_hidden is None or self.student_hidden >= 1, "student_hidden", "must be ≥ 1 or null")
+        self.require(self.student_hidden >= 0, "student_hidden", "must be ≥ 1, or 0 for half the parent's width")
         self.require(0 <= self.student_dropout < 1, "student_dropout", "must be in [0, 1)")
         self.require(0 <= self.warmup_fraction < 1, "warmup_fraction", "must be in [0, 1)")
         check_training_knobs(self, "lr")

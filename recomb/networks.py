@@ -47,8 +47,8 @@ class Architecture:
         return asdict(self)
 
 
-def student_hidden(parent_hidden: int, requested: int | None) -> int:
-    """The student's width: `requested` if given, else half the parent's, at least 16."""
+def student_hidden(parent_hidden: int, requested: int) -> int:
+    """The student's width: `requested` if not 0, else half the parent's, at least 16."""
     return requested if requested else max(16, parent_hidden // 2)
 
 

@@ -47,15 +47,15 @@ def import_ray():
     return ray
 
 
-def map_ray(fn: Callable[[T], R], jobs: Sequence[T], address: str | None, threads: int = 1) -> list[R]:
-    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` (None: a local Ray), in order.
+def map_ray(fn: Callable[[T], R], jobs: Sequence[T], address: str, threads: int = 1) -> list[R]:
+    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` ('': a local Ray), in order.
 
     Workers import `fn` by its module path, so recomb must be installed on every node.
     """
     ray = import_ray()
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
             raise RecombError(f"search.ray_address: cannot connect to Ray at {address!r} ({exc})") from None
 

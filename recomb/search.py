@@ -100,7 +100,7 @@ class SearchConfig(Section):
     degenerate_threshold: float
     workers: int
     backend: Literal["local", "ray"]
-    ray_address: str | None
+    ray_address: str          # '' = start a local Ray
 
     def check(self) -> None:
         names = [*self.presets, "custom"]

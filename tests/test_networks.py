@@ -23,8 +23,8 @@ def test_init_is_xavier_with_zero_biases_and_seeded():
 
 
 def test_student_width_defaults_to_half_at_least_16():
-    assert student_hidden(64, None) == 32
-    assert student_hidden(20, None) == 16
+    assert student_hidden(64, 0) == 32
+    assert student_hidden(20, 0) == 16
     assert student_hidden(64, 48) == 48
 
 

@@ -1,0 +1,32 @@
+"""params.yaml survives DVC's own writer: `dvc exp run -S key=value` changes that value's line and nothing else."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` and queued experiments call
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def changed_lines(before: Path, after: Path) -> list[str]:
+    diff = subprocess.run(["git", "diff", "--no-index", "--unified=0", str(before), str(after)],
+                          capture_output=True, text=True).stdout
+    return [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+@pytest.mark.parametrize("override, old, new", [
+    ("crossover.alpha=0.3", "  alpha: 0.5 ", "  alpha: 0.3 "),
+    ("finetune.regime=short", "  regime: tuned ", "  regime: short "),
+    ("regimes.tuned.epochs=5", "    epochs: 20\n", "    epochs: 5\n"),
+])
+def test_dvc_set_param_rewrites_exactly_the_changed_line(tmp_path, override, old, new):
+    before, after = tmp_path / "before.yaml", tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", before)
+    shutil.copy(ROOT / "params.yaml", after)
+    apply_overrides(after, [override])
+    lines = changed_lines(before, after)
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("-") and old.strip() in lines[0] and lines[1].startswith("+") and new.strip() in lines[1]
+    assert lines[0][1:].replace(old.strip(), new.strip()) == lines[1][1:]  # the comment and its column stay
