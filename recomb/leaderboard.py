@@ -118,8 +118,8 @@ def _entries(data) -> list[tuple[str, str, dict]]:
     return experiments + commits + workspace
 
 
-def _params_and_report(data: dict) -> tuple[dict, str, dict] | None:
-    """(crossover, regime, report) of one revision, or None when it lacks the params or the metrics file."""
+def _params_and_report(data: dict) -> tuple[dict, str, dict, str | None] | None:
+    """(crossover, regime, report, parents_role) of one revision, or None when it lacks the params or the metrics."""
     params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data") or {}
     report = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
     crossover = params.get("crossover")
@@ -128,7 +128,7 @@ def _params_and_report(data: dict) -> tuple[dict, str, dict] | None:
         return None
     if not all(key in crossover for key in RECIPE_KEYS):
         return None
-    return crossover, regime, report
+    return crossover, regime, report, (params.get("validate_recombination") or {}).get("parents_role")
 
 
 def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
@@ -143,22 +143,23 @@ def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
     that its metrics match its params (`dvc repro` ran). Baselines come from the
     first report taken.
     """
-    rows, reports, seen = [], [], set()
+    rows, reports, roles, seen = [], [], [], set()
     for kind, name, revision in _entries(data):
         found = _params_and_report(revision)
         if found is None:
             continue
-        crossover, regime, report = found
+        crossover, regime, report, role = found
         key = json.dumps([{k: crossover[k] for k in RECIPE_KEYS}, regime, report], sort_keys=True)
         if kind != "experiment" and key in seen:
             continue
         seen.add(key)
         rows.append(row_from_report(name, crossover, regime, report))
         reports.append(report)
+        roles.append(role)
     if not rows:
         raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
     first = reports[0]
-    return (rows, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), first.get("parents_role")),
+    return (rows, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), roles[0]),
             _get(first, "confidence", "baseline"))
 
 

@@ -24,19 +24,22 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def rule(check: dict) -> str:
+    """`>= 0.8` for a gate `{value, min: 0.8, passed}`, `<= 0.1` for one with `max`."""
+    return f">= {fmt(check['min'])}" if "min" in check else f"<= {fmt(check['max'])}"
+
+
 def checks_table(checks: dict[str, dict]) -> str:
-    return table(
-        ["check", "value", "rule", "passed"],
-        [[name, c["value"], f"{c['op']} {fmt(c['threshold'])}", c["passed"]] for name, c in checks.items()],
-    )
+    return table(["check", "value", "rule", "passed"],
+                 [[name, c["value"], rule(c), c["passed"]] for name, c in checks.items()])
 
 
-def distillation_markdown(quality: dict, timing: dict) -> str:
+def distillation_markdown(quality: dict, timing: dict, kl_direction: str) -> str:
     """Quality per pair (hashed report) plus the latency figures of this run (not hashed)."""
     parts = [
         f"# Distillation validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
         "",
-        f"Held-out states: {quality['n_heldout']} (never used for training). KL direction: {quality['kl_direction']}.",
+        f"Held-out states: {quality['n_heldout']} (never used for training). KL direction: {kl_direction}.",
     ]
     for pair, report in quality["pairs"].items():
         latency = timing["pairs"][pair]
@@ -58,7 +61,7 @@ def distillation_markdown(quality: dict, timing: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
+def quantized_markdown(quality: dict, timing: dict, definitions: str, modes: dict[str, str]) -> str:
     """Int8 vs float per student (hashed report) plus this run's speed figures (not hashed)."""
     parts = [
         f"# Quantization validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
@@ -77,7 +80,7 @@ def quantized_markdown(quality: dict, timing: dict, definitions: str) -> str:
                  for k, v in report["size_bytes"].items()]
         parts += [
             "",
-            f"## {name} ({report['mode']}) — {'passed' if report['passed'] and speed['passed'] else 'FAILED'}",
+            f"## {name} ({modes[name]}) — {'passed' if report['passed'] and speed['passed'] else 'FAILED'}",
             "",
             table(["metric", "value"], rows),
             "",
@@ -112,7 +115,7 @@ def return_figure(returns: dict | None) -> str:
     return f"{returns['mean']:.1f} ± {returns['std']:.1f} [{returns['low']:.1f}, {returns['high']:.1f}]"
 
 
-def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
+def recombination_markdown(report: dict, definitions: dict[str, str], parents_role: str) -> str:
     """Parents, students, int8 students and children: agreement with both parents and online return."""
     rows = []
     for name, agreement in report["agreement"].items():
@@ -127,7 +130,7 @@ def recombination_markdown(report: dict, definitions: dict[str, str]) -> str:
     parts = [
         f"# Recombination validation — {'PASSED' if report['passed'] else 'FAILED'}",
         "",
-        f"Held-out states: {report['n_heldout']}; offline roles A and B: `{report['parents_role']}`. "
+        f"Held-out states: {report['n_heldout']}; offline roles A and B: `{parents_role}`. "
         f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}. "
         f"Brackets: {pct} bootstrap intervals over states (agreements) or episodes (returns).",
         "",

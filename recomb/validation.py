@@ -63,10 +63,17 @@ class ValidateDistillConfig(Section):
         self.require(self.latency_repeats >= 10, "latency_repeats", "must be ≥ 10")
 
 
+BOUND_KEY = {">=": "min", "<=": "max"}
+
+
 def gate(checks: list[tuple[str, float, str, float]]) -> dict[str, dict]:
-    """Each (name, value, op, threshold) → {value, op, threshold, passed}."""
+    """Each (name, value, op, threshold) → {value, min or max: threshold, passed}.
+
+    Numbers and booleans only (DVC's metrics columns); the key says the rule, and
+    `reports.rule` writes it out for people.
+    """
     return {
-        name: {"value": value, "op": op, "threshold": threshold, "passed": bool(OPS[op](value, threshold))}
+        name: {"value": value, BOUND_KEY[op]: threshold, "passed": bool(OPS[op](value, threshold))}
         for name, value, op, threshold in checks
     }
 

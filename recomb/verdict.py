@@ -1,19 +1,19 @@
 """The whole run's verdict: every quality gate of every hashed report, in one place CI can gate on.
 
 Reports are walked generically: any `checks` mapping at any depth is a set of gates
-`{name: {value, op, threshold, passed}}`, named by its path (`distillation.pairs.A.action_agreement`),
+`{name: {value, min or max, passed}}`, named by its path (`distillation.pairs.A.action_agreement`),
 so a gate added to a report gates CI without a change here. Pure: dicts in, dicts and text out.
 """
 
 from __future__ import annotations
 
 from .errors import RecombError
-from .reports import fmt, table
+from .reports import rule, table
 
-GATE_KEYS = ("value", "op", "threshold", "passed")
+GATE_SHAPE = "value, min or max, passed (true or false)"
 
 # The few figures a reader wants first, by dotted path into the reports (absent ones read as None).
-HEADLINE = (
+HEADLINE = (  # SHORT_NAMES' paths are among these
     "distillation.pairs.A.fidelity.action_agreement",
     "distillation.pairs.B.fidelity.action_agreement",
     "quantization.students.ptq_A.int8_vs_float.action_agreement",
@@ -32,6 +32,18 @@ HEADLINE = (
     "multigen.generations.-1.best_primary_over_bound",
     "multigen.generations.-1.best_online_return",
 )
+
+# The key figures under short names (data/reports/headline.json): narrow `dvc exp show` columns.
+SHORT_NAMES = {
+    "child_pu": "recombination.children.child.primary_over_bound",
+    "child_ret": "recombination.greedy_return.child",
+    "stud_A": "distillation.pairs.A.fidelity.action_agreement",
+    "stud_B": "distillation.pairs.B.fidelity.action_agreement",
+    "int8_A": "quantization.students.ptq_A.int8_vs_float.action_agreement",
+    "int8_B": "quantization.students.ptq_B.int8_vs_float.action_agreement",
+    "search_pu": "search.summary.best.primary_over_bound",
+    "search_ret": "search.summary.best.online_return",
+}
 
 LATENCY_NOTE = ("Latency gates live in the timing reports (`data/reports/latest/*_timing.json`): wall-clock figures "
                 "depend on the machine and its load, so they are not hashed and do not gate CI.")
@@ -54,9 +66,10 @@ def lookup(tree, dotted: str):
 
 
 def _gate(name: str, check) -> dict:
-    if not isinstance(check, dict) or not all(k in check for k in GATE_KEYS) or not isinstance(check["passed"], bool):
-        raise RecombError(f"{name}: not a gate (needs {', '.join(GATE_KEYS)}; passed true or false)")
-    return {k: check[k] for k in GATE_KEYS}
+    keys = set(check) if isinstance(check, dict) else set()
+    if keys not in ({"value", "min", "passed"}, {"value", "max", "passed"}) or not isinstance(check["passed"], bool):
+        raise RecombError(f"{name}: not a gate (needs {GATE_SHAPE})")
+    return dict(check)
 
 
 def _walk(node, path: str, gates: dict, flags: dict) -> None:
@@ -116,6 +129,12 @@ def verdict(tree: dict[str, object], artifacts: dict[str, dict[str, str]]) -> di
     }
 
 
+def short_headline(report: dict) -> dict:
+    """Numbers and the overall `passed` only, under `SHORT_NAMES`: a metrics file `dvc exp show` can show in few columns."""
+    tree = report["headline"]
+    return {"passed": report["passed"], **{short: tree.get(path) for short, path in SHORT_NAMES.items()}}
+
+
 def failed_gates(report, source: str) -> dict[str, dict]:
     """The failed gates of a pipeline.json read from `source`; anything else is refused in one line."""
     gates = report.get("gates") if isinstance(report, dict) else None
@@ -125,7 +144,7 @@ def failed_gates(report, source: str) -> dict[str, dict]:
 
 
 def failure_line(name: str, gate: dict) -> str:
-    return f"FAILED {name}: {gate['value']} (rule {gate['op']} {gate['threshold']})"
+    return f"FAILED {name}: {gate['value']} (rule {rule(gate)})"
 
 
 def check_lines(report, source: str) -> tuple[bool, list[str]]:
@@ -158,7 +177,7 @@ def markdown(report: dict) -> str:
         "## Gates",
         "",
         table(["gate", "value", "rule", "passed"],
-              [[name, g["value"], f"{g['op']} {fmt(g['threshold'])}", g["passed"]]
+              [[name, g["value"], rule(g), g["passed"]]
                for name, g in gates.items()]),
     ]
     if report["flag_mismatches"]:

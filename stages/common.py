@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from recomb.config import Section, load_params
 from recomb.errors import RecombError
+from recomb.reports import rule
 
 PARAMS_FILE = "params.yaml"
 SECTIONS = ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
@@ -32,8 +33,7 @@ def warn_failed(report: str, checks: dict[str, dict]) -> None:
     stage (its reports are still written, to show why), so the log must say so."""
     for name, check in checks.items():
         if not check["passed"]:
-            log.warning("%s: gate %s failed: %.4g (rule %s %g)", report, name, check["value"], check["op"],
-                        check["threshold"])
+            log.warning("%s: gate %s failed: %.4g (rule %s)", report, name, check["value"], rule(check))
 
 
 def progress(total: int, desc: str) -> tqdm:

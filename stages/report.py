@@ -5,7 +5,7 @@ The timing reports stay out: wall-clock figures are not stage outputs and do not
 """
 
 from recomb.artifacts import Outputs, read_json
-from recomb.verdict import check_lines, lookup, markdown, nest, verdict
+from recomb.verdict import check_lines, lookup, markdown, nest, short_headline, verdict
 
 from . import paths
 from .common import log, run
@@ -45,6 +45,7 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_json(paths.PIPELINE_REPORT, report)
     out.add_text(paths.PIPELINE_MARKDOWN, markdown(report))
+    out.add_json(paths.HEADLINE, short_headline(report))
     out.commit()
     _, (*failures, summary) = check_lines(report, paths.PIPELINE_REPORT)
     for line in failures + report["flag_mismatches"]:

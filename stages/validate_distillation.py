@@ -10,7 +10,7 @@ from .common import log, run, warn_failed
 
 def main(params: dict) -> None:
     cfg = ValidateDistillConfig.from_params(params, "validate_distillation")
-    quality = {"pairs": {}, "kl_direction": f"KL(teacher ‖ student) on softmax(Q / {cfg.kl_temperature:g})"}
+    quality = {"pairs": {}}
     timing = {"pairs": {}}
     teachers = {pair: load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS}
     heldout = load_states(paths.STATES_HELDOUT, teachers["A"].arch.input_dim)
@@ -33,7 +33,7 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_json(paths.DISTILL_REPORT, quality)
     out.add_json(paths.DISTILL_TIMING, timing)
-    out.add_text(paths.DISTILL_MARKDOWN, distillation_markdown(quality, timing))
+    out.add_text(paths.DISTILL_MARKDOWN, distillation_markdown(quality, timing, f"KL(teacher ‖ student) on softmax(Q / {cfg.kl_temperature:g})"))
     out.commit()
 
 

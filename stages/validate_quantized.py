@@ -27,6 +27,7 @@ def main(params: dict) -> None:
     quality = {"students": {}}
     timing = {"students": {}}
     heldout = None
+    modes = {}
     for pair in paths.PAIRS:
         teacher = load_checkpoint(paths.PARENTS.format(pair))
         student = load_checkpoint(paths.STUDENTS.format(pair))
@@ -44,9 +45,9 @@ def main(params: dict) -> None:
                 "file": {who: sizes["tensors_file"] for who, sizes in on_disk.items()},
                 "file_with_sidecar": {who: sum(sizes.values()) for who, sizes in on_disk.items()},
             }
-            report["mode"] = int8.model.mode
             speed = quantized_timing(student.model, int8.model, heldout, cfg)
             name = f"{method}_{pair}"
+            modes[name] = int8.model.mode
             quality["students"][name] = report
             timing["students"][name] = {**speed, "passed": all_passed(speed["checks"])}
             log.info("%s: int8/float agreement %.4f, teacher agreement %.4f, latency ratio %.2f", name,
@@ -60,7 +61,7 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_json(paths.QUANT_REPORT, quality)
     out.add_json(paths.QUANT_TIMING, timing)
-    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing, DEFINITIONS))
+    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing, DEFINITIONS, modes))
     out.commit()
 
 

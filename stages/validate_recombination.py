@@ -30,7 +30,7 @@ def main(params: dict) -> None:
         checkpoint.expect_dims(heldout.shape[1], role_a.arch.output_dim, str(role_a.path))
     models = {k: c.model for k, c in children.items()}
     report = recombination_offline(role_a.model, role_b.model, models, heldout, cfg, unc)
-    report.update(parents_role=cfg.parents_role, n_heldout=len(heldout))
+    report["n_heldout"] = len(heldout)
 
     others = {f"{name}_{pair}": load_checkpoint(pattern.format(pair))
               for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8))
@@ -49,7 +49,7 @@ def main(params: dict) -> None:
     warn_failed("recombination, fine-tuned child", report["checks"])
     out = Outputs()
     out.add_json(paths.RECOMB_REPORT, report)
-    out.add_text(paths.RECOMB_MARKDOWN, recombination_markdown(report, RECOMB_DEFINITIONS))
+    out.add_text(paths.RECOMB_MARKDOWN, recombination_markdown(report, RECOMB_DEFINITIONS, cfg.parents_role))
     out.commit()
     log.info("child: held-out agreement A %.4f / B %.4f, primary/U %.4f, return %s", child["agreement_a"],
              child["agreement_b"], child["primary_over_bound"], report["greedy_return"]["child"])

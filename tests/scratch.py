@@ -46,7 +46,8 @@ class Project:
         env = dict(os.environ)
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONPATH"] = str(self.path)
-        env["DVC_NO_ANALYTICS"] = "1"  # a scratch repo's `dvc init` would otherwise spawn a reporting daemon
+        env["DVC_NO_ANALYTICS"] = "1"
+        env["COLUMNS"] = "120"  # DVC's tables render for a 120-column terminal  # a scratch repo's `dvc init` would otherwise spawn a reporting daemon
         return env
 
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

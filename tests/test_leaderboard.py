@@ -128,7 +128,7 @@ def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(e
 
 def test_baseline_rows_are_the_parents_held_out_figures(exp_show):
     report = exp_show[1]["data"]["metrics"][METRICS]["data"]
-    parent_a, parent_b = baseline_rows(report["agreement"], report["greedy_return_interval"], report["parents_role"])
+    parent_a, parent_b = baseline_rows(report["agreement"], report["greedy_return_interval"], "parents")
     assert parent_a["experiment"] == "parent_A (baseline)" and parent_b["experiment"] == "parent_B (baseline)"
     assert (parent_a["agreement_a"], parent_a["agreement_a_low"], parent_a["agreement_a_high"]) == (1.0, 1.0, 1.0)
     assert (parent_a["agreement_b"], parent_a["agreement_b_low"], parent_a["agreement_b_high"]) == (

@@ -8,8 +8,13 @@ import torch
 
 from recomb.networks import Architecture, seeded_qnetwork
 from conftest import SMALL_SYNTHETIC
-from scratch import BIN, Project
+from scratch import BIN, ROOT, Project
 from test_verdict import check_pipeline_verdict
+
+
+# `dvc exp show` as the README gives it: the key figures and the recipe, in 120 columns.
+EXP_SHOW = ("dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep",
+            "Experiment|^child_|^stud_|^int8_[AB]$|^crossover.mode$|^finetune.regime$", "--sort-by", "child_pu")
 
 
 def one_line_error(proc) -> str:
@@ -194,6 +199,15 @@ def check_experiment_grid(p):
     assert ran.count("Running stage 'crossover'") == 2 and ran.count("Running stage 'validate_recombination'") == 2
     for upstream in ("parents", "distill", "qat", "search", "multigen"):
         assert f"Running stage '{upstream}'" not in ran and f"Stage '{upstream}' didn't change, skipping" in ran
+
+    shown = p.run(*EXP_SHOW).stdout.splitlines()  # the README's readable table
+    assert all(len(line) <= 120 for line in shown), shown
+    header = next(line for line in shown if "Experiment" in line).split()
+    for column in ("child_pu", "stud_A", "stud_B", "int8_A", "int8_B", "crossover.mode", "finetune.regime"):
+        assert column in header, (column, header)
+    assert sum(line.split()[0] in ("├──", "└──") for line in shown if line.split()) == 2  # both experiments
+    readme = (ROOT / "README.md").read_text()
+    assert "dvc exp show " + " ".join(f"'{a}'" if "|" in a or "*" in a else a for a in EXP_SHOW[3:]) in readme
 
     board = p.run(str(BIN / "recomb"), "leaderboard").stdout
     assert "| 1 |" in board and "parent_A (baseline)" in board

@@ -18,7 +18,7 @@ from stages import report as report_stage
 
 def gate(value, threshold, op=">=") -> dict:
     passed = value >= threshold if op == ">=" else value <= threshold
-    return {"value": value, "op": op, "threshold": threshold, "passed": passed}
+    return {"value": value, "min" if op == ">=" else "max": threshold, "passed": passed}
 
 
 def fabricated_reports(agreement_a: float = 0.95) -> dict:
@@ -54,7 +54,7 @@ def test_every_checks_mapping_at_any_depth_is_a_gate_named_by_its_path():
         "distillation.pairs.B.action_agreement", "distillation.pairs.B.kl_divergence",
         "quantization.students.ptq_A.action_agreement", "recombination.child_primary_over_bound",
         "multigen.generations.0.best_primary", "multigen.generations.1.best_primary"]
-    assert gates["distillation.pairs.A.kl_divergence"] == {"value": 0.02, "op": "<=", "threshold": 0.1, "passed": True}
+    assert gates["distillation.pairs.A.kl_divergence"] == {"value": 0.02, "max": 0.1, "passed": True}
     assert flags["distillation"] is True and flags["distillation.pairs.B"] is True
 
 
@@ -91,7 +91,7 @@ def test_a_malformed_gate_is_refused_in_one_line_naming_it():
     with pytest.raises(RecombError) as err:
         verdict(reports, {})
     assert str(err.value) == ("recombination.checks.child_greedy_return: not a gate "
-                              "(needs value, op, threshold, passed; passed true or false)")
+                              "(needs value, min or max, passed (true or false))")
 
 
 def test_headline_reads_fixed_paths_and_absent_ones_are_none():
@@ -111,9 +111,9 @@ def test_nest_turns_dotted_report_names_into_one_tree():
 
 def test_markdown_escapes_pipes_inside_cells():
     reports = fabricated_reports()
-    reports["recombination"]["checks"]["odd"] = {"value": "a|b", "op": "==", "threshold": "a|b", "passed": True}
+    reports["recombination"]["checks"]["odd"] = {"value": "a|b", "min": 0.5, "passed": True}
     text = markdown(verdict(reports, {"reports": {"x|y": "data/x|y.json"}}))
-    assert "| recombination.odd | a\\|b | == a\\|b | yes |" in text
+    assert "| recombination.odd | a\\|b | >= 0.5 | yes |" in text
     assert "| reports: x\\|y | data/x\\|y.json |" in text
     assert "Latency gates live in the timing reports" in text
 
@@ -162,8 +162,8 @@ def test_check_exits_0_when_every_gate_passed(tmp_path, capsys):
     ("{not json", "not valid JSON (JSONDecodeError at byte 1)"),
     (json.dumps({"pairs": {}, "passed": True}), "not a pipeline report (no 'passed' and 'gates'; the `report` stage "
                                                 "writes it)"),
-    (json.dumps({"passed": True, "gates": {"x": {"value": 1}}}), "x: not a gate (needs value, op, threshold, passed; "
-                                                                  "passed true or false)"),
+    (json.dumps({"passed": True, "gates": {"x": {"value": 1}}}), "x: not a gate (needs value, min or max, passed "
+                                                                  "(true or false))"),
 ])
 def test_check_refuses_a_missing_or_foreign_file_in_one_line(tmp_path, capsys, content, message):
     path = tmp_path / "pipeline.json"
