@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 
-.PHONY: run test repro-check check
+.PHONY: run test repro-check check timing
 
 # (Re)install when the dependency pins change; constraints.txt pins every transitive package.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: $(VENV)/.installed
 	$(BIN)/dvc repro
+	$(BIN)/recomb timing
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
@@ -29,3 +30,7 @@ repro-check: $(VENV)/.installed
 # Every quality gate of the last `dvc repro` (data/reports/pipeline.json) must have passed.
 check: $(VENV)/.installed
 	$(BIN)/recomb check
+
+# This machine's latencies (wall-clock, never hashed): data/reports/latest/timing.md
+timing: $(VENV)/.installed
+	$(BIN)/recomb timing

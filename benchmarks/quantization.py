@@ -69,8 +69,9 @@ def run_variants(p: Project) -> tuple[dict, dict]:
         if not runs:
             seconds["qat"] = timed_stage(p, "qat")
         seconds[mode, backend, "validate_quantized"] = timed_stage(p, "validate_quantized")
+        p.stage("timing")  # `recomb timing`: this machine's latencies
         runs[mode, backend] = [json.loads((p.path / path).read_text())
-                               for path in ("data/reports/quantized.json", "data/reports/latest/quantized_timing.json")]
+                               for path in ("data/reports/quantized.json", "data/reports/latest/timing.json")]
     return seconds, runs
 
 
@@ -87,7 +88,7 @@ def quantized(workdir: Path, harness: str) -> None:
     quality |= {f"qat {x}": runs["dynamic", "int8"][0]["students"][f"qat_{x}"] for x in PAIRS}
 
     print(f"## {HARNESSES[harness][0]}")
-    print(f"stage `qat` (whole process, run once): {seconds['qat']:.1f} s; validate_quantized peak RSS: "
+    print(f"stage `qat` (whole process, run once): {seconds['qat']:.1f} s; `recomb timing` peak RSS: "
           f"{max(timing['peak_rss_mib'] for _, timing in runs.values()):.0f} MiB")
     table("ptq.mode / ptq.backend", "stage `ptq` (s)", "stage `validate_quantized` (s)")
     for mode, backend in VARIANTS:
@@ -114,9 +115,9 @@ def quantized(workdir: Path, harness: str) -> None:
 
     table("int8 student", "backend", "batch-1 median float / int8 (ms)", "latency ratio (≤ 1.0)",
           "batch-1024 states/s float / int8")
-    speeds = [(f"ptq {mode} {x}", backend, runs[mode, backend][1]["students"][f"ptq_{x}"])
+    speeds = [(f"ptq {mode} {x}", backend, runs[mode, backend][1]["quantization"][f"ptq_{x}"])
               for mode, backend in VARIANTS for x in PAIRS]
-    speeds += [(f"qat {x}", "int8", runs["dynamic", "int8"][1]["students"][f"qat_{x}"]) for x in PAIRS]
+    speeds += [(f"qat {x}", "int8", runs["dynamic", "int8"][1]["quantization"][f"qat_{x}"]) for x in PAIRS]
     for name, backend, s in speeds:
         latency, per_second = s["batch1_latency"], s["throughput_states_per_s_batch1024"]
         print(f"| {name} | {backend} | {latency['float']['median_ms']:.4f} / {latency['int8']['median_ms']:.4f} "

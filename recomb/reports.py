@@ -34,65 +34,68 @@ def checks_table(checks: dict[str, dict]) -> str:
                  [[name, c["value"], rule(c), c["passed"]] for name, c in checks.items()])
 
 
-def distillation_markdown(quality: dict, timing: dict, kl_direction: str) -> str:
-    """Quality per pair (hashed report) plus the latency figures of this run (not hashed)."""
+TIMING_POINTER = "Latency and throughput: `recomb timing` (data/reports/latest/timing.md; wall-clock, not hashed)."
+
+
+def distillation_markdown(quality: dict, kl_direction: str) -> str:
+    """Quality per pair: every metric and every gate (the deterministic, hashed report)."""
     parts = [
-        f"# Distillation validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
+        f"# Distillation validation — {'PASSED' if quality['passed'] else 'FAILED'}",
         "",
-        f"Held-out states: {quality['n_heldout']} (never used for training). KL direction: {kl_direction}.",
+        f"Held-out states: {quality['n_heldout']} (never used for training). KL direction: {kl_direction}. "
+        + TIMING_POINTER,
     ]
     for pair, report in quality["pairs"].items():
-        latency = timing["pairs"][pair]
-        fid = report["fidelity"]
         parts += [
             "",
-            f"## Pair {pair} — {'passed' if report['passed'] and latency['passed'] else 'FAILED'}",
+            f"## Pair {pair} — {'passed' if report['passed'] else 'FAILED'}",
             "",
-            table(["metric", "value"], [[k, v] for k, v in fid.items()]
+            table(["metric", "value"], [[k, v] for k, v in report["fidelity"].items()]
                   + [[f"robustness agreement ({k})", v] for k, v in report["robustness_agreement"].items()]
                   + [[f"greedy return ({k})", v] for k, v in report["greedy_return"].items()]),
             "",
-            checks_table({**report["checks"], **latency["checks"]}),
-            "",
-            "Batch-1 latency (ms, this run): "
-            + ", ".join(f"{who} median {latency[who]['median_ms']:.4f} / p95 {latency[who]['p95_ms']:.4f}"
-                        for who in ("teacher", "student")),
+            checks_table(report["checks"]),
         ]
     return "\n".join(parts) + "\n"
 
 
-def quantized_markdown(quality: dict, timing: dict, definitions: str, modes: dict[str, str]) -> str:
-    """Int8 vs float per student (hashed report) plus this run's speed figures (not hashed)."""
+def quantized_markdown(quality: dict, definitions: str, modes: dict[str, str]) -> str:
+    """Int8 vs float per student: every metric and every gate (the deterministic, hashed report)."""
     parts = [
-        f"# Quantization validation — {'PASSED' if quality['passed'] and timing['passed'] else 'FAILED'}",
+        f"# Quantization validation — {'PASSED' if quality['passed'] else 'FAILED'}",
         "",
-        f"Held-out states: {quality['n_heldout']}. {definitions}",
+        f"Held-out states: {quality['n_heldout']}. {definitions} " + TIMING_POINTER,
     ]
     for name, report in quality["students"].items():
-        speed = timing["students"][name]
-        latency = speed["batch1_latency"]
-        throughput = {k: v for k, v in speed.items() if k.startswith("throughput")}
         rows = [[k, v] for k, v in report["int8_vs_float"].items()]
         rows += [[f"agreement with teacher ({k})", v] for k, v in report["teacher_agreement"].items()]
         rows += [[f"greedy return ({k})", v] for k, v in report["greedy_return"].items()]
         rows += [["max |ΔQ| batched vs one at a time", report["batch_dependence_max_abs"]]]
         rows += [[f"{k} (float → int8)", f"{v['float']} → {v['int8']} ({v['int8'] / v['float']:.3f}×)"]
                  for k, v in report["size_bytes"].items()]
-        parts += [
-            "",
-            f"## {name} ({modes[name]}) — {'passed' if report['passed'] and speed['passed'] else 'FAILED'}",
-            "",
-            table(["metric", "value"], rows),
-            "",
-            checks_table({**report["checks"], **speed["checks"]}),
-            "",
-            "Batch-1 latency (ms, this run): "
-            + ", ".join(f"{who} median {latency[who]['median_ms']:.4f} / mean {latency[who]['mean_ms']:.4f}"
-                        f" / p95 {latency[who]['p95_ms']:.4f}" for who in ("float", "int8")),
-            "",
-            "Throughput (states/s, this run): "
-            + "; ".join(f"{k}: float {v['float']:.0f}, int8 {v['int8']:.0f}" for k, v in throughput.items()),
-        ]
+        parts += ["", f"## {name} ({modes[name]}) — {'passed' if report['passed'] else 'FAILED'}", "",
+                  table(["metric", "value"], rows), "", checks_table(report["checks"])]
+    return "\n".join(parts) + "\n"
+
+
+def timing_markdown(timing: dict) -> str:
+    """This run's latencies and throughputs on this machine, with their gates (never hashed, never gating CI)."""
+    parts = [f"# Timing — {'PASSED' if timing['passed'] else 'FAILED'}", "",
+             "Wall-clock figures of this run on this machine (one torch thread); they vary from run to run."]
+    for pair, latency in timing["distillation"].items():
+        parts += ["", f"## Student {pair} vs its teacher", "", checks_table(latency["checks"]), "",
+                  "Batch-1 latency (ms): " + ", ".join(
+                      f"{who} median {latency[who]['median_ms']:.4f} / p95 {latency[who]['p95_ms']:.4f}"
+                      for who in ("teacher", "student"))]
+    for name, speed in timing["quantization"].items():
+        latency = speed["batch1_latency"]
+        throughput = {k: v for k, v in speed.items() if k.startswith("throughput")}
+        parts += ["", f"## {name} (int8) vs its float student", "", checks_table(speed["checks"]), "",
+                  "Batch-1 latency (ms): " + ", ".join(
+                      f"{who} median {latency[who]['median_ms']:.4f} / mean {latency[who]['mean_ms']:.4f}"
+                      f" / p95 {latency[who]['p95_ms']:.4f}" for who in ("float", "int8")),
+                  "", "Throughput (states/s): " + "; ".join(
+                      f"{k}: float {v['float']:.0f}, int8 {v['int8']:.0f}" for k, v in throughput.items())]
     parts += ["", f"Process peak RSS: {timing['peak_rss_mib']:.1f} MiB."]
     return "\n".join(parts) + "\n"
 

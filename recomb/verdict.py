@@ -45,8 +45,8 @@ SHORT_NAMES = {
     "search_ret": "search.summary.best.online_return",
 }
 
-LATENCY_NOTE = ("Latency gates live in the timing reports (`data/reports/latest/*_timing.json`): wall-clock figures "
-                "depend on the machine and its load, so they are not hashed and do not gate CI.")
+LATENCY_NOTE = ("Latency gates live in the timing report (`recomb timing`: `data/reports/latest/timing.json`): "
+                "wall-clock figures depend on the machine and its load, so they are not hashed and do not gate CI.")
 
 
 def lookup(tree, dotted: str):

@@ -1,4 +1,5 @@
-"""The `recomb` console command: `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI.
+"""The `recomb` console command: `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
+`recomb timing` measures this machine's latencies.
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
@@ -23,7 +24,8 @@ from recomb.validation import ValidateRecombConfig
 from recomb.leaderboard import markdown, ranked, recommendation, recipe, rows_from_exp_show
 from recomb.verdict import check_lines
 
-from . import paths
+from . import paths, timing
+from .common import run as run_stage
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
@@ -135,6 +137,11 @@ def parser() -> argparse.ArgumentParser:
     gate.add_argument("--report", type=Path, default=DEFAULT_VERDICT, metavar="FILE",
                       help=f"the pipeline report (default: {DEFAULT_VERDICT})")
     gate.set_defaults(handler=check)
+    timed = commands.add_parser("timing", help="measure this machine's latencies (data/reports/latest/timing.md)",
+                                description="Batch-1 latency and throughput of the students and int8 students "
+                                            "against their references, with the latency gates; wall-clock figures, "
+                                            "so no DVC stage hashes them.")
+    timed.set_defaults(handler=lambda args: run_stage(timing.main))
     return cli
 
 

@@ -8,8 +8,7 @@ STUDENTS = "data/students/student_{}.safetensors"
 DISTILL_CURVES = "data/plots/distill/student_{}.csv"
 DISTILL_PNG = "data/plots/distill/learning_curves.png"
 DISTILL_REPORT = "data/reports/distillation.json"
-DISTILL_TIMING = "data/reports/latest/distillation_timing.json"
-DISTILL_MARKDOWN = "data/reports/latest/distillation.md"
+DISTILL_MARKDOWN = "data/reports/distillation.md"
 PAIRS = ("A", "B")
 PTQ_INT8 = "data/quantized/student_{}_int8.safetensors"
 QAT_FLOAT = "data/qat/student_{}_qat.safetensors"
@@ -17,8 +16,9 @@ QAT_INT8 = "data/qat/student_{}_qat_int8.safetensors"
 QAT_CURVES = "data/plots/qat/student_{}.csv"
 QAT_PNG = "data/plots/qat/learning_curves.png"
 QUANT_REPORT = "data/reports/quantized.json"
-QUANT_TIMING = "data/reports/latest/quantized_timing.json"
-QUANT_MARKDOWN = "data/reports/latest/quantized.md"
+QUANT_MARKDOWN = "data/reports/quantized.md"
+TIMING_REPORT = "data/reports/latest/timing.json"
+TIMING_MARKDOWN = "data/reports/latest/timing.md"
 CROSSOVER_INPUTS = {"parents": PARENTS, "students": STUDENTS, "quantized": PTQ_INT8, "qat": QAT_INT8}
 CHILD_RAW = "data/children/raw/child.safetensors"
 CHILD = "data/children/finetuned/child.safetensors"
@@ -39,3 +39,8 @@ MULTIGEN_PNG = "data/plots/multigen/best_per_generation.png"
 PIPELINE_REPORT = "data/reports/pipeline.json"
 PIPELINE_MARKDOWN = "data/reports/pipeline.md"
 HEADLINE = "data/reports/headline.json"
+
+
+def int8_students(qat_converted: bool) -> dict[str, str]:
+    """The int8 students a run has, by method: PTQ always, QAT when `qat.convert`."""
+    return {"ptq": PTQ_INT8, **({"qat": QAT_INT8} if qat_converted else {})}

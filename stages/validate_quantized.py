@@ -1,13 +1,10 @@
 """Stage `validate_quantized`: each int8 student (PTQ, and QAT when converted) against its
-float student and teacher on held-out states, online, and for size and speed."""
-
-import resource
+float student and teacher on held-out states, online, and for size (speed: `recomb timing`)."""
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
 from recomb.quantize import QATConfig, tensor_bytes
 from recomb.reports import quantized_markdown
-from recomb.validation import (ValidateQuantizedConfig, all_passed, greedy_return, quantized_timing,
-                               validate_quantized)
+from recomb.validation import ValidateQuantizedConfig, greedy_return, validate_quantized
 
 from . import paths
 from .common import log, run, warn_failed
@@ -21,11 +18,8 @@ DEFINITIONS = ("'float' is the distilled float student (for QAT rows too: the ne
 
 def main(params: dict) -> None:
     cfg = ValidateQuantizedConfig.from_params(params, "validate_quantized")
-    int8_paths = {"ptq": paths.PTQ_INT8}
-    if QATConfig.from_params(params, "qat").convert:
-        int8_paths["qat"] = paths.QAT_INT8
+    int8_paths = paths.int8_students(QATConfig.from_params(params, "qat").convert)
     quality = {"students": {}}
-    timing = {"students": {}}
     heldout = None
     modes = {}
     for pair in paths.PAIRS:
@@ -45,23 +39,17 @@ def main(params: dict) -> None:
                 "file": {who: sizes["tensors_file"] for who, sizes in on_disk.items()},
                 "file_with_sidecar": {who: sum(sizes.values()) for who, sizes in on_disk.items()},
             }
-            speed = quantized_timing(student.model, int8.model, heldout, cfg)
             name = f"{method}_{pair}"
             modes[name] = int8.model.mode
             quality["students"][name] = report
-            timing["students"][name] = {**speed, "passed": all_passed(speed["checks"])}
-            log.info("%s: int8/float agreement %.4f, teacher agreement %.4f, latency ratio %.2f", name,
-                     report["int8_vs_float"]["action_agreement"], report["teacher_agreement"]["int8"],
-                     speed["checks"]["latency_ratio"]["value"])
-            warn_failed(f"quantized {name}", {**report["checks"], **speed["checks"]})
+            log.info("%s: int8/float agreement %.4f, teacher agreement %.4f", name,
+                     report["int8_vs_float"]["action_agreement"], report["teacher_agreement"]["int8"])
+            warn_failed(f"quantized {name}", report["checks"])
     quality["n_heldout"] = len(heldout)
     quality["passed"] = all(r["passed"] for r in quality["students"].values())
-    timing["passed"] = all(r["passed"] for r in timing["students"].values())
-    timing["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = Outputs()
     out.add_json(paths.QUANT_REPORT, quality)
-    out.add_json(paths.QUANT_TIMING, timing)
-    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, timing, DEFINITIONS, modes))
+    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, DEFINITIONS, modes))
     out.commit()
 
 

@@ -1,0 +1,56 @@
+"""`recomb timing` (or `python -m stages.timing`): this machine's latencies, on request, never hashed.
+
+Wall-clock figures vary from run to run, so they are no stage's output: `dvc.lock`
+stays reproducible, and a fresh clone gets them by running this (`make run` does).
+Each student against its teacher and each int8 student against its float student,
+with the latency gates of `validate_distillation` and `validate_quantized`.
+"""
+
+import resource
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.quantize import QATConfig
+from recomb.reports import timing_markdown
+from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, all_passed, latency_report,
+                               quantized_timing)
+
+from . import paths
+from .common import log, run, warn_failed
+
+
+def main(params: dict) -> None:
+    distill = ValidateDistillConfig.from_params(params, "validate_distillation")
+    quant = ValidateQuantizedConfig.from_params(params, "validate_quantized")
+    int8_paths = paths.int8_students(QATConfig.from_params(params, "qat").convert)
+    timing = {"distillation": {}, "quantization": {}}
+    heldout = None
+    for pair in paths.PAIRS:
+        teacher = load_checkpoint(paths.PARENTS.format(pair))
+        student = load_checkpoint(paths.STUDENTS.format(pair))
+        heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim) if heldout is None else heldout
+        student.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
+        latency = latency_report(teacher.model, student.model, heldout, distill.latency_repeats,
+                                 distill.thresholds.max_latency_ratio)
+        timing["distillation"][pair] = latency
+        warn_failed(f"timing, student {pair}", latency["checks"])
+        for method, pattern in int8_paths.items():
+            int8 = load_checkpoint(pattern.format(pair))
+            int8.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
+            speed = timing["quantization"][f"{method}_{pair}"] = quantized_timing(student.model, int8.model,
+                                                                                 heldout, quant)
+            warn_failed(f"timing, {method}_{pair}", speed["checks"])
+            log.info("%s_%s: batch-1 latency int8 / float %.2f", method, pair,
+                     speed["checks"]["latency_ratio"]["value"])
+    gates = [latency["checks"] for latency in timing["distillation"].values()]
+    gates += [speed["checks"] for speed in timing["quantization"].values()]
+    timing["passed"] = all(all_passed(checks) for checks in gates)
+    timing["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = Outputs()
+    out.add_json(paths.TIMING_REPORT, timing)
+    out.add_text(paths.TIMING_MARKDOWN, timing_markdown(timing))
+    out.commit()
+    log.info("timing %s: %s", "passed" if timing["passed"] else "FAILED", paths.TIMING_MARKDOWN)
+
+
+if __name__ == "__main__":
+    run(main)
