@@ -115,7 +115,7 @@ def test_markdown_escapes_pipes_inside_cells():
     text = markdown(verdict(reports, {"reports": {"x|y": "data/x|y.json"}}))
     assert "| recombination.odd | a\\|b | >= 0.5 | yes |" in text
     assert "| reports: x\\|y | data/x\\|y.json |" in text
-    assert "Latency gates live in the timing reports" in text
+    assert "Latency gates live in the timing report (`recomb timing`" in text
 
 
 # ----------------------------------------------------------------------------- the stage and `recomb check`
