@@ -10,12 +10,17 @@ export MKL_CBWR ?= AVX2
 .PHONY: run test repro-check check timing
 
 # (Re)install when the dependency pins change; constraints.txt pins every transitive package.
-$(VENV)/.installed: pyproject.toml constraints.txt
+# A run needs the runtime only; the tests add pytest, torchao (the quantization reference) and Ray.
+$(VENV)/.runtime: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.runtime
 	$(BIN)/dvc repro
 	$(BIN)/recomb timing
 
@@ -23,14 +28,14 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 # Two cold runs must agree: rebuild from scratch and compare with the committed lock.
-repro-check: $(VENV)/.installed
+repro-check: $(VENV)/.runtime
 	$(BIN)/dvc repro --force
 	git diff --exit-code dvc.lock
 
 # Every quality gate of the last `dvc repro` (data/reports/pipeline.json) must have passed.
-check: $(VENV)/.installed
+check: $(VENV)/.runtime
 	$(BIN)/recomb check
 
 # This machine's latencies (wall-clock, never hashed): data/reports/latest/timing.md
-timing: $(VENV)/.installed
+timing: $(VENV)/.runtime
 	$(BIN)/recomb timing

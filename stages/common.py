@@ -36,6 +36,11 @@ def warn_failed(report: str, checks: dict[str, dict]) -> None:
             log.warning("%s: gate %s failed: %.4g (rule %s)", report, name, check["value"], rule(check))
 
 
+def ret(value: float | None) -> str:
+    """A mean return for a log line: one decimal, or why there is none."""
+    return "n/a (no environment)" if value is None else f"{value:.1f}"
+
+
 def progress(total: int, desc: str) -> tqdm:
     """A progress bar on a terminal, silence in logs and CI."""
     return tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())

@@ -41,8 +41,10 @@ def main(params: dict) -> None:
                           f"Fine-tuning on the validation split of the train states (best epoch {result.best_epoch})")
     out.add_figure(paths.FINETUNE_PNG, fig)
     out.commit()
-    log.info("child: best epoch %d, val agreement A %.4f / B %.4f, balance %s", result.best_epoch,
-             best["val_agreement_a"], best["val_agreement_b"], result.balance)
+    log.info("child: best epoch %d of %d, validation agreement A %.4f / B %.4f (primary %.4f)%s", result.best_epoch,
+             len(result.history) - 1, best["val_agreement_a"], best["val_agreement_b"], best["val_primary"],
+             f", {result.balance['disagreements_to_a']:.0%} of the parents' disagreements sided with A"
+             if "disagreements_to_a" in result.balance else "")
 
 
 if __name__ == "__main__":

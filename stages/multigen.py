@@ -7,7 +7,7 @@ from recomb.reports import multigen_markdown
 from recomb.validation import child_checks
 
 from . import paths
-from .common import log, run, warn_failed
+from .common import log, ret, run, warn_failed
 from .grid import GridInputs
 
 
@@ -41,7 +41,7 @@ def main(params: dict) -> None:
     out.commit()
     for s in summary:
         log.info("generation %d: best %s, held-out primary %.4f, primary/U %.4f, return %s", s["generation"],
-                 s["best_child"], s["best_primary"], s["best_primary_over_bound"], s["best_online_return"])
+                 s["best_child"], s["best_primary"], s["best_primary_over_bound"], ret(s["best_online_return"]))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def main(params: dict) -> None:
         meta = {"source": cfg.source, "env": result.env, "params": cfg.to_dict(), "metrics": summary, "history": history}
         out.add_checkpoint(paths.PARENTS.format(pair), model, f"parent_{pair}", meta)
         out.add_csv(paths.PARENT_CURVES.format(pair), history, empty_header=["step", "mean_return"])
-        log.info("parent %s: %s", pair, summary)
+        log.info("parent %s: %s", pair, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
     out.add_states(paths.STATES_TRAIN, result.train)
     out.add_states(paths.STATES_HELDOUT, result.heldout)
     out.commit()

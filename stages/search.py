@@ -8,7 +8,7 @@ from recomb.search import crossover_config, return_bar, score
 from recomb.validation import child_checks
 
 from . import paths
-from .common import log, run, warn_failed
+from .common import log, ret, run, warn_failed
 from .grid import GridInputs, add_child, reproduce_command
 
 
@@ -50,7 +50,7 @@ def main(params: dict) -> None:
         "checks": checks, "passed": all(c["passed"] for c in checks.values())})
     out.commit()
     log.info("best: %s, validation primary %.4f, held-out primary/U %.4f, return %s", best["experiment"],
-             best["val_primary"], best["primary_over_bound"], best["online_return"])
+             best["val_primary"], best["primary_over_bound"], ret(best["online_return"]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from recomb.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreeme
                                child_checks, mean_returns, online_returns, recombination_offline, selection_figures)
 
 from . import paths
-from .common import log, run, warn_failed
+from .common import log, ret, run, warn_failed
 
 
 def main(params: dict) -> None:
@@ -52,7 +52,7 @@ def main(params: dict) -> None:
     out.add_text(paths.RECOMB_MARKDOWN, recombination_markdown(report, RECOMB_DEFINITIONS, cfg.parents_role))
     out.commit()
     log.info("child: held-out agreement A %.4f / B %.4f, primary/U %.4f, return %s", child["agreement_a"],
-             child["agreement_b"], child["primary_over_bound"], report["greedy_return"]["child"])
+             child["agreement_b"], child["primary_over_bound"], ret(report["greedy_return"]["child"]))
 
 
 if __name__ == "__main__":
