@@ -140,7 +140,11 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
         assert key in metrics.stdout, key
     assert "failed to load" not in metrics.stdout + metrics.stderr
     p.run("dvc", "plots", "show", "-o", "plots_html")
-    assert (p.path / "plots_html" / "index.html").is_file()
+    page = (p.path / "plots_html" / "index.html").read_text()
+    assert page.count("vegaEmbed(") == 5  # the curves declared with x and y in dvc.yaml, nothing else
+    for png in ("distill_learning_curves", "qat_learning_curves", "finetune_learning_curves",
+                "multigen_best_per_generation"):
+        assert page.count(f"workspace_data_plots_{png}.png") == 1, png
 
     report = json.loads((p.path / "data/reports/quantized.json").read_text())
     assert set(report["students"]) == {"ptq_A", "ptq_B", "qat_A", "qat_B"}
