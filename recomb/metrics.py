@@ -18,6 +18,13 @@ def action_agreement(ref_q: torch.Tensor, other_q: torch.Tensor) -> float:
     return (ref_q.argmax(-1) == other_q.argmax(-1)).double().mean().item()
 
 
+def parents_reference(parent_a, parent_b, states: torch.Tensor) -> dict[str, float]:
+    """What a child's primary on these states is read against: the parents' own agreement a, and U."""
+    with torch.inference_mode():
+        a = action_agreement(parent_a(states), parent_b(states))
+    return {"U": a + (1 - a) / 2, "parents' agreement": a}
+
+
 def topk_agreement(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> float:
     """Fraction of states where the reference's greedy action is in the other's top k."""
     k = min(k, other_q.shape[-1])

@@ -5,24 +5,39 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 
-def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str], title: str):
+def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str], title: str,
+                    kept: dict[str, float] | None = None,
+                    references: dict[str, dict[str, float]] | None = None):
     """One panel per metric in `panels`, one line per named history; returns the figure.
 
     Where rows also hold `<metric>_low` and `<metric>_high`, the interval is drawn as a band.
+    Loss panels (`*loss`) use a log scale, so late epochs stay readable next to the first.
+    `kept` marks, per history, the x that was kept (the best epoch) with a dotted line;
+    `references` draws labelled horizontal lines per panel (e.g. the bound U).
     """
-    fig = Figure(figsize=(4 * len(panels), 3.2))  # no pyplot: no global figure registry, faster import
+    fig = Figure(figsize=(4 * len(panels), 3.4))  # no pyplot: no global figure registry, faster import
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for name, rows in histories.items():
             xs = [r[x] for r in rows]
-            line, = ax.plot(xs, [r[key] for r in rows], marker=".", label=name)
+            values = [r[key] for r in rows]
+            present = [(a, b) for a, b in zip(xs, values) if b is not None]
+            line, = ax.plot([a for a, _ in present], [b for _, b in present], marker=".", label=name)
             if rows and all(r.get(f"{key}_low") is not None and r.get(f"{key}_high") is not None for r in rows):
                 ax.fill_between(xs, [r[f"{key}_low"] for r in rows], [r[f"{key}_high"] for r in rows],
                                 color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(key.replace("_", " "))
+            if kept and name in kept:
+                ax.axvline(kept[name], color=line.get_color(), linestyle=":", linewidth=1,
+                           label=f"{name}: kept {x} {kept[name]:g}")
+        for label, value in (references or {}).get(key, {}).items():
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1, label=f"{label} {value:.4g}")
+        if key.endswith("loss"):
+            ax.set_yscale("log")
+        ax.set_title(key.replace("_", " "), fontsize=10)
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
-    axes[0][0].legend()
-    fig.suptitle(title)
+        if ax is axes[0][0] or (references or {}).get(key):
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

@@ -42,7 +42,8 @@ def main(params: dict) -> None:
         out.add_csv(paths.DISTILL_CURVES.format(pair), history)
         log.info("student %s: best epoch %d, val agreement %.4f", pair, best["epoch"], best["val_agreement"])
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
-                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "Distillation")
+                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "Distillation",
+                          kept={pair: result.best_row(m)["epoch"] for m, pair in enumerate(paths.PAIRS)})
     out.add_figure(paths.DISTILL_PNG, fig)
     out.commit()
     log.info("distilled %d students in %.2f s", len(students), training_seconds)

@@ -7,6 +7,7 @@ from recomb.finetune import finetune, finetune_config, int8_child
 from recomb.plots import learning_curves
 from recomb.quantize import PTQConfig
 from recomb.selection import SelectionConfig, split
+from recomb.metrics import parents_reference
 
 from . import paths
 from .common import log, progress, run
@@ -38,7 +39,10 @@ def main(params: dict) -> None:
     out.add_csv(paths.FINETUNE_CURVES, result.history)
     fig = learning_curves({"child": result.history}, "epoch",
                           ["val_loss", "val_agreement_a", "val_agreement_b", "val_primary"],
-                          f"Fine-tuning on the validation split of the train states (best epoch {result.best_epoch})")
+                          "Fine-tuning, scored on the validation split of the train states",
+                          kept={"child": result.best_epoch},
+                          references={"val_primary": parents_reference(teachers[0].model, teachers[1].model,
+                                                                       validation)})
     out.add_figure(paths.FINETUNE_PNG, fig)
     out.commit()
     log.info("child: best epoch %d of %d, validation agreement A %.4f / B %.4f (primary %.4f)%s", result.best_epoch,

@@ -1,6 +1,9 @@
 """Stage `multigen`: the search grid over generations, the best children promoted to parents."""
 
+import torch
+
 from recomb.artifacts import Outputs
+from recomb.metrics import parents_reference
 from recomb.multigen import MultigenConfig, evolve
 from recomb.plots import learning_curves
 from recomb.reports import multigen_markdown
@@ -32,9 +35,14 @@ def main(params: dict) -> None:
     out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy,
                                                             inputs.scoring.uncertainty.confidence))
     panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.env else [])
+    parents = parents_reference(inputs.scoring.role_a, inputs.scoring.role_b, torch.from_numpy(inputs.scoring.heldout))
+    thresholds = inputs.scoring.cfg.thresholds
+    references = {"best_primary_over_bound": {"either parent (a / U)": parents["parents' agreement"] / parents["U"],
+                                              "gate": thresholds.min_primary_over_bound},
+                  "best_online_return": {"return bar": thresholds.min_child_return}}
     figure = learning_curves({"best child": summary}, "generation", panels,
                              f"Best child per generation vs the original parents "
-                             f"({100 * inputs.scoring.uncertainty.confidence:g} % intervals)")
+                             f"({100 * inputs.scoring.uncertainty.confidence:g} % intervals)", references=references)
     for ax in figure.axes:
         ax.set_xticks([s["generation"] for s in summary])
     out.add_figure(paths.MULTIGEN_PNG, figure)

@@ -36,7 +36,8 @@ def main(params: dict) -> None:
         out.add_csv(paths.QAT_CURVES.format(pair), history)
         log.info("student %s: QAT best epoch %d, val agreement %.4f", pair, best["epoch"], best["val_agreement"])
     fig = learning_curves(dict(zip(paths.PAIRS, result.histories)), "epoch",
-                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "QAT")
+                          ["train_loss", "val_loss", "val_agreement", "val_prob_similarity"], "QAT",
+                          kept={pair: result.best_row(m)["epoch"] for m, pair in enumerate(paths.PAIRS)})
     out.add_figure(paths.QAT_PNG, fig)
     out.commit()
 
