@@ -38,6 +38,14 @@ class Project:
         else:
             self.run("dvc", "init", "--no-scm", "-q")
 
+    @classmethod
+    def clone(cls, origin: "Project", path: Path) -> "Project":
+        """A `git clone` of a git-backed project: what a teammate or CI checks out (no DVC-cached data)."""
+        subprocess.run(["git", "clone", "-q", str(origin.path), str(path)], check=True, capture_output=True)
+        project = cls.__new__(cls)
+        project.path = path
+        return project
+
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
         self.run("git", "commit", "-q", "-m", message)

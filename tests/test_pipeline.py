@@ -167,6 +167,7 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
 
     check_pipeline_verdict(p)
     check_experiment_grid(p)
+    check_remote_round_trip(p, tmp_path)
 
     p.set(**{"crossover.alpha": 0.3})
     status = p.run("dvc", "status").stdout
@@ -197,6 +198,20 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
                        "refusing to unpickle it")
     assert not (p.path / "data/reports/quantized.json").exists()
 
+
+
+def check_remote_round_trip(p, tmp_path):
+    """Artifacts shared through a DVC remote: push here, pull into a fresh clone, and nothing needs re-running."""
+    p.run("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    p.commit("a local-directory remote")
+    p.run("dvc", "push")
+    clone = Project.clone(p, tmp_path / "clone")
+    clone.run("dvc", "pull")
+    assert "Data and pipelines are up to date" in clone.run("dvc", "status").stdout
+    rerun = clone.run("dvc", "repro").stdout
+    assert "Running stage" not in rerun, rerun
+    assert clone.run("dvc", "metrics", "diff").stdout.strip() == ""
+    assert (clone.path / "data/students/student_A.safetensors").is_file()
 
 
 def check_experiment_grid(p):
