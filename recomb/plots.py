@@ -41,3 +41,34 @@ def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str],
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+MARKERS = {"aligned": "o", "slerp": "s", "weighted": "^", "random": "D", "layer": "v"}
+
+
+def children_scatter(rows: list[dict], title: str):
+    """Each ranked child as a point: held-out primary / U against its return (or, without an
+    environment, its validation primary), with interval bars; marker = crossover mode, colour = regime."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    has_return = any(r["online_return"] is not None for r in rows)
+    y_key = "online_return" if has_return else "val_primary"
+    colours = {regime: f"C{i}" for i, regime in enumerate(dict.fromkeys(r["regime"] for r in rows))}
+    for row in rows:
+        x, y = row["primary_over_bound"], row[y_key]
+        xerr = [[x - row["primary_over_bound_low"]], [row["primary_over_bound_high"] - x]]
+        yerr = [[y - row[f"{y_key}_low"]], [row[f"{y_key}_high"] - y]]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=MARKERS.get(row["mode"], "o"), color=colours[row["regime"]],
+                    alpha=0.8, capsize=2)
+        if row["rank"] == 1:
+            ax.annotate("recommended", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    handles = [ax.plot([], [], MARKERS.get(mode, "o"), color="grey", label=mode)[0]
+               for mode in dict.fromkeys(r["mode"] for r in rows)]
+    handles += [ax.plot([], [], "s", color=colour, label=regime)[0] for regime, colour in colours.items()]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.set_xlabel("held-out primary / U")
+    ax.set_ylabel("return over the reported episodes" if has_return else "validation primary")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

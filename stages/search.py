@@ -4,6 +4,7 @@ import time
 
 from recomb.artifacts import Outputs
 from recomb.leaderboard import baseline_rows, markdown, recommendation
+from recomb.plots import children_scatter
 from recomb.search import crossover_config, return_bar, score
 from recomb.validation import child_checks
 
@@ -48,6 +49,8 @@ def main(params: dict) -> None:
                                       "agreement_a", "agreement_b", "online_return",
                                       "online_return_low", "online_return_high")},
         "checks": checks, "passed": all(c["passed"] for c in checks.values())})
+    out.add_figure(paths.SEARCH_PNG, children_scatter(rows, f"search preset {cfg.preset}: every child "
+                                                            f"({100 * confidence:g} % intervals)"))
     out.commit()
     log.info("best: %s, validation primary %.4f, held-out primary/U %.4f, return %s", best["experiment"],
              best["val_primary"], best["primary_over_bound"], ret(best["online_return"]))

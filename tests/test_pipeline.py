@@ -143,7 +143,7 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     page = (p.path / "plots_html" / "index.html").read_text()
     assert page.count("vegaEmbed(") == 5  # the curves declared with x and y in dvc.yaml, nothing else
     for png in ("distill_learning_curves", "qat_learning_curves", "finetune_learning_curves",
-                "multigen_best_per_generation"):
+                "multigen_best_per_generation", "search_children"):
         assert page.count(f"workspace_data_plots_{png}.png") == 1, png
 
     report = json.loads((p.path / "data/reports/quantized.json").read_text())
