@@ -21,6 +21,7 @@ $(VENV)/.installed: $(VENV)/.runtime
 	touch $@
 
 run: $(VENV)/.runtime
+	$(BIN)/recomb params
 	$(BIN)/dvc repro
 	$(BIN)/recomb timing
 

@@ -25,6 +25,7 @@ from recomb.leaderboard import markdown, ranked, recommendation, recipe, rows_fr
 from recomb.verdict import check_lines
 
 from . import paths, timing
+from .params_check import check_params
 from .common import run as run_stage
 
 PARAMS_FILE = Path("params.yaml")
@@ -142,6 +143,10 @@ def parser() -> argparse.ArgumentParser:
                                             "against their references, with the latency gates; wall-clock figures, "
                                             "so no DVC stage hashes them.")
     timed.set_defaults(handler=lambda args: run_stage(timing.main))
+    valid = commands.add_parser("params", help="validate every section of params.yaml (before `dvc repro`)",
+                                description="Check every params.yaml section as its stage would, so a mistake "
+                                            "stops before DVC removes any stage's outputs.")
+    valid.set_defaults(handler=lambda args: print(f"{PARAMS_FILE}: all {check_params()} sections valid"))
     return cli
 
 

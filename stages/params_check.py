@@ -1,0 +1,58 @@
+"""`recomb params`: every section of params.yaml validated at once, before DVC starts a run.
+
+DVC removes a stage's outputs before running it, so a typo that stops a stage late
+in `dvc repro` has already cost that stage's previous outputs (`dvc checkout`
+restores cached ones). `make run` runs this first, so a mistake stops before any.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from recomb.config import load_params
+from recomb.crossover import CrossoverConfig
+from recomb.distill import DistillConfig
+from recomb.finetune import finetune_config
+from recomb.multigen import MultigenConfig
+from recomb.parents import ParentsConfig
+from recomb.quantize import PTQConfig, QATConfig
+from recomb.search import SearchConfig, grid
+from recomb.selection import SelectionConfig
+from recomb.stats import UncertaintyConfig
+from recomb.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
+
+from .common import PARAMS_FILE, SECTIONS, RuntimeConfig
+
+
+def _section(cls) -> Callable[[dict, str], object]:
+    return lambda params, name: cls.from_params(params, name)
+
+
+def _search(params: dict, name: str) -> object:
+    """The search section, and its grid against the regimes it names."""
+    return grid(SearchConfig.from_params(params, name), {r: None for r in params["regimes"]})
+
+
+def _selection(params: dict, name: str) -> object:
+    cfg = SelectionConfig.from_params(params, name)
+    scoring = ValidateRecombConfig.from_params(params, "validate_recombination")
+    cfg.check_disjoint(scoring.eval_seed, scoring.eval_episodes, "validate_recombination")
+    return cfg
+
+
+VALIDATORS: dict[str, Callable[[dict, str], object]] = {
+    "runtime": _section(RuntimeConfig), "parents": _section(ParentsConfig), "distill": _section(DistillConfig),
+    "validate_distillation": _section(ValidateDistillConfig), "ptq": _section(PTQConfig), "qat": _section(QATConfig),
+    "validate_quantized": _section(ValidateQuantizedConfig), "crossover": _section(CrossoverConfig),
+    "regimes": lambda params, name: finetune_config(params), "finetune": lambda params, name: finetune_config(params),
+    "selection": _selection, "uncertainty": _section(UncertaintyConfig), "search": _search,
+    "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
+}
+
+
+def check_params(path: str = PARAMS_FILE) -> int:
+    """Validate every section (one-line `RecombError` at the first problem); returns how many were checked."""
+    params = load_params(path, SECTIONS)
+    for name in SECTIONS:
+        VALIDATORS[name](params, name)
+    return len(SECTIONS)
