@@ -229,8 +229,12 @@ def _architecture_from(path: Path, data: Any) -> Architecture:
         arch = Architecture(**{k: data[k] for k in ("input_dim", "output_dim", "hidden", "dropout")})
     except (KeyError, TypeError):
         raise RecombError(f"{sidecar_path(path)}: 'architecture' must hold input_dim, output_dim, hidden, dropout") from None
-    if not all(isinstance(v, int) and v > 0 for v in (arch.input_dim, arch.output_dim, arch.hidden)):
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+               for v in (arch.input_dim, arch.output_dim, arch.hidden)):
         raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers")
+    dropout = arch.dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise RecombError(f"{sidecar_path(path)}: architecture.dropout must be a number in [0, 1) (got {dropout!r})")
     return arch
 
 

@@ -15,7 +15,7 @@ def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str],
     `kept` marks, per history, the x that was kept (the best epoch) with a dotted line;
     `references` draws labelled horizontal lines per panel (e.g. the bound U).
     """
-    fig = Figure(figsize=(4 * len(panels), 3.4))  # no pyplot: no global figure registry, faster import
+    fig = Figure(figsize=(max(6, 4 * len(panels)), 3.4))  # no pyplot: no global figure registry, faster import
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for name, rows in histories.items():

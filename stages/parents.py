@@ -2,6 +2,7 @@
 
 from recomb.artifacts import Outputs
 from recomb.parents import ParentsConfig, make_parents
+from recomb.plots import learning_curves
 
 from . import paths
 from .common import log, run
@@ -16,6 +17,13 @@ def main(params: dict) -> None:
         out.add_checkpoint(paths.PARENTS.format(pair), model, f"parent_{pair}", meta)
         out.add_csv(paths.PARENT_CURVES.format(pair), history, empty_header=["step", "mean_return"])
         log.info("parent %s: %s", pair, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
+    trained = cfg.source == "cartpole"
+    out.add_figure(paths.PARENT_PNG, learning_curves(
+        dict(zip(paths.PAIRS, result.histories)), "step", ["mean_return"],
+        "DQN parents: greedy return over the evaluation episodes" if trained
+        else f"parents from source {cfg.source}: no training curve",
+        kept={pair: s["best_step"] for pair, s in zip(paths.PAIRS, result.summaries)} if trained else None,
+        references={"mean_return": {"pass bar": cfg.dqn.pass_return}} if trained else None))
     out.add_states(paths.STATES_TRAIN, result.train)
     out.add_states(paths.STATES_HELDOUT, result.heldout)
     out.commit()

@@ -1,6 +1,7 @@
 """Every bad-input case of the artifact layer, with its exact one-line message."""
 
 import io
+import json
 import pickle
 from pathlib import Path
 
@@ -137,6 +138,16 @@ def test_sidecar_shape_mismatch(tmp_path):
     sidecar_path(path).write_text(text)
     assert refused(load_checkpoint, path) == (
         f"{path}: tensor network.0.weight has shape (16, 8), architecture needs (32, 8)")
+
+
+@pytest.mark.parametrize("value, shown", [('"0.1"', "'0.1'"), ("1.5", "1.5"), ("true", "True")])
+def test_sidecar_dropout_must_be_a_rate(tmp_path, value, shown):
+    path = save(tmp_path / "p.safetensors")
+    sidecar = json.loads(sidecar_path(path).read_text())
+    sidecar["architecture"]["dropout"] = json.loads(value)
+    sidecar_path(path).write_text(json.dumps(sidecar))
+    assert refused(load_checkpoint, path) == (
+        f"{tmp_path / 'p.json'}: architecture.dropout must be a number in [0, 1) (got {shown})")
 
 
 def test_nan_weights(tmp_path):

@@ -142,7 +142,7 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     p.run("dvc", "plots", "show", "-o", "plots_html")
     page = (p.path / "plots_html" / "index.html").read_text()
     assert page.count("vegaEmbed(") == 5  # the curves declared with x and y in dvc.yaml, nothing else
-    for png in ("distill_learning_curves", "qat_learning_curves", "finetune_learning_curves",
+    for png in ("parents_training", "distill_learning_curves", "qat_learning_curves", "finetune_learning_curves",
                 "multigen_best_per_generation", "search_children"):
         assert page.count(f"workspace_data_plots_{png}.png") == 1, png
 
