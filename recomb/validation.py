@@ -264,6 +264,19 @@ def child_checks(primary_over_bound: float, child_return: float | None, t: Recom
     return gate(checks)
 
 
+def grid_checks(search_summary: dict, multigen_summary: dict, t: RecombThresholds) -> tuple[dict, dict]:
+    """The recombination gates on the search's recommended child and on each generation's best child.
+
+    Computed from the grid stages' figures by the `report` stage, so changing a gate's
+    threshold re-runs the verdict, not the training of every child.
+    """
+    best = search_summary["best"]
+    search = child_checks(best["primary_over_bound"], best["online_return"], t)
+    multigen = {f"generation_{g['generation']}_{name}": check for g in multigen_summary["generations"]
+                for name, check in child_checks(g["best_primary_over_bound"], g["best_online_return"], t).items()}
+    return search, multigen
+
+
 RECOMB_DEFINITIONS = {
     "primary": "min(agreement with A, agreement with B)",
     "oracle_agreement": "share of states where the child picks A's greedy action or B's",

@@ -7,10 +7,9 @@ from recomb.metrics import parents_reference
 from recomb.multigen import MultigenConfig, evolve
 from recomb.plots import learning_curves
 from recomb.reports import multigen_markdown
-from recomb.validation import child_checks
 
 from . import paths
-from .common import log, ret, run, warn_failed
+from .common import log, ret, run
 from .grid import GridInputs
 
 
@@ -24,22 +23,14 @@ def main(params: dict) -> None:
     for generation, child in best.items():
         out.add_checkpoint(paths.MULTIGEN_BEST.format(generation), child, "child",
                            {"generation": generation, "summary": summary[generation]})
-    checks = {}
-    for s in summary:
-        gated = child_checks(s["best_primary_over_bound"], s["best_online_return"], inputs.scoring.cfg.thresholds)
-        warn_failed(f"multigen, generation {s['generation']} best child {s['best_child']}", gated)
-        checks.update({f"generation_{s['generation']}_{name}": check for name, check in gated.items()})
     numbers = [{k: v for k, v in s.items() if not isinstance(v, str)} for s in summary]
-    out.add_json(paths.MULTIGEN_SUMMARY, {"generations": numbers, "checks": checks,
-                                          "passed": all(c["passed"] for c in checks.values())})
+    out.add_json(paths.MULTIGEN_SUMMARY, {"generations": numbers})
     out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy,
                                                             inputs.scoring.uncertainty.confidence))
     panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.env else [])
     parents = parents_reference(inputs.scoring.role_a, inputs.scoring.role_b, torch.from_numpy(inputs.scoring.heldout))
-    thresholds = inputs.scoring.cfg.thresholds
-    references = {"best_primary_over_bound": {"either parent (a / U)": parents["parents' agreement"] / parents["U"],
-                                              "gate": thresholds.min_primary_over_bound},
-                  "best_online_return": {"return bar": thresholds.min_child_return}}
+    references = {"best_primary_over_bound": {"either parent (a / U)": parents["parents' agreement"] / parents["U"]},
+                  "best_online_return": {"return bar": inputs.scoring.cfg.thresholds.min_child_return}}
     figure = learning_curves({"best child": summary}, "generation", panels,
                              f"Best child per generation vs the original parents "
                              f"({100 * inputs.scoring.uncertainty.confidence:g} % intervals)", references=references)

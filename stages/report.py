@@ -5,6 +5,7 @@ The timing reports stay out: wall-clock figures are not stage outputs and do not
 """
 
 from recomb.artifacts import Outputs, read_json
+from recomb.validation import ValidateRecombConfig, grid_checks
 from recomb.verdict import check_lines, lookup, markdown, nest, short_headline, verdict
 
 from . import paths
@@ -41,6 +42,9 @@ def checkpoints(reports: dict) -> dict[str, str]:
 
 def main(params: dict) -> None:
     reports = nest({name: read_json(path, "report") for name, path in REPORTS.items()})
+    thresholds = ValidateRecombConfig.from_params(params, "validate_recombination").thresholds
+    reports["search"]["summary"]["checks"], reports["multigen"]["checks"] = grid_checks(
+        reports["search"]["summary"], reports["multigen"], thresholds)
     report = verdict(reports, {"reports": REPORTS, "checkpoints": checkpoints(reports)})
     out = Outputs()
     out.add_json(paths.PIPELINE_REPORT, report)

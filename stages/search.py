@@ -6,10 +6,9 @@ from recomb.artifacts import Outputs
 from recomb.leaderboard import baseline_rows, markdown, recommendation
 from recomb.plots import children_scatter
 from recomb.search import crossover_config, return_bar, score
-from recomb.validation import child_checks
 
 from . import paths
-from .common import log, ret, run, warn_failed
+from .common import log, ret, run
 from .grid import GridInputs, add_child, reproduce_command
 
 
@@ -39,16 +38,13 @@ def main(params: dict) -> None:
     out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines, min_return))
     out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt",
                  recommendation(rows, baselines, how, min_return, confidence, paired=True))
-    checks = child_checks(best["primary_over_bound"], best["online_return"], scoring.cfg.thresholds)
-    warn_failed(f"search, recommended child {best['experiment']}", checks)
     out.add_json(f"{paths.SEARCH_REPORTS}/summary.json", {
         "children": len(rows), "degenerate": sum(r["degenerate"] for r in rows),
         "tied_with_best": sum(r["tied"] for r in rows),
         "best": {k: best[k] for k in ("val_primary", "val_return", "primary", "primary_low", "primary_high",
                                       "primary_over_bound", "primary_over_bound_low", "primary_over_bound_high",
                                       "agreement_a", "agreement_b", "online_return",
-                                      "online_return_low", "online_return_high")},
-        "checks": checks, "passed": all(c["passed"] for c in checks.values())})
+                                      "online_return_low", "online_return_high")}})
     out.add_figure(paths.SEARCH_PNG, children_scatter(rows, f"search preset {cfg.preset}: every child "
                                                             f"({100 * confidence:g} % intervals)"))
     out.commit()

@@ -172,6 +172,10 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     p.set(**{"crossover.alpha": 0.3})
     status = p.run("dvc", "status").stdout
     assert "crossover:" in status and "finetune:" not in status and "distill:" not in status
+    p.set(**{"validate_recombination.thresholds.min_primary_over_bound": 0.5})  # a gate, not a training input
+    status = p.run("dvc", "status").stdout
+    assert "validate_recombination:" in status and "report:" in status
+    assert "search:" not in status and "multigen:" not in status
     p.set(**{"ptq.mode": "static"})
     assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
     assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import run_recomb
+from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.verdict import collect, lookup, markdown, nest, verdict
-from scratch import BIN
+from scratch import BIN, ROOT
 from stages import paths
 from stages import report as report_stage
 
@@ -32,10 +33,10 @@ def fabricated_reports(agreement_a: float = 0.95) -> dict:
                                            "checks": {"action_agreement": gate(0.99, 0.9)}}}, "passed": True}
     recombination = {"children": {"child": {"primary_over_bound": 0.97}}, "greedy_return": {"child": None},
                      "checks": {"child_primary_over_bound": gate(0.97, 0.9)}, "passed": True}
-    search = {"summary": {"best": {"primary": 0.74}},
+    search = {"summary": {"best": {"primary": 0.74, "primary_over_bound": 0.97, "online_return": None}},
               "leaderboard": {"rows": [{"experiment": "007_weighted"}]}}
-    multigen = {"generations": [{"best_primary_over_bound": 0.73, "checks": {"best_primary": gate(0.73, 0.5)}},
-                                {"best_primary_over_bound": 0.74, "checks": {"best_primary": gate(0.74, 0.5)}}]}
+    multigen = {"generations": [{"generation": g, "best_primary_over_bound": value, "best_online_return": None,
+                                 "checks": {"best_primary": gate(value, 0.5)}} for g, value in ((0, 0.93), (1, 0.94))]}
     return {"distillation": distillation, "quantization": quantization, "recombination": recombination,
             "search": search, "multigen": multigen}
 
@@ -98,7 +99,7 @@ def test_headline_reads_fixed_paths_and_absent_ones_are_none():
     headline = pipeline_report()["headline"]
     assert headline["distillation.pairs.A.fidelity.action_agreement"] == 0.95
     assert headline["search.leaderboard.rows.0.experiment"] == "007_weighted"
-    assert headline["multigen.generations.-1.best_primary_over_bound"] == 0.74
+    assert headline["multigen.generations.-1.best_primary_over_bound"] == 0.94
     assert headline["quantization.students.qat_A.int8_vs_float.action_agreement"] is None  # no QAT in this run
     assert headline["recombination.greedy_return.child"] is None
     assert lookup({"a": [1]}, "a.x") is None and lookup({"a": [1]}, "a.3") is None and lookup({"a": 1}, "a.b") is None
@@ -135,7 +136,7 @@ def write_reports(reports: dict) -> None:
 def test_report_stage_writes_the_verdict_and_logs_each_failed_gate(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.chdir(tmp_path)
     write_reports(fabricated_reports(agreement_a=0.5))
-    report_stage.main({})  # returns: a failed gate does not fail the stage
+    report_stage.main(load_params(ROOT / "params.yaml"))  # returns: a failed gate does not fail the stage
     saved = json.loads(Path(paths.PIPELINE_REPORT).read_text())
     assert saved["passed"] is False and saved["distillation_passed"] is False and saved["search_passed"] is True
     assert saved["artifacts"]["reports"]["search.leaderboard"] == "data/reports/search/leaderboard.json"
@@ -148,7 +149,7 @@ def test_report_stage_writes_the_verdict_and_logs_each_failed_gate(tmp_path, mon
     code, out, err = run_check(capsys)
     assert code == 1 and err == ""
     assert out == ("FAILED distillation.pairs.A.action_agreement: 0.5 (rule >= 0.8)\n"
-                   "pipeline FAILED: 1 of 8 gates failed (distillation)\n")
+                   "pipeline FAILED: 1 of 11 gates failed (distillation)\n")  # + the grid gates report adds
 
 
 def test_check_exits_0_when_every_gate_passed(tmp_path, capsys):
