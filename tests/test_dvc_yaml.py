@@ -55,3 +55,29 @@ def test_every_code_file_a_stage_imports_is_one_of_its_deps(stage):
     entry = STAGES[stage]["cmd"].split()[-1]
     missing = sorted(code_files(entry) - set(STAGES[stage]["deps"]))
     assert not missing, f"dvc.yaml stage {stage} lacks deps: {missing}"
+
+
+def declared_paths() -> set[str]:
+    """Every path dvc.yaml names as a stage's dep, out, metric or plot."""
+    found = set()
+    for body in STAGES.values():
+        for key in ("deps", "outs", "metrics", "plots"):
+            for entry in body.get(key, []):
+                found.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return found
+
+
+def test_every_artifact_path_the_stages_write_is_declared_in_dvc_yaml():
+    """stages/paths.py and dvc.yaml name the same files: a path in one only is a stale result waiting to happen."""
+    from stages import paths
+    declared = declared_paths()
+
+    def covered(path: str) -> bool:  # the path itself, a declared folder holding it, or a folder of declared files
+        return any(path == d or path.startswith(d.rstrip("/") + "/") or d.startswith(path + "/") for d in declared)
+
+    templates = [value for name, value in vars(paths).items()
+                 if name.isupper() and isinstance(value, str) and value.startswith("data/")
+                 and not value.startswith("data/reports/latest/")]  # `recomb timing`: on request, no stage's output
+    missing = [t for t in templates if not all(covered(t.format(pair)) for pair in paths.PAIRS)]
+    assert not missing, f"written by a stage but not declared in dvc.yaml: {missing}"
+    assert not covered("data/nowhere/file.json")  # the check can fail
