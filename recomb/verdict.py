@@ -129,6 +129,12 @@ def verdict(tree: dict[str, object], artifacts: dict[str, dict[str, str]]) -> di
     }
 
 
+def numbers_only(report: dict) -> dict:
+    """pipeline.json: the verdict's numbers and booleans; names, paths and prose are in pipeline.md."""
+    return {**{k: v for k, v in report.items() if k not in ("artifacts", "flag_mismatches")},
+            "headline": {path: v for path, v in report["headline"].items() if not isinstance(v, str)}}
+
+
 def short_headline(report: dict) -> dict:
     """Numbers and the overall `passed` only, under `SHORT_NAMES`: a metrics file `dvc exp show` can show in few columns."""
     tree = report["headline"]

@@ -6,7 +6,7 @@ The timing reports stay out: wall-clock figures are not stage outputs and do not
 
 from recomb.artifacts import Outputs, read_json
 from recomb.validation import ValidateRecombConfig, grid_checks
-from recomb.verdict import check_lines, lookup, markdown, nest, short_headline, verdict
+from recomb.verdict import check_lines, lookup, markdown, nest, numbers_only, short_headline, verdict
 
 from . import paths
 from .common import log, run
@@ -47,7 +47,7 @@ def main(params: dict) -> None:
         reports["search"]["summary"], reports["multigen"], thresholds)
     report = verdict(reports, {"reports": REPORTS, "checkpoints": checkpoints(reports)})
     out = Outputs()
-    out.add_json(paths.PIPELINE_REPORT, report)
+    out.add_json(paths.PIPELINE_REPORT, numbers_only(report))
     out.add_text(paths.PIPELINE_MARKDOWN, markdown(report))
     out.add_json(paths.HEADLINE, short_headline(report))
     out.commit()
