@@ -11,9 +11,9 @@ file and an atomic rename, so a failing stage leaves nothing half-written.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
-import errno
 import os
 import pickle
 import zipfile

@@ -18,11 +18,19 @@ def action_agreement(ref_q: torch.Tensor, other_q: torch.Tensor) -> float:
     return (ref_q.argmax(-1) == other_q.argmax(-1)).double().mean().item()
 
 
+def bound(parents_agreement):
+    """U = a + (1 − a)/2: where the parents disagree a child matches only one, so min(agree_A, agree_B) ≤ U.
+
+    Works on a float or an array of resampled agreements alike.
+    """
+    return parents_agreement + (1 - parents_agreement) / 2
+
+
 def parents_reference(parent_a, parent_b, states: torch.Tensor) -> dict[str, float]:
     """What a child's primary on these states is read against: the parents' own agreement a, and U."""
     with torch.inference_mode():
         a = action_agreement(parent_a(states), parent_b(states))
-    return {"U": a + (1 - a) / 2, "parents' agreement": a}
+    return {"U": bound(a), "parents' agreement": a}
 
 
 def topk_agreement(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> float:

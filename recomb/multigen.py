@@ -8,8 +8,9 @@ original B never does. A generation's children are fine-tuned against its parent
 (`teachers: promoted`, the seeds') or against the original parents (`original`: the
 promoted pair only initialises the crossover, the targets stay what every child is
 scored on). With `elitism`, the best child so far competes in each later ranking,
-so the best child of a generation is never one the ranking puts below an earlier one. Unlike the seeds, every child of every generation is scored
-against the ORIGINAL parents (the `Scoring` roles never change), so a rising curve
+so the best child of a generation is never one the ranking puts below an earlier
+one. Unlike the seeds, every child of every generation is scored against the
+ORIGINAL parents (the `Scoring` roles never change), so a rising curve
 means the children got better, not that the yardstick moved with them.
 """
 

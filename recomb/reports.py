@@ -155,9 +155,7 @@ def recombination_markdown(report: dict, definitions: dict[str, str], parents_ro
 def multigen_markdown(summary: list[dict], selection: str, confidence: float) -> str:
     """One row per generation; every score is against the original parents, so rows compare."""
     def interval(s: dict, key: str, digits: int) -> str:
-        if s[f"best_{key}"] is None:
-            return "–"
-        return f"{s[f'best_{key}']:.{digits}f} [{s[f'best_{key}_low']:.{digits}f}, {s[f'best_{key}_high']:.{digits}f}]"
+        return with_interval(s[f"best_{key}"], s[f"best_{key}_low"], s[f"best_{key}_high"], digits)
 
     header = ["generation", "parents (A, B)", "best child", "its validation primary", "its held-out primary",
               "its primary / U", "its return", "max return", "mean primary"]

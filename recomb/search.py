@@ -27,8 +27,8 @@ from .finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
 from .networks import QNetwork
 from .parallel import map_processes, map_ray
 from .quantize import Int8QNetwork, PTQConfig
-from .selection import SelectionConfig
 from .leaderboard import ranked, row_from_report
+from .selection import SelectionConfig
 from .stats import UncertaintyConfig, primary_difference_interval
 from .validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from .config import Section
+from .metrics import bound
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def primary_interval(hits_a: np.ndarray, hits_b: np.ndarray, cfg: UncertaintyCon
 
 
 def _primary_over_bound(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray, axis: int = -1) -> np.ndarray:
-    a = parents_agree.mean(axis=axis)
-    return _primary(hits_a, hits_b, axis) / (a + (1 - a) / 2)
+    return _primary(hits_a, hits_b, axis) / bound(parents_agree.mean(axis=axis))
 
 
 def primary_over_bound_interval(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray,

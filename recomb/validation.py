@@ -286,11 +286,10 @@ RECOMB_DEFINITIONS = {
 }
 
 
-def parent_hits(parent_a, parent_b, child, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def parent_hits(picks_a: torch.Tensor, picks_b: torch.Tensor, child_q: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per state: does the child pick A's greedy action, does it pick B's (what agreement averages)."""
-    picks = q_values(child, states).argmax(-1)
-    return ((picks == q_values(parent_a, states).argmax(-1)).numpy(),
-            (picks == q_values(parent_b, states).argmax(-1)).numpy())
+    picks = child_q.argmax(-1)
+    return (picks == picks_a).numpy(), (picks == picks_b).numpy()
 
 
 def agreement_figures(hits: tuple[np.ndarray, np.ndarray], parents_agree: np.ndarray, unc: UncertaintyConfig) -> dict:
@@ -314,13 +313,13 @@ def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarra
     q_a, q_b = q_values(parent_a, states), q_values(parent_b, states)
     baseline = metrics.compare(q_a, q_b, cfg.top_k, cfg.kl_temperature)
     a = baseline["action_agreement"]
-    bound = a + (1 - a) / 2
-    report = {"parents_agreement": a, "bound": bound, "a_vs_b": baseline, "confidence": unc.confidence,
+    report = {"parents_agreement": a, "bound": metrics.bound(a), "a_vs_b": baseline, "confidence": unc.confidence,
               "children": {}}
-    parents_agree = (q_a.argmax(-1) == q_b.argmax(-1)).numpy()
+    picks_a, picks_b = q_a.argmax(-1), q_b.argmax(-1)
+    parents_agree = (picks_a == picks_b).numpy()
     for name, child in children.items():
         q_c = q_values(child, states)
-        hits = parent_hits(parent_a, parent_b, child, states)
+        hits = parent_hits(picks_a, picks_b, q_c)
         report["children"][name] = {
             "vs_a": metrics.compare(q_a, q_c, cfg.top_k, cfg.kl_temperature),
             "vs_b": metrics.compare(q_b, q_c, cfg.top_k, cfg.kl_temperature),
@@ -334,8 +333,9 @@ def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarr
                            unc: UncertaintyConfig) -> dict[str, dict]:
     """Each network's greedy-action agreement with parent A and with parent B on held-out states, with intervals."""
     states = torch.from_numpy(heldout)
-    parents_agree = (q_values(parent_a, states).argmax(-1) == q_values(parent_b, states).argmax(-1)).numpy()
-    return {name: agreement_figures(parent_hits(parent_a, parent_b, model, states), parents_agree, unc)
+    picks_a, picks_b = q_values(parent_a, states).argmax(-1), q_values(parent_b, states).argmax(-1)
+    parents_agree = (picks_a == picks_b).numpy()
+    return {name: agreement_figures(parent_hits(picks_a, picks_b, q_values(model, states)), parents_agree, unc)
             for name, model in networks.items()}
 
 
@@ -359,7 +359,8 @@ def selection_figures(parent_a, parent_b, child, val_states: torch.Tensor, env: 
     The hits stay in memory: a paired comparison between two children (`selection.mark_ties`)
     needs them; reports keep the figures.
     """
-    hits = parent_hits(parent_a, parent_b, child, val_states)
+    hits = parent_hits(q_values(parent_a, val_states).argmax(-1), q_values(parent_b, val_states).argmax(-1),
+                       q_values(child, val_states))
     primary = primary_interval(*hits, unc)
     returns = online_returns({"child": child}, env, sel.eval_episodes, sel.eval_seed, unc)["child"]
     return {"n_states": len(val_states), "agreement_a": float(hits[0].mean()), "agreement_b": float(hits[1].mean()),

@@ -136,7 +136,8 @@ def numbers_only(report: dict) -> dict:
 
 
 def short_headline(report: dict) -> dict:
-    """Numbers and the overall `passed` only, under `SHORT_NAMES`: a metrics file `dvc exp show` can show in few columns."""
+    """Numbers and the overall `passed` only, under `SHORT_NAMES`: a metrics file that
+    `dvc exp show` can show in a few columns."""
     tree = report["headline"]
     return {"passed": report["passed"], **{short: tree.get(path) for short, path in SHORT_NAMES.items()}}
 
