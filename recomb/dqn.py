@@ -3,8 +3,9 @@
 Plain PyTorch, tuned for wall-clock speed on one CPU thread: numpy-vectorised
 environments (`envs.CartPoleBatch`), a preallocated replay buffer, training in
 rounds of many gradient steps (few Python round-trips per environment step),
-fused Adam, and cheap vectorised greedy evaluations that let training stop as
-soon as the policy is good enough. Every random source derives from `seed`, so
+fused Adam (torch's functional kernel, without torch.optim's dynamo import),
+and cheap vectorised greedy evaluations that let training stop as soon as the
+policy is good enough. Every random source derives from `seed`, so
 the same seed yields bit-identical weights.
 """
 
@@ -21,11 +22,12 @@ from . import envs
 from .config import Section
 from .errors import RecombError
 from .networks import Architecture, QNetwork, seeded_qnetwork
+from .optim import Adam
 
 
 @dataclass(frozen=True)
 class DQNConfig(Section):
-    """`parents.dqn`: every DQN knob; step counts are environment transitions summed over envs."""
+    """`parents.cartpole.dqn`: every DQN knob; step counts are environment transitions summed over envs."""
 
     total_steps: int
     num_envs: int
@@ -107,7 +109,7 @@ def _epsilon(cfg: DQNConfig, step: int) -> float:
     return cfg.exploration_initial_eps + progress * (cfg.exploration_final_eps - cfg.exploration_initial_eps)
 
 
-def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: torch.optim.Optimizer,
+def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: Adam,
                  replay: _Replay, rng: np.random.Generator, grad_steps_done: int) -> int:
     """`gradient_steps` Huber-loss updates; returns the new gradient-step count.
 
@@ -127,7 +129,7 @@ def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: torch.
         for j in range(k, k + chunk):
             q = online(obs[j]).gather(1, actions[j]).squeeze(1)
             loss = F.smooth_l1_loss(q, targets[j - k])
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
             opt.step()
@@ -161,7 +163,7 @@ def _train(cfg: DQNConfig, arch: Architecture, seed: int,
     online = seeded_qnetwork(arch, seed)
     target = seeded_qnetwork(arch, seed).eval()
     target.requires_grad_(False)
-    opt = torch.optim.Adam(online.parameters(), lr=cfg.learning_rate, fused=True)
+    opt = Adam(online.parameters(), lr=cfg.learning_rate, fused=True)
     replay = _Replay(cfg.buffer_size)
 
     best_state, best_return, best_step = None, -np.inf, 0
@@ -202,7 +204,7 @@ def _train(cfg: DQNConfig, arch: Architecture, seed: int,
     if best_return < cfg.pass_return:
         raise RecombError(
             f"parent seed {seed}: best greedy return {best_return:.1f} < pass_return {cfg.pass_return} within {cfg.total_steps} steps; "
-            "raise parents.dqn.total_steps or try another seed"
+            "raise parents.cartpole.dqn.total_steps or try another seed"
         )
     network = QNetwork(arch)
     network.load_state_dict(best_state)

@@ -1,15 +1,18 @@
-"""DQN parents: config validation, determinism, the quality bar, one real solve."""
+"""DQN parents: config validation, determinism, target-network sync, the quality bar, one real solve."""
 
+import numpy as np
 import pytest
 import torch
 
-from recomb.dqn import DQNConfig, train_dqn
+from recomb import envs
+from recomb.dqn import DQNConfig, _Replay, _train_round, train_dqn
 from recomb.errors import RecombError
-from recomb.networks import Architecture
+from recomb.networks import Architecture, seeded_qnetwork
+from recomb.optim import Adam
 
 torch.set_num_threads(1)
 
-WHERE = "params.yaml: parents.dqn"
+WHERE = "params.yaml: parents.cartpole.dqn"
 ARCH = Architecture(input_dim=4, output_dim=2, hidden=64, dropout=0.1)
 GOOD = {
     "total_steps": 50_000, "num_envs": 8, "learning_rate": 2.3e-3, "batch_size": 128,
@@ -41,7 +44,7 @@ def test_config_rejects_bad_values(key, value):
 def test_config_requires_every_key():
     data = dict(GOOD)
     del data["gamma"]
-    with pytest.raises(RecombError, match=r"parents\.dqn\.gamma: missing key"):
+    with pytest.raises(RecombError, match=r"parents\.cartpole\.dqn\.gamma: missing key"):
         DQNConfig.from_mapping(data, WHERE)
 
 
@@ -67,7 +70,38 @@ def test_too_small_budget_names_seed_and_bar():
 
 def test_solves_cartpole():
     rows = []
-    result = train_dqn(config(), ARCH, seed=4, on_eval=rows.append)  # solves in ~7k steps
+    result = train_dqn(config(), ARCH, seed=4, on_eval=rows.append)  # 489 at 10k steps, never 500: all 50k steps
     assert result.best_return >= 475.0
     assert rows == result.history and rows[-1]["step"] == result.env_steps
     assert result.best_step == max(rows, key=lambda r: r["mean_return"])["step"]
+
+
+@pytest.mark.parametrize("gradient_steps, interval, rounds", [(7, 3, 3), (1, 3, 7), (4, 4, 2), (2, 5, 5)])
+def test_target_syncs_exactly_every_interval_gradient_steps(gradient_steps, interval, rounds):
+    """Before each gradient step, the target equals the online net iff the steps done so far are a multiple of
+    `target_update_interval`, and otherwise still holds the online weights of the last such step,
+    across and within training rounds."""
+    cfg = config(gradient_steps=gradient_steps, target_update_interval=interval, batch_size=16, buffer_size=64)
+    rng = np.random.default_rng(0)
+    replay = _Replay(cfg.buffer_size)
+    replay.add(rng.standard_normal((64, envs.OBS_DIM), dtype=np.float32), rng.integers(0, 2, 64),
+               rng.standard_normal((64, envs.OBS_DIM), dtype=np.float32), rng.random(64) < 0.1)
+    online, target = seeded_qnetwork(ARCH, 0).train(False), seeded_qnetwork(ARCH, 0).eval().requires_grad_(False)
+    snapshots = [[p.detach().clone() for p in online.parameters()]]  # online weights after each step
+
+    class Watched(Adam):
+        def step(self):
+            done = len(snapshots) - 1
+            last_sync = snapshots[done - done % interval]
+            assert all(torch.equal(t, s) for t, s in zip(target.parameters(), last_sync)), done
+            synced = all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
+            assert synced == (done % interval == 0), done
+            super().step()
+            snapshots.append([p.detach().clone() for p in online.parameters()])
+
+    opt, done = Watched(online.parameters(), lr=cfg.learning_rate), 0
+    for _ in range(rounds):
+        done = _train_round(cfg, online, target, opt, replay, rng, done)
+    assert done == len(snapshots) - 1 == gradient_steps * rounds
+    synced = all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
+    assert synced == (done % interval == 0)

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,18 +29,51 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     ("rmsprop", {"momentum": 0.5, "weight_decay": 0.01}, lambda p: torch.optim.RMSprop(p, lr=1e-2, momentum=0.5, weight_decay=0.01)),
 ])
 def test_optimizers_match_torch(name, kwargs, reference):
+    """Bit for bit, with the learning rate changed between steps as the trainers' schedules do."""
     torch.manual_seed(0)
-    ours = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5))]
+    ours = [torch.nn.Parameter(torch.randn(2, 3, 4)), torch.nn.Parameter(torch.randn(2, 5))]  # a population of 2
     ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
     opt_ours, opt_ref = make_optimizer(name, ours, 1e-2, kwargs), reference(ref)
-    for _ in range(15):
+    for step in range(15):
+        opt_ours.lr = opt_ref.param_groups[0]["lr"] = 1e-2 / (1 + step % 4)
         grads = [torch.randn_like(p) for p in ours]
         for p, q, g in zip(ours, ref, grads):
             p.grad, q.grad = g.clone(), g.clone()
         opt_ours.step()
         opt_ref.step()
     for p, q in zip(ours, ref):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        assert torch.equal(p, q)
+
+
+def test_fused_adam_matches_torch_fused_adam():
+    """The DQN's optimizer: torch's fused kernel, bit for bit the class with `fused=True`."""
+    from recomb.optim import Adam
+    torch.manual_seed(1)
+    ours = [torch.nn.Parameter(torch.randn(16, 4)), torch.nn.Parameter(torch.randn(16))]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt_ours, opt_ref = Adam(ours, lr=2e-3, fused=True), torch.optim.Adam(ref, lr=2e-3, fused=True)
+    for _ in range(20):
+        for p, q in zip(ours, ref):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_ours.step()
+        opt_ref.step()
+    for p, q in zip(ours, ref):
+        assert torch.equal(p, q)
+
+
+def test_optimizers_do_not_import_dynamo():
+    """The reason this module exists: torch.optim's classes import torch._dynamo (~1-3 s) on construction."""
+    code = (
+        "import sys, torch\n"
+        "from recomb.optim import make_optimizer\n"
+        "for name in ('adam', 'adamw', 'sgd', 'rmsprop'):\n"
+        "    p = torch.nn.Parameter(torch.ones(3))\n"
+        "    p.grad = torch.ones(3)\n"
+        "    make_optimizer(name, [p], 0.1, {'momentum': 0.9} if name in ('sgd', 'rmsprop') else {}).step()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
 
 
 def test_plateau_reduces_after_patience_epochs_without_improvement():
