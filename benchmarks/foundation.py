@@ -21,7 +21,7 @@ from scratch import Project  # noqa: E402
 
 SYNTHETIC = {
     "parents.source": "synthetic",
-    "parents.seed": 42,
+    "parents.synthetic.seed": 42,
     "parents.synthetic.n_states": 5000,
     "distill.epochs": 25,
     "distill.batch_size": 64,

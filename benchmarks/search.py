@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scratch import Project  # noqa: E402
 
 # The seeds' synthetic harness: random 8/4/64 parents; 1250 states, 80 % (1000) train.
-SYNTHETIC_GRID = {"parents.source": "synthetic", "parents.seed": 42, "parents.synthetic.n_states": 1250,
+SYNTHETIC_GRID = {"parents.source": "synthetic", "parents.synthetic.seed": 42, "parents.synthetic.n_states": 1250,
                   "crossover.parents": "parents", "validate_recombination.parents_role": "parents"}
 
 

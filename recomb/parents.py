@@ -3,11 +3,16 @@
 Whatever the source, the result is the same: two float parents and a state
 buffer split once into `train` and `heldout`. Held-out states are never used for
 training, calibration or fine-tuning anywhere downstream.
+
+Each source has its own params section (`parents.cartpole`, `parents.synthetic`,
+`parents.files`) and only the chosen one is a dependency of the `parents` stage,
+so editing a source that is not in use re-runs nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
 
 import numpy as np
@@ -22,26 +27,9 @@ from .networks import Architecture, QNetwork, seeded_qnetwork
 from .parallel import map_processes
 
 
-@dataclass(frozen=True)
-class SyntheticConfig(Section):
-    input_dim: int
-    output_dim: int
-    n_states: int
-    state_seed: int
-
-    def check(self) -> None:
-        self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
-        self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
-        self.require(self.n_states >= 10, "n_states", "must be ≥ 10")
-
-
-@dataclass(frozen=True)
-class FilesConfig(Section):
-    parent_a: str
-    parent_b: str
-    states: str
-    input_dim: int
-    output_dim: int
+def _check_network(section: Section, hidden: int, dropout: float) -> None:
+    section.require(hidden >= 1, "hidden", "must be ≥ 1")
+    section.require(0 <= dropout < 1, "dropout", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -56,24 +44,82 @@ class BufferConfig(Section):
 
 
 @dataclass(frozen=True)
-class ParentsConfig(Section):
-    source: Literal["cartpole", "synthetic", "files"]
+class CartPoleSource(Section):
+    """`parents.cartpole`: two DQN parents (seeds `seed`, `seed + 1`) and their shared state buffer."""
+
     seed: int
     hidden: int
     dropout: float
-    heldout_fraction: float
-    split_seed: int
     workers: int
     dqn: DQNConfig
     buffer: BufferConfig
-    synthetic: SyntheticConfig
-    files: FilesConfig
 
     def check(self) -> None:
-        self.require(self.hidden >= 1, "hidden", "must be ≥ 1")
-        self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        self.require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
+        _check_network(self, self.hidden, self.dropout)
         self.require(self.workers >= 1, "workers", "must be ≥ 1")
+
+
+@dataclass(frozen=True)
+class SyntheticSource(Section):
+    """`parents.synthetic`: the seeds' harness, randomly initialised parents and N(0, 1) states."""
+
+    seed: int
+    hidden: int
+    dropout: float
+    input_dim: int
+    output_dim: int
+    n_states: int
+    state_seed: int
+
+    def check(self) -> None:
+        _check_network(self, self.hidden, self.dropout)
+        self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
+        self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
+        self.require(self.n_states >= 10, "n_states", "must be ≥ 10")
+
+
+USER_FOLDER = "data/user"  # the folder dvc.yaml tracks for the files source: files elsewhere would go unnoticed
+
+
+@dataclass(frozen=True)
+class FilesSource(Section):
+    """`parents.files`: the user's parents (ours or AgentFarm's) and states, under `data/user/`."""
+
+    parent_a: str
+    parent_b: str
+    states: str
+    input_dim: int
+    output_dim: int
+    dropout: float  # an AgentFarm .pt holds weights only: the dropout its BaseQNetwork was built with
+
+    def check(self) -> None:
+        for key in ("parent_a", "parent_b", "states"):
+            path = PurePosixPath(getattr(self, key))
+            self.require(path.parts[:2] == tuple(USER_FOLDER.split("/")) and ".." not in path.parts, key,
+                         f"must be a file under {USER_FOLDER}/ (the folder dvc.yaml tracks)")
+        self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ParentsConfig(Section):
+    source: Literal["cartpole", "synthetic", "files"]
+    heldout_fraction: float
+    split_seed: int
+    cartpole: CartPoleSource
+    synthetic: SyntheticSource
+    files: FilesSource
+
+    def check(self) -> None:
+        self.require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
+
+    @property
+    def chosen(self) -> CartPoleSource | SyntheticSource | FilesSource:
+        return getattr(self, self.source)
+
+    def provenance(self) -> dict:
+        """The params the parents were made with: the chosen source's section only (what dvc.yaml hashes)."""
+        return {"source": self.source, "heldout_fraction": self.heldout_fraction, "split_seed": self.split_seed,
+                self.source: self.chosen.to_dict()}
 
 
 @dataclass
@@ -86,6 +132,18 @@ class ParentSet:
     env: str | None
     histories: list[list[dict]]
     summaries: list[dict]
+
+
+@dataclass
+class ImportedFiles:
+    """The files source after checking: two parents of one architecture and their states."""
+
+    parents: list[Checkpoint]
+    states: np.ndarray
+
+    @property
+    def env(self) -> str | None:
+        return self.parents[0].meta.get("env")
 
 
 def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,11 +161,12 @@ def _train_one(args: tuple[DQNConfig, Architecture, int]) -> DQNResult:
 
 def cartpole_parents(cfg: ParentsConfig) -> ParentSet:
     """Two DQN parents (seeds `seed`, `seed + 1`) trained in parallel, then their shared buffer."""
-    arch = Architecture(envs.OBS_DIM, envs.N_ACTIONS, cfg.hidden, cfg.dropout)
-    seeds = [cfg.seed, cfg.seed + 1]
-    results = map_processes(_train_one, [(cfg.dqn, arch, s) for s in seeds], cfg.workers)
+    src = cfg.cartpole
+    arch = Architecture(envs.OBS_DIM, envs.N_ACTIONS, src.hidden, src.dropout)
+    seeds = [src.seed, src.seed + 1]
+    results = map_processes(_train_one, [(src.dqn, arch, s) for s in seeds], src.workers)
     parents = [r.network for r in results]
-    states = envs.collect_states(parents, cfg.buffer.n_states, cfg.buffer.epsilon, cfg.buffer.seed)
+    states = envs.collect_states(parents, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [
         {"seed": s, "greedy_return": r.best_return, "best_step": r.best_step, "env_steps": r.env_steps}
@@ -119,44 +178,46 @@ def cartpole_parents(cfg: ParentsConfig) -> ParentSet:
 def synthetic_parents(cfg: ParentsConfig) -> ParentSet:
     """The seeds' harness: randomly initialised parents (seed, seed + 1) and N(0, 1) states."""
     syn = cfg.synthetic
-    arch = Architecture(syn.input_dim, syn.output_dim, cfg.hidden, cfg.dropout)
-    parents = [seeded_qnetwork(arch, s).eval() for s in (cfg.seed, cfg.seed + 1)]
+    arch = Architecture(syn.input_dim, syn.output_dim, syn.hidden, syn.dropout)
+    parents = [seeded_qnetwork(arch, s).eval() for s in (syn.seed, syn.seed + 1)]
     rng = np.random.default_rng(syn.state_seed)
     states = rng.standard_normal((syn.n_states, syn.input_dim), dtype=np.float32)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
-    summaries = [{"seed": s} for s in (cfg.seed, cfg.seed + 1)]
+    summaries = [{"seed": s} for s in (syn.seed, syn.seed + 1)]
     return ParentSet(parents, train, heldout, None, [[], []], summaries)
 
 
 MIN_STATES = 4  # one held-out, and train states that still split into training and validation
 
 
-def file_parents(cfg: ParentsConfig) -> ParentSet:
-    """User-given parents (ours or AgentFarm's) and states, checked against the params."""
-    files = cfg.files
-    loaded: list[Checkpoint] = [load_parent(p, cfg.dropout) for p in (files.parent_a, files.parent_b)]
+def import_files(files: FilesSource) -> ImportedFiles:
+    """Read and check the user's parents and states against `parents.files`; every refusal names the file."""
+    loaded = [load_parent(p, files.dropout) for p in (files.parent_a, files.parent_b)]
     for ckpt in loaded:
         ckpt.expect_dims(files.input_dim, files.output_dim, "params.yaml parents.files")
     if loaded[0].arch.hidden != loaded[1].arch.hidden:
         raise RecombError(
             f"{files.parent_b}: hidden width {loaded[1].arch.hidden} differs from parent A's {loaded[0].arch.hidden}"
         )
-    if loaded[0].arch.hidden != cfg.hidden:
-        raise RecombError(f"{files.parent_a}: hidden width is {loaded[0].arch.hidden} but params.yaml "
-                          f"parents.hidden says {cfg.hidden}")
     states = load_states(files.states, files.input_dim)
     if len(states) < MIN_STATES:
         raise RecombError(f"{files.states}: {len(states)} states; the train/held-out split and the validation split "
                           f"of the train states need at least {MIN_STATES}")
-    train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
-    summaries = [{"file": p} for p in (files.parent_a, files.parent_b)]
-    env = loaded[0].meta.get("env")
-    return ParentSet([c.model for c in loaded], train, heldout, env, [[], []], summaries)
+    return ImportedFiles(loaded, states)
 
 
-SOURCES = {"cartpole": cartpole_parents, "synthetic": synthetic_parents, "files": file_parents}
+def file_parents(cfg: ParentsConfig, imported: ImportedFiles) -> ParentSet:
+    """The imported files, their states split like any other source's."""
+    train, heldout = split_states(imported.states, cfg.heldout_fraction, cfg.split_seed)
+    summaries = [{"file": c.meta.get("file", str(c.path))} for c in imported.parents]
+    return ParentSet([c.model for c in imported.parents], train, heldout, imported.env, [[], []], summaries)
 
 
-def make_parents(cfg: ParentsConfig) -> ParentSet:
-    torch.manual_seed(cfg.seed)
-    return SOURCES[cfg.source](cfg)
+def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None) -> ParentSet:
+    """The chosen source's parents; the files source needs its `import_files` result (the `inputs` stage's)."""
+    if cfg.source == "files":
+        if imported is None:
+            raise RecombError("params.yaml: parents.source is files but no imported files were given")
+        return file_parents(cfg, imported)
+    torch.manual_seed(cfg.chosen.seed)
+    return cartpole_parents(cfg) if cfg.source == "cartpole" else synthetic_parents(cfg)

@@ -1,19 +1,28 @@
 """Stage `parents`: two parent Q-networks and the shared train/heldout state buffer."""
 
-from recomb.artifacts import Outputs
-from recomb.parents import ParentsConfig, make_parents
+from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.parents import ImportedFiles, ParentsConfig, make_parents
 from recomb.plots import learning_curves
 
 from . import paths
 from .common import log, run
 
 
+def imported_files(cfg: ParentsConfig) -> ImportedFiles | None:
+    """What the `inputs` stage imported for the files source."""
+    if cfg.source != "files":
+        return None
+    parents = [load_checkpoint(paths.IMPORTED_PARENTS.format(pair)) for pair in paths.PAIRS]
+    return ImportedFiles(parents, load_states(paths.IMPORTED_STATES, parents[0].arch.input_dim))
+
+
 def main(params: dict) -> None:
     cfg = ParentsConfig.from_params(params, "parents")
-    result = make_parents(cfg)
+    result = make_parents(cfg, imported_files(cfg))
     out = Outputs()
     for pair, model, summary, history in zip(paths.PAIRS, result.parents, result.summaries, result.histories):
-        meta = {"source": cfg.source, "env": result.env, "params": cfg.to_dict(), "metrics": summary, "history": history}
+        meta = {"source": cfg.source, "env": result.env, "params": cfg.provenance(), "metrics": summary,
+                "history": history}
         out.add_checkpoint(paths.PARENTS.format(pair), model, f"parent_{pair}", meta)
         out.add_csv(paths.PARENT_CURVES.format(pair), history, empty_header=["step", "mean_return"])
         log.info("parent %s: %s", pair, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
@@ -23,7 +32,7 @@ def main(params: dict) -> None:
         "DQN parents: greedy return over the evaluation episodes" if trained
         else f"parents from source {cfg.source}: no training curve",
         kept={pair: s["best_step"] for pair, s in zip(paths.PAIRS, result.summaries)} if trained else None,
-        references={"mean_return": {"pass bar": cfg.dqn.pass_return}} if trained else None))
+        references={"mean_return": {"pass bar": cfg.cartpole.dqn.pass_return}} if trained else None))
     out.add_states(paths.STATES_TRAIN, result.train)
     out.add_states(paths.STATES_HELDOUT, result.heldout)
     out.commit()

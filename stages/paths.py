@@ -1,5 +1,8 @@
 """Artifact locations shared by the stages and declared in dvc.yaml."""
 
+IMPORTED = "data/inputs/imported.json"
+IMPORTED_PARENTS = "data/inputs/parent_{}.safetensors"
+IMPORTED_STATES = "data/inputs/states.npy"
 PARENTS = "data/parents/parent_{}.safetensors"
 STATES_TRAIN = "data/states/train.npy"
 STATES_HELDOUT = "data/states/heldout.npy"

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 SMALL_SYNTHETIC = {
     "parents.source": "synthetic",
-    "parents.seed": 42,
+    "parents.synthetic.seed": 42,
     "parents.synthetic.n_states": 400,
     "distill.epochs": 3,
     "validate_distillation.latency_repeats": 20,

@@ -27,7 +27,7 @@ def one_line_error(proc) -> str:
 
 def test_two_cold_runs_give_identical_outputs(synthetic_project):
     p = synthetic_project
-    for stage in ("parents", "distill", "validate_distillation"):
+    for stage in ("inputs", "parents", "distill", "validate_distillation"):
         p.stage(stage)
     first = {f: (p.path / "data" / f).read_bytes() for f in (
         "students/student_A.safetensors", "students/student_B.json", "reports/distillation.json",
@@ -68,6 +68,7 @@ def test_files_source_imports_agentfarm_parents(project):
     states = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
     write_user_files(p, states)
     p.set(**{"parents.source": "files"})
+    p.stage("inputs")
     p.stage("parents")
     sidecar = json.loads((p.path / "data/parents/parent_A.json").read_text())
     assert sidecar["architecture"] == {"input_dim": 8, "output_dim": 4, "hidden": 64, "dropout": 0.1}
@@ -83,22 +84,41 @@ def test_files_source_refuses_nan_states_and_wrong_dims(project):
     states[7, 2] = np.nan
     write_user_files(p, states)
     p.set(**{"parents.source": "files"})
-    assert one_line_error(p.stage("parents", check=False)) == (
+    assert one_line_error(p.stage("inputs", check=False)) == (
         "data/user/states.npy: 1 of 50 states contain NaN or Inf (first at row 7)")
-    assert not (p.path / "data/parents").exists() and not (p.path / "data/states").exists()
+    assert not (p.path / "data/inputs").exists()
     p.set(**{"parents.files.input_dim": 6})
-    assert one_line_error(p.stage("parents", check=False)) == (
+    assert one_line_error(p.stage("inputs", check=False)) == (
         "data/user/parent_A.pt: input_dim is 8 but params.yaml parents.files says 6")
     np.save(p.path / "data/user/states.npy", np.nan_to_num(states))
-    p.set(**{"parents.files.input_dim": 8, "parents.hidden": 32})
-    assert one_line_error(p.stage("parents", check=False)) == (
-        "data/user/parent_A.pt: hidden width is 64 but params.yaml parents.hidden says 32")
-    assert not (p.path / "data/parents").exists()
-    np.save(p.path / "data/user/states.npy", np.nan_to_num(states)[:3])
-    p.set(**{"parents.hidden": 64})
-    assert one_line_error(p.stage("parents", check=False)) == (
+    p.set(**{"parents.files.input_dim": 8})
+    torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.1), 1).state_dict(), p.path / "data/user/parent_B.pt")
+    assert one_line_error(p.stage("inputs", check=False)) == (
+        "data/user/parent_B.pt: hidden width 32 differs from parent A's 64")
+    write_user_files(p, np.nan_to_num(states)[:3])
+    p.set(**{"parents.files.states": "elsewhere/states.npy"})
+    assert one_line_error(p.stage("inputs", check=False)) == (
+        "params.yaml: parents.files.states: must be a file under data/user/ (the folder dvc.yaml tracks) "
+        "(got 'elsewhere/states.npy')")
+    assert not (p.path / "data/inputs").exists()
+    p.set(**{"parents.files.states": "data/user/states.npy"})
+    assert one_line_error(p.stage("inputs", check=False)) == (
         "data/user/states.npy: 3 states; the train/held-out split and the validation split of the train states "
         "need at least 4")
+
+
+def test_user_files_tracked_with_dvc_add_reach_a_queued_experiment(tmp_path):
+    p = Project(tmp_path / "project", git=True)
+    p.commit("the pipeline")
+    write_user_files(p, np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32))  # untracked
+    p.run("dvc", "exp", "run", "--queue", "parents", "-S", "parents.source=files")
+    untracked = p.run("dvc", "exp", "run", "--run-all", check=False)
+    assert "error: data/user/parent_A.pt: " in untracked.stdout + untracked.stderr  # not in the experiment's commit
+    p.run("dvc", "add", "data/user/parent_A.pt", "data/user/parent_B.pt", "data/user/states.npy")
+    p.commit("user files tracked with dvc add")
+    p.run("dvc", "exp", "run", "--queue", "parents", "-S", "parents.source=files")
+    ran = p.run("dvc", "exp", "run", "--run-all").stdout
+    assert "Running stage 'inputs'" in ran and "Running stage 'parents'" in ran
 
 
 def test_missing_params_section_and_bad_yaml(project):
@@ -176,6 +196,11 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     status = p.run("dvc", "status").stdout
     assert "validate_recombination:" in status and "report:" in status
     assert "search:" not in status and "multigen:" not in status
+    (p.path / "data/user/notes.txt").write_text("not a parent")  # the files source's folder, unused here
+    p.set(**{"parents.cartpole.hidden": 32, "parents.files.dropout": 0.0})  # sources not in use
+    status = p.run("dvc", "status").stdout
+    assert "inputs:" in status and "parents:" not in status
+    assert "Stage 'parents' didn't change, skipping" in p.run("dvc", "repro", "parents").stdout
     p.set(**{"ptq.mode": "static"})
     assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
     assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout

@@ -1,0 +1,33 @@
+"""Stage `inputs`: the files source's parents and states, checked and stored in recomb's format.
+
+It is the only stage that reads `data/user/`, and it writes the same (empty) import
+for the cartpole and synthetic sources whatever `data/user/` holds, so a file
+dropped there re-runs this one cheap stage and never the parents.
+"""
+
+from recomb.artifacts import Outputs
+from recomb.parents import ParentsConfig, import_files
+
+from . import paths
+from .common import log, run
+
+
+def main(params: dict) -> None:
+    cfg = ParentsConfig.from_params(params, "parents")
+    out = Outputs()
+    files = {}
+    if cfg.source == "files":
+        imported = import_files(cfg.files)
+        for pair, ckpt, user_file in zip(paths.PAIRS, imported.parents, (cfg.files.parent_a, cfg.files.parent_b)):
+            out.add_checkpoint(paths.IMPORTED_PARENTS.format(pair), ckpt.model, f"parent_{pair}",
+                               {"file": user_file, "env": imported.env})
+            files[f"parent_{pair}"] = user_file
+        out.add_states(paths.IMPORTED_STATES, imported.states)
+        files["states"] = cfg.files.states
+        log.info("imported %s", ", ".join(files.values()))
+    out.add_json(paths.IMPORTED, {"source": cfg.source, "files": files})
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)
