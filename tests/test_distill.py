@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -26,6 +27,31 @@ def test_objective_terms():
     hard_only = objective(t * 0, t, scale, dataclasses.replace(CFG, alpha=0.0, q_weight=0.0), 3.0)
     assert hard_only["total"].item() == pytest.approx(hard_only["hard"].item())
     assert hard_only["hard"].item() == pytest.approx(torch.log(torch.tensor(4.0)).item())
+
+
+def test_objective_on_a_hand_computed_two_action_case():
+    ln3 = math.log(3.0)  # float32 rounding of ln 3 is why the tolerances are 1e-6
+    teacher = torch.tensor([[[ln3, 0.0]]])  # softmax: p = (3/4, 1/4), greedy action 0
+    student = torch.tensor([[[0.0, 0.0]]])  # softmax: q = (1/2, 1/2)
+    cfg = dataclasses.replace(CFG, alpha=0.25, q_weight=2.0)
+    terms = objective(student, teacher, torch.tensor([[2.0, 0.5]]), cfg, 1.0)
+    # soft = KL(teacher ‖ student) = ¾·ln(¾ / ½) + ¼·ln(¼ / ½) = ¾·ln 1.5 − ¼·ln 2 = 0.1308120
+    # (the other direction, KL(student ‖ teacher) = ½·ln(4/3) = 0.1438410, would be wrong)
+    assert terms["soft"].item() == pytest.approx(0.1308120, abs=1e-6)
+    # hard = cross-entropy of q on the teacher's action 0 = −ln ½ = 0.6931472
+    assert terms["hard"].item() == pytest.approx(0.6931472, abs=1e-6)
+    # q: raw MSE ((ln 3)² + 0)/2 over scale 2 → (ln 3)²/4; advantages (±ln 3/2 vs 0) MSE (ln 3)²/4 over 0.5 → (ln 3)²/2;
+    # half their sum: 3·(ln 3)²/8 = 0.4526059
+    assert terms["q"].item() == pytest.approx(0.4526059, abs=1e-6)
+    # total = 0.25·soft + 0.75·hard + 2·q = 0.0327030 + 0.5198604 + 0.9052117 = 1.4577751
+    assert terms["total"].item() == pytest.approx(1.4577751, abs=1e-6)
+    # the two scales are not interchangeable: raw over 0.5 → (ln 3)², advantages over 2 → (ln 3)²/8; half: 9·(ln 3)²/16
+    assert objective(student, teacher, torch.tensor([[0.5, 2.0]]), cfg, 1.0)["q"].item() == pytest.approx(0.6789088, abs=1e-6)
+    # at T = 2 the teacher [2·ln 3, 0] gives p again, and the KL term is scaled by T² = 4: 4 · 0.1308120 = 0.5232481
+    assert objective(student, 2 * teacher, torch.ones(1, 2), cfg, 2.0)["soft"].item() == pytest.approx(0.5232481, abs=1e-6)
+    # loss_fn mse: mean over actions of (p − q)² = ((¾ − ½)² + (¼ − ½)²)/2 = 0.0625
+    mse = objective(student, teacher, torch.ones(1, 2), dataclasses.replace(cfg, loss_fn="mse"), 1.0)
+    assert mse["soft"].item() == pytest.approx(0.0625, abs=1e-6)
 
 
 def test_split_is_seeded_and_disjoint():

@@ -29,8 +29,9 @@ from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, V
                                gate, latency_report, online_returns, quantized_timing, recombination_offline,
                                validate_quantized, validate_student)
 from stages.common import warn_failed
+from scratch import TEST_PARAMS
 
-PARAMS = load_params("params.yaml")
+PARAMS = load_params(TEST_PARAMS)
 DISTILL = ValidateDistillConfig.from_params(PARAMS, "validate_distillation")
 QUANT = ValidateQuantizedConfig.from_params(PARAMS, "validate_quantized")
 TEACHER = Architecture(OBS_DIM, N_ACTIONS, 64, 0.0)

@@ -28,13 +28,13 @@ import pytest
 import yaml
 
 from conftest import run_recomb
+from scratch import TEST_PARAMS
 from recomb.errors import RecombError
 from recomb.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
                                 rows_from_exp_show)
 from stages import cli
 
 FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = "data/reports/recombination.json"
 BAR = 475.0  # params.yaml validate_recombination.thresholds.min_child_return
 RANKED = ["main", "weighted-07", "slerp-quantized", "random-s1", "layer-short"]        # with the return bar
@@ -486,7 +486,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def project_params(**search) -> str:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(TEST_PARAMS.read_text())
     params["search"].update(search)
     return yaml.safe_dump(params)
 

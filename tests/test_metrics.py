@@ -16,10 +16,22 @@ def test_agreement_and_topk():
 def test_kl_is_zero_for_identical_and_matches_hand_computation():
     q = torch.tensor([[1.0, 2.0]])
     assert metrics.kl_divergence(q, q) == 0.0
-    p = torch.softmax(q, -1)[0]
-    r = torch.softmax(torch.tensor([2.0, 1.0]), -1)
-    expected = sum(p[i] * math.log(p[i] / r[i]) for i in range(2))
-    assert abs(metrics.kl_divergence(q, torch.tensor([[2.0, 1.0]])) - expected.item()) < 1e-6
+    # p = softmax([1, 2]) = (1, e)/(1 + e), r = softmax([2, 1]) = (e, 1)/(1 + e), so log(p/r) = (−1, +1) and
+    # KL = (e − 1)/(e + 1) = tanh(1/2) = 0.4621171573
+    assert metrics.kl_divergence(q, torch.tensor([[2.0, 1.0]])) == pytest.approx(0.4621171573, abs=1e-9)
+
+
+def test_kl_is_reference_first():
+    """Documented: KL(softmax(ref) ‖ softmax(other)); the two directions differ on this pair."""
+    uniform = torch.tensor([[0.0, 0.0]])          # p = (1/2, 1/2)
+    skewed = torch.tensor([[math.log(3.0), 0.0]])  # q = (3/4, 1/4), up to float32 rounding of ln 3 (hence abs=1e-7)
+    # KL(p‖q) = ½·ln(½ / ¾) + ½·ln(½ / ¼) = ½·ln(4/3) = 0.1438410362
+    assert metrics.kl_divergence(uniform, skewed) == pytest.approx(0.1438410362, abs=1e-7)
+    # KL(q‖p) = ¾·ln(¾ / ½) + ¼·ln(¼ / ½) = ¾·ln 1.5 − ¼·ln 2 = 0.1308120359
+    assert metrics.kl_divergence(skewed, uniform) == pytest.approx(0.1308120359, abs=1e-7)
+    # the temperature divides Q first: at T = 2, [2·ln 3, 0] is q again
+    assert metrics.kl_divergence(uniform, 2 * skewed, temperature=2.0) == pytest.approx(0.1438410362, abs=1e-7)
+    assert metrics.compare(uniform, skewed, top_k=1)["kl_divergence"] == pytest.approx(0.1438410362, abs=1e-7)
 
 
 def test_advantage_measures_see_through_a_common_offset():
@@ -30,7 +42,9 @@ def test_advantage_measures_see_through_a_common_offset():
     assert abs(fid["centered_cosine"] + 1.0) < 1e-9  # advantages point the other way
     assert fid["advantage_relative_mse"] == 4.0  # advantages ±0.5 → ∓0.5: error² 1 over variance 0.25
     assert fid["advantage_correlation"] == pytest.approx(-1.0)
-    assert abs(fid["relative_mse"] - fid["mse"] / ref.double().var().item()) < 1e-12
+    # every entry is off by 1: MSE 1, MAE 1; ref's entries 100, 101, 100, 99 have (n − 1) variance 2/3
+    assert fid["mse"] == 1.0 and fid["mae"] == 1.0
+    assert fid["relative_mse"] == pytest.approx(1.5, abs=1e-12)
 
 
 def test_advantage_error_is_infinite_against_a_reference_without_action_preferences():
@@ -46,12 +60,62 @@ def test_advantage_correlation_ignores_the_size_of_the_gaps_but_not_their_patter
     assert metrics.q_fidelity(q, shuffled)["advantage_correlation"] < 0.5
 
 
-def test_latency_figures_are_ordered():
-    net = torch.nn.Linear(4, 2)
-    lat = metrics.batch1_latency_ms({"a": net, "b": torch.nn.Identity()}, torch.randn(8, 4), repeats=30)
-    assert set(lat) == {"a", "b"}
-    assert 0 < lat["a"]["median_ms"] <= lat["a"]["p95_ms"]
+class FakeClock:
+    """Stands in for `time` in recomb.metrics: `perf_counter` reads a virtual clock that only
+    the fake models below advance, so each timed forward takes exactly the scripted time."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
 
 
-def test_throughput_is_states_per_second():
-    assert metrics.throughput(torch.nn.Linear(4, 2), torch.randn(8, 4), batch_size=64, repeats=3) > 64
+class ScriptedModel:
+    """A 'model' whose n-th call takes durations[n] seconds on the clock; records its inputs."""
+
+    def __init__(self, clock: FakeClock, durations: list[float]):
+        self.clock, self.durations, self.inputs = clock, list(durations), []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.clone())
+        self.clock.now += self.durations[len(self.inputs) - 1]
+        return x
+
+
+def test_latency_statistics_of_scripted_forward_times(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(metrics, "time", clock)
+    warmup = [5.0, 5.0, 5.0]  # seconds: warm-up calls must not be counted
+    # model a: 1..29 ms in scrambled order, and one 1000 ms outlier
+    a_ms = [(7 * k) % 29 + 1 for k in range(29)] + [1000]
+    a_ms[3], a_ms[29] = a_ms[29], a_ms[3]
+    assert sorted(a_ms) == list(range(1, 30)) + [1000]
+    a = ScriptedModel(clock, warmup + [t / 1e3 for t in a_ms])
+    b = ScriptedModel(clock, warmup + [0.002] * 30)  # a steady 2 ms
+    states = torch.arange(12.0).reshape(3, 4)
+    lat = metrics.batch1_latency_ms({"a": a, "b": b}, states, repeats=30, warmup=3)
+    # a, sorted: 1, 2, …, 29, 1000. Median of 30 values = mean of the 15th and 16th = (15 + 16)/2 = 15.5;
+    # mean = (1 + … + 29 + 1000)/30 = (435 + 1000)/30 = 47.8333…; p95 = 29th smallest (index int(0.95·30) = 28) = 29:
+    # the single outlier is above the 95th percentile.
+    assert lat["a"] == pytest.approx({"median_ms": 15.5, "mean_ms": 1435 / 30, "p95_ms": 29.0}, rel=1e-9)
+    # b is timed alone even though the models take turns: none of a's time leaks into it
+    assert lat["b"] == pytest.approx({"median_ms": 2.0, "mean_ms": 2.0, "p95_ms": 2.0}, rel=1e-9)
+    # every forward is batch 1, cycling through the states: 33 rows = 0, 1, 2, 0, 1, 2, …
+    assert len(a.inputs) == len(b.inputs) == 33
+    for i, (xa, xb) in enumerate(zip(a.inputs, b.inputs)):
+        assert torch.equal(xa, states[i % 3].unsqueeze(0)) and torch.equal(xb, xa)
+
+
+def test_throughput_is_batch_size_over_the_median_pass(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(metrics, "time", clock)
+    # one untimed warm-up pass (10 s), then passes of 0.5 s, 0.1 s, 0.2 s, 0.4 s, 3.0 s
+    model = ScriptedModel(clock, [10.0, 0.5, 0.1, 0.2, 0.4, 3.0])
+    states = torch.arange(12.0).reshape(3, 4)
+    # median of (0.5, 0.1, 0.2, 0.4, 3.0) = 0.4 s, so 10 states / 0.4 s = 25 states per second
+    assert metrics.throughput(model, states, batch_size=10, repeats=5) == pytest.approx(25.0, rel=1e-9)
+    assert len(model.inputs) == 6
+    # a batch of 10 cycles through the 3 states: rows 0, 1, 2, 0, 1, 2, 0, 1, 2, 0
+    assert torch.equal(model.inputs[0], states[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]])
+

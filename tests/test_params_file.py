@@ -30,3 +30,16 @@ def test_dvc_set_param_rewrites_exactly_the_changed_line(tmp_path, override, old
     assert len(lines) == 2, lines
     assert lines[0].startswith("-") and old.strip() in lines[0] and lines[1].startswith("+") and new.strip() in lines[1]
     assert lines[0][1:].replace(old.strip(), new.strip()) == lines[1][1:]  # the comment and its column stay
+
+
+def key_tree(node):
+    """A params file's keys, nested, without the values."""
+    return {k: key_tree(v) for k, v in node.items()} if isinstance(node, dict) else None
+
+
+def test_the_tests_own_params_have_exactly_params_yamls_keys():
+    """tests/data/params.yaml keeps the suite independent of a user's edits; it must not fall behind the real one."""
+    import yaml
+    from scratch import TEST_PARAMS
+    shipped, ours = (yaml.safe_load(p.read_text()) for p in (ROOT / "params.yaml", TEST_PARAMS))
+    assert key_tree(ours) == key_tree(shipped)

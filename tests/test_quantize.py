@@ -11,6 +11,7 @@ from recomb.distill import distill
 from recomb.errors import RecombError
 from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
 from recomb.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
+from scratch import TEST_PARAMS
                              ptq, qat, quantize_weight, tensor_bytes)
 
 ARCH = Architecture(8, 4, 32, 0.0)
@@ -51,8 +52,16 @@ def test_weights_are_symmetric_int8_per_output_channel():
     q, scale = quantize_weight(weight)
     assert q.dtype == torch.int8 and scale.shape == (16,)
     assert int(q.abs().max()) == 127 and int(q.min()) >= -127
-    torch.testing.assert_close(scale, weight.abs().amax(1) / 127)
     assert ((q.float() * scale.unsqueeze(1) - weight).abs() <= scale.unsqueeze(1) / 2 + 1e-6).all()
+
+
+def test_weight_quantization_of_a_hand_made_weight():
+    q, scale = quantize_weight(torch.tensor([[2.54, -1.0, 0.3], [-0.5, 0.1, 0.0], [0.0, 0.0, 0.0]]))
+    # row 0: scale 2.54/127 = 0.02, values 2.54/0.02 = 127, −1/0.02 = −50, 0.3/0.02 = 15
+    # row 1: the largest magnitude is negative: scale 0.5/127 = 0.003937008, values −127, 0.1·254 = 25.4 → 25, 0
+    # row 2: all zero: the scale is clamped to float32's smallest normal (1.1754944e-38), not 0, and values are 0
+    assert q.tolist() == [[127, -50, 15], [-127, 25, 0], [0, 0, 0]]
+    assert scale.tolist() == pytest.approx([0.02, 0.003937008, 1.1754944e-38], rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
@@ -84,15 +93,27 @@ def test_static_reference_backend_is_bit_identical_to_int8_kernels():
         torch.testing.assert_close(ptq(net, "dynamic")(STATES), ptq(net, "dynamic", backend="reference")(STATES))
 
 
-def test_static_ranges_come_from_calibration_and_clip_outside():
-    net = seeded_qnetwork(ARCH, 4)
-    int8 = ptq(net, "static", calibration())
-    low, high = STATES.min().item(), STATES.max().item()
+def test_static_ranges_come_from_exactly_the_calibration_states_and_clip_outside():
+    # calibration sees 4 batches of 64 of the 512 states; with this seed they leave out both extreme entries,
+    # so a range read off all 512 states would differ
+    batches = calibration_batches(STATES, 4, 64, seed=13)
+    seen = torch.cat(batches)
+    assert seen.shape == (256, 8) and len({tuple(row) for row in seen.tolist()}) == 256
+    low, high = seen.min().item(), seen.max().item()
+    assert STATES.min().item() < low and high < STATES.max().item()
+    int8 = ptq(seeded_qnetwork(ARCH, 4), "static", batches)
     scale, zero_point = int8.network_0_input_scale.item(), int8.network_0_input_zero_point.item()
-    assert abs((127 - zero_point) * scale - high) < 2 * scale and abs((-128 - zero_point) * scale - low) < 2 * scale
-    far = STATES[:1] * 100
+    assert (scale, zero_point) == activation_qparams(low, high)
+    assert (scale, zero_point) != activation_qparams(STATES.min().item(), STATES.max().item())
+    # the int8 grid (q − zero_point)·scale, q in [−128, 127], spans the calibrated range to within a step
+    grid_low, grid_high = (-128 - zero_point) * scale, (127 - zero_point) * scale
+    assert abs(grid_low - low) < scale and abs(grid_high - high) < scale
+    # states with entries beyond it compute as if those entries were clipped to the grid's ends
+    outside = STATES[((STATES < low) | (STATES > high)).any(1)]
+    clipped = outside.clamp(grid_low, grid_high)
+    assert len(outside) >= 2 and not torch.equal(clipped, outside)
     with torch.inference_mode():
-        assert torch.equal(int8(far), int8(far.clamp(low * 1.01, high * 1.01)))
+        assert torch.equal(int8(outside), int8(clipped))
 
 
 def test_dequantized_network_is_the_dynamic_int8_network():
@@ -115,7 +136,7 @@ def test_fake_quantization_matches_conversion_and_passes_gradients_straight(magn
 
 
 def qat_config(**overrides) -> QATConfig:
-    section = {**load_params("params.yaml")["qat"], "epochs": 2, **overrides}
+    section = {**load_params(TEST_PARAMS)["qat"], "epochs": 2, **overrides}
     return QATConfig.from_mapping(section, "params.yaml: qat")
 
 
@@ -197,5 +218,8 @@ def test_qat_keeps_its_starting_point_when_no_epoch_validates_better():
     assert result.best_epochs == [0]
     assert result.histories[0][0]["epoch"] == 0 and result.histories[0][0]["train_loss"] is None
     assert torch.equal(result.students[0].network[4].weight, student.network[4].weight)
+    # with a real learning rate an epoch beats the start, and its weights, not the start's, come back
     trained = qat([student], [teacher], STATES, qat_config(lr=1e-3), [0])
-    assert trained.best_row(0)["val_loss"] <= trained.histories[0][0]["val_loss"]
+    assert trained.best_epochs != [0]
+    assert trained.best_row(0)["val_loss"] < trained.histories[0][0]["val_loss"]
+    assert not torch.equal(trained.students[0].network[4].weight, student.network[4].weight)

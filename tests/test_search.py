@@ -19,8 +19,9 @@ from recomb.search import Pair, Scoring, SearchConfig, crossover_config, grid, p
 from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.validation import ValidateRecombConfig
+from scratch import TEST_PARAMS
 
-PARAMS = load_params("params.yaml")
+PARAMS = load_params(TEST_PARAMS)
 PARENT = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
 VALIDATION = torch.randn(60, 8, generator=torch.Generator().manual_seed(2))
@@ -216,22 +217,58 @@ def test_held_out_states_change_no_choice_only_the_reported_figures():
 
 @pytest.fixture
 def ray_cluster():
-    """A local Ray head (what a user's cluster would be), stopped afterwards."""
+    """A local Ray head of its own (what a user's cluster would be), stopped afterwards.
+
+    `ray stop` stops every Ray on the machine. Instead the head runs as `ray start
+    --block` in the foreground with its own --temp-dir: its Ray processes share that
+    one process's fate (Linux parent-death signal, and its SIGTERM handler stops
+    them), so terminating it stops this cluster and nothing else. Any descendant
+    still alive afterwards is killed by its pid.
+    """
+    import os
+    import shutil
     import socket
     import subprocess
+    import tempfile
+    import time
 
+    import psutil
     from scratch import BIN
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    ray = str(BIN / "ray")
-    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True)
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    log_path = os.path.join(temp_dir, "head.log")
+    with open(log_path, "wb") as log:
+        head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
+                                 f"--temp-dir={temp_dir}", "--num-cpus=2", "--include-dashboard=false",
+                                 "--disable-usage-stats"], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    descendants: list[psutil.Process] = []
     try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(temp_dir, "ray_current_cluster")):  # written once the head is up
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ray start did not come up:\n{open(log_path).read()}")
+            time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
         import_ray().shutdown()
-        subprocess.run([ray, "stop", "--force"], capture_output=True)
+        try:
+            descendants = psutil.Process(head.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        head.terminate()
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        for proc in alive:  # only processes this head started, by pid
+            proc.kill()
+        psutil.wait_procs(alive, timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_backend_gives_the_local_results(ray_cluster):
