@@ -1,4 +1,4 @@
-"""The `recomb` console command: `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
+"""The `recomb` subcommands (run by `recomb.cli`): `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
 `recomb timing` measures this machine's latencies.
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).

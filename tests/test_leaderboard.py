@@ -595,3 +595,13 @@ def test_apply_hint_of_the_workspace_does_not_ask_for_dvc_exp_apply():
     assert "dvc exp apply" not in workspace and "it is your workspace already" in workspace
     assert 'git commit -am "Crossover weighted α=0.5 on students, regime short"' in workspace
     assert cli.how_to_apply(child("exp-1", 0.7)).startswith("  dvc exp apply exp-1\n  dvc repro")
+
+
+def test_console_command_outside_a_project_is_one_line(tmp_path, monkeypatch, capsys):
+    from recomb import cli
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["check"])
+    assert stop.value.code == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path}: not a recomb project's root (no stages/cli.py); "
+                                       "run recomb where dvc.yaml is\n")
