@@ -17,6 +17,10 @@ from .errors import RecombError
 T = TypeVar("T")
 R = TypeVar("R")
 
+Progress = Callable[[int, str, int, int], None]
+"""`progress(slot, label, done, total)`: job `slot` has done `done` of `total` units. Called inside the
+worker that runs the job (so it must pickle); the stages draw one bar per slot, the library never prints."""
+
 RAY_MISSING = "search.backend is ray but Ray is not installed: pip install 'recomb[ray]' (or: pip install ray)"
 
 

@@ -24,7 +24,7 @@ from .config import Section
 from .dqn import DQNConfig, DQNResult, train_dqn
 from .errors import RecombError
 from .networks import Architecture, QNetwork, seeded_qnetwork
-from .parallel import map_processes
+from .parallel import Progress, map_processes
 
 
 def _check_network(section: Section, hidden: int, dropout: float) -> None:
@@ -155,16 +155,23 @@ def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tupl
     return states[order[n_heldout:]], states[order[:n_heldout]]
 
 
-def _train_one(args: tuple[DQNConfig, Architecture, int]) -> DQNResult:
-    return train_dqn(*args)
+def _train_one(args: tuple[DQNConfig, Architecture, int, int, Progress | None]) -> DQNResult:
+    dqn, arch, seed, slot, progress = args
+    label = f"parent {'AB'[slot]} (seed {seed}), env steps"
+    result = train_dqn(dqn, arch, seed, (lambda record: progress(slot, label, record["step"], dqn.total_steps))
+                       if progress else None)
+    if progress:
+        progress(slot, label, dqn.total_steps, dqn.total_steps)  # stopped early at stop_return: done all the same
+    return result
 
 
-def cartpole_parents(cfg: ParentsConfig) -> ParentSet:
+def cartpole_parents(cfg: ParentsConfig, progress: Progress | None = None) -> ParentSet:
     """Two DQN parents (seeds `seed`, `seed + 1`) trained in parallel, then their shared buffer."""
     src = cfg.cartpole
     arch = Architecture(envs.OBS_DIM, envs.N_ACTIONS, src.hidden, src.dropout)
     seeds = [src.seed, src.seed + 1]
-    results = map_processes(_train_one, [(src.dqn, arch, s) for s in seeds], src.workers)
+    results = map_processes(_train_one, [(src.dqn, arch, s, slot, progress) for slot, s in enumerate(seeds)],
+                            src.workers)
     parents = [r.network for r in results]
     states = envs.collect_states(parents, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
@@ -213,11 +220,13 @@ def file_parents(cfg: ParentsConfig, imported: ImportedFiles) -> ParentSet:
     return ParentSet([c.model for c in imported.parents], train, heldout, imported.env, [[], []], summaries)
 
 
-def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None) -> ParentSet:
-    """The chosen source's parents; the files source needs its `import_files` result (the `inputs` stage's)."""
+def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None,
+                 progress: Progress | None = None) -> ParentSet:
+    """The chosen source's parents; the files source needs its `import_files` result (the `inputs` stage's).
+    `progress` follows the DQN training of the cartpole source."""
     if cfg.source == "files":
         if imported is None:
             raise RecombError("params.yaml: parents.source is files but no imported files were given")
         return file_parents(cfg, imported)
     torch.manual_seed(cfg.chosen.seed)
-    return cartpole_parents(cfg) if cfg.source == "cartpole" else synthetic_parents(cfg)
+    return cartpole_parents(cfg, progress) if cfg.source == "cartpole" else synthetic_parents(cfg)

@@ -25,7 +25,7 @@ from .crossover import OPERATORS, CrossoverConfig, crossover
 from .errors import RecombError
 from .finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
 from .networks import QNetwork
-from .parallel import map_processes, map_ray
+from .parallel import Progress, map_processes, map_ray
 from .quantize import Int8QNetwork, PTQConfig
 from .leaderboard import ranked, row_from_report
 from .selection import SelectionConfig
@@ -190,6 +190,8 @@ class Job:
     cfg: FinetuneConfig
     quant: PTQConfig
     scoring: Scoring
+    slot: int = 0
+    progress: Progress | None = None  # epochs of this stack, then done once it is scored
 
 
 @dataclass
@@ -220,7 +222,13 @@ def score_child(children: dict, scoring: Scoring) -> tuple[dict, tuple[np.ndarra
 
 def run_job(job: Job) -> list[Outcome]:
     """Fine-tune one stack of children and score each of them."""
-    results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.scoring.validation, job.cfg)
+    label = f"stack {job.slot + 1}: {len(job.child_ids)} children × {job.cfg.epochs} epochs"
+
+    def on_epoch(epoch: int) -> None:
+        job.progress(job.slot, label, epoch, job.cfg.epochs + 1)  # the last unit: scoring
+
+    results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.scoring.validation, job.cfg,
+                       on_epoch if job.progress else None)
     outcomes = []
     for child_id, result in zip(job.child_ids, results):
         children = {"child": result.child}
@@ -228,6 +236,8 @@ def run_job(job: Job) -> list[Outcome]:
         if job.cfg.quantization_applied != "none":
             int8 = children["child_int8"] = int8_child(result.child, job.states, job.cfg, job.quant)
         outcomes.append(Outcome(child_id, result, int8, *score_child(children, job.scoring)))
+    if job.progress:
+        job.progress(job.slot, label, job.cfg.epochs + 1, job.cfg.epochs + 1)
     return outcomes
 
 
@@ -256,9 +266,10 @@ def jobs_for(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
 
 def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: CrossoverConfig,
              finetune_cfgs: dict[str, FinetuneConfig], quant: PTQConfig, scoring: Scoring, cfg: SearchConfig,
-             threads: int = 1) -> dict[str, Outcome]:
+             threads: int = 1, progress: Progress | None = None) -> dict[str, Outcome]:
     """Every grid point's fine-tuned, scored child, by child id (in grid order)."""
-    jobs = jobs_for(points, pair, states, base, finetune_cfgs, quant, scoring, cfg.workers)
+    jobs = [replace(job, slot=slot, progress=progress)
+            for slot, job in enumerate(jobs_for(points, pair, states, base, finetune_cfgs, quant, scoring, cfg.workers))]
     if cfg.backend == "ray":
         done = map_ray(run_job, jobs, cfg.ray_address, threads)
     else:

@@ -151,7 +151,7 @@ def failed_gates(report, source: str) -> dict[str, dict]:
 
 
 def failure_line(name: str, gate: dict) -> str:
-    return f"FAILED {name}: {gate['value']} (rule {rule(gate)})"
+    return f"FAILED {name}: {gate['value']:.4g} (rule {rule(gate)})"
 
 
 def check_lines(report, source: str) -> tuple[bool, list[str]]:

@@ -46,6 +46,33 @@ def progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
 
 
+class WorkerBars:
+    """`recomb.parallel.Progress` for jobs in worker processes: one bar per job slot on a terminal.
+
+    It pickles without its bars, so each worker draws the bars of the jobs it runs
+    (at the slot's line); a job's bar closes when it reports done = total.
+    """
+
+    def __init__(self) -> None:
+        self._bars: dict[int, tqdm] = {}
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._bars = {}
+
+    def __call__(self, slot: int, label: str, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if slot not in self._bars:
+            self._bars[slot] = tqdm(total=total, desc=label, position=slot, leave=False)
+        bar = self._bars[slot]
+        bar.update(done - bar.n)
+        if done >= total:
+            self._bars.pop(slot).close()
+
+
 def run(main: Callable[[dict], None]) -> None:
     """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -15,7 +15,7 @@ from recomb.stats import UncertaintyConfig
 from recomb.validation import ValidateRecombConfig
 
 from . import paths
-from .common import RuntimeConfig
+from .common import RuntimeConfig, WorkerBars
 
 
 class GridInputs:
@@ -49,7 +49,7 @@ class GridInputs:
     def run(self, points: list[GridPoint], pair: Pair, finetune_cfgs: dict) -> dict[str, Outcome]:
         """Every point's fine-tuned, scored child (the stages' one call into `run_grid`)."""
         return run_grid(points, pair, self.states, self.crossover, finetune_cfgs, self.quant, self.scoring,
-                        self.search, self.threads)
+                        self.search, self.threads, WorkerBars())
 
     def ranked(self, points: list[GridPoint], outcomes: dict[str, Outcome]) -> list[dict]:
         """Leaderboard rows of these children, best first (`recomb.search.rank_outcomes`)."""

@@ -5,7 +5,7 @@ from recomb.parents import ImportedFiles, ParentsConfig, make_parents
 from recomb.plots import learning_curves
 
 from . import paths
-from .common import log, run
+from .common import WorkerBars, log, run
 
 
 def imported_files(cfg: ParentsConfig) -> ImportedFiles | None:
@@ -18,7 +18,7 @@ def imported_files(cfg: ParentsConfig) -> ImportedFiles | None:
 
 def main(params: dict) -> None:
     cfg = ParentsConfig.from_params(params, "parents")
-    result = make_parents(cfg, imported_files(cfg))
+    result = make_parents(cfg, imported_files(cfg), WorkerBars())
     out = Outputs()
     for pair, model, summary, history in zip(paths.PAIRS, result.parents, result.summaries, result.histories):
         meta = {"source": cfg.source, "env": result.env, "params": cfg.provenance(), "metrics": summary,

@@ -114,6 +114,19 @@ def test_children_are_the_same_on_one_or_two_workers_and_a_qat_regime_adds_an_in
                                                         report["children"]["child"]["vs_b"]["action_agreement"])
 
 
+def test_each_stack_reports_its_epochs_then_done_once_scored():
+    params, pair, scoring = setting()
+    points = grid(search_config(preset="custom", modes=["random", "weighted"], alphas=[0.5], seeds=[0],
+                                regimes=["short"]), regimes(params))
+    calls = []
+    cfgs = {"short": finetune_config(params, "short")}  # 2 epochs (small_regimes), one stack on one worker
+    run_grid(points, pair, STATES, CrossoverConfig.from_params(params, "crossover"), cfgs,
+             PTQConfig.from_params(params, "ptq"), scoring, search_config(workers=1),
+             progress=lambda *call: calls.append(call))
+    label = "stack 1: 2 children × 2 epochs"
+    assert calls == [(0, label, 1, 3), (0, label, 2, 3), (0, label, 3, 3)]
+
+
 def test_asking_for_ray_without_ray_installed_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RecombError) as err:

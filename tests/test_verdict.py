@@ -213,3 +213,10 @@ def check_pipeline_verdict(p) -> int:
     p.run("dvc", "repro", "report")
     assert p.run(recomb, "check", check=False).stdout == first.stdout
     return first.returncode
+
+
+def test_failure_line_rounds_the_value_to_four_significant_digits():
+    from recomb.verdict import failure_line
+    gate = {"value": 0.7847398969537238, "min": 0.9, "passed": False}
+    assert failure_line("distillation.pairs.B.advantage_correlation", gate) == (
+        "FAILED distillation.pairs.B.advantage_correlation: 0.7847 (rule >= 0.9)")
