@@ -1,8 +1,9 @@
 """Rank fine-tuned children of crossover recipes into one leaderboard.
 
-The children come either from DVC experiments (`dvc exp show --json`, read by the
-`recomb leaderboard` command) or from the in-process `search` stage; both build the
-same row from a recombination report, so their leaderboards read and compare alike.
+The children come either from DVC experiments (the rows of `dvc.api.exp_show()`, or of
+`dvc exp show --csv` saved to a file, read by the `recomb leaderboard` command) or from
+the in-process `search` stage; both build the same row from a recombination report, so
+their leaderboards read and compare alike.
 
 A row holds what chose it — the validation figures of the report's `selection`
 section (`val_primary` with its interval, `val_return` over the choosing episodes),
@@ -14,6 +15,8 @@ leader (`selection.mark_ties`).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Callable
 
@@ -39,7 +42,7 @@ def _get(report: dict, path: str, where: str):
 
 
 def _returns(report: dict) -> dict:
-    """Return intervals by network; `dvc exp show` drops null metrics, so an absent section means no environment."""
+    """Return intervals by network; null metrics arrive empty (`_cell`), so an absent section means no environment."""
     return report.get("greedy_return_interval") or {}
 
 
@@ -90,50 +93,141 @@ def ranked(rows: list[dict], degenerate_threshold: float, min_return: float | No
     return [dict(row, degenerate=row["val_primary"] < degenerate_threshold) for row in rows]
 
 
-# ----------------------------------------------------------------------------- dvc exp show --json
+# ----------------------------------------------------------------------------- dvc exp show rows
+
+# What a row needs, as dotted names: params.yaml's recipe, and the parts of the report `row_from_report`
+# and `baseline_rows` read (not whole sections: params.yaml has a `selection` section too).
+PARAM_PARTS = ("crossover", "finetune.regime", "validate_recombination.parents_role")
+REPORT_PARTS = ("confidence", "selection.child", "children.child", "agreement.parent_A", "agreement.parent_B",
+                "greedy_return_interval.child", "greedy_return_interval.parent_A", "greedy_return_interval.parent_B")
 
 
-def _entries(data) -> list[tuple[str, str, dict]]:
-    """(kind, name, data) of every finished revision: experiments, then baseline commits, then the workspace.
+def _cell(value):
+    """A cell's value, None when empty: DVC writes a leaf that is null or missing in a file it read as the text
+    'None' (`dvc.api.exp_show`) or '' (`--csv`), a leaf of a file it could not read as '!'."""
+    return None if value is None or (isinstance(value, str) and value in ("", "None", "!")) else value
 
-    `dvc exp show --json` is a list of the workspace and baseline commits, each
-    `{"rev", "name", "data", "error", "experiments"}`; a commit's experiments are
-    `{"name", "executor", "revs": [{"rev", "name", "data", "error"}]}`. Queued,
-    running and failed experiments (executor state, or an error) are left out.
+
+def _tree(row: dict, path: str, parts: tuple[str, ...]) -> dict:
+    """The leaves of the file `path` under the dotted `parts` in one flat row, nested again; empty leaves left out.
+
+    DVC names a leaf `path:name` when another file (params or metrics) has a leaf of that name, else just
+    `name`; so a column prefixed with another file is not this file's, and an unprefixed one is taken as
+    this file's (only `parts` are read, names no other file of the project has).
     """
-    if not isinstance(data, list) or not all(isinstance(c, dict) and "rev" in c for c in data):
-        raise RecombError("not `dvc exp show --json` output (expected a list of revisions with 'rev')")
+    tree: dict = {}
+    for column, value in row.items():
+        if column.startswith(f"{path}:"):
+            name = column[len(path) + 1:]
+        elif ":" in column:
+            continue
+        else:
+            name = column
+        value = _cell(value)
+        if value is None or not any(name == part or name.startswith(f"{part}.") for part in parts):
+            continue
+        *branch, leaf = name.split(".")
+        node = tree
+        for key in branch:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            if not isinstance(node.get(leaf), dict):
+                node[leaf] = value
+    return tree
+
+
+def _entries(rows) -> list[tuple[str, str, dict]]:
+    """(kind, name, row) of every finished revision: experiments, then baseline commits, then the workspace.
+
+    `rows` are those of `dvc.api.exp_show()` (or of `dvc exp show --csv`): one flat dict per revision with
+    `Experiment`, `rev`, `typ`, `State` and a column per params or metrics leaf (`_tree`). `typ` is `baseline`
+    for the workspace (`rev` `workspace`) and the commits (`rev` the branch name or short sha), another value
+    for an experiment (`Experiment` its name, else `rev`). An experiment whose `State` is neither empty (run
+    in the workspace) nor `Success` (run from the queue), i.e. queued, running or failed, is left out.
+    """
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and "rev" in row and "typ" in row
+                                             for row in rows):
+        raise RecombError("not `dvc exp show` rows (expected a list of rows with 'rev' and 'typ', "
+                          "as dvc.api.exp_show() or `dvc exp show --csv` give)")
     experiments, commits, workspace = [], [], []
-    for commit in data:
-        if commit.get("error") is None and commit["rev"] == "workspace":
-            workspace.append(("workspace", "workspace", commit.get("data") or {}))
-        elif commit.get("error") is None:
-            commits.append(("commit", commit.get("name") or commit["rev"][:7], commit.get("data") or {}))
-        for exp in commit.get("experiments") or []:
-            state = (exp.get("executor") or {}).get("state")
-            if state not in (None, "success"):
-                continue
-            experiments += [("experiment", rev.get("name") or exp.get("name") or rev["rev"][:7], rev.get("data") or {})
-                            for rev in exp.get("revs") or [] if rev.get("error") is None]
+    for row in rows:
+        if row["typ"] == "baseline" and row["rev"] == "workspace":
+            workspace.append(("workspace", "workspace", row))
+        elif row["typ"] == "baseline":
+            commits.append(("commit", str(row["rev"]), row))
+        elif str(_cell(row.get("State")) or "success").lower() == "success":
+            experiments.append(("experiment", str(_cell(row.get("Experiment")) or row["rev"]), row))
     return experiments + commits + workspace
 
 
-def _params_and_report(data: dict) -> tuple[dict, str, dict, str | None] | None:
-    """(crossover, regime, report, parents_role) of one revision, or None when it lacks the params or the metrics."""
-    params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data") or {}
-    report = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+FIXED_COLUMNS = ("Experiment", "rev", "typ", "Created", "parent", "State", "Executor")  # text, as the API leaves them
+
+
+def experiment_rows() -> list[dict]:
+    """`dvc.api.exp_show()` of the DVC project around the current directory; a DVC error is one line."""
+    import dvc.api  # here, not at the top: the search stage imports this module and needs no DVC
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from scmrepo.exceptions import SCMError
+
+    try:
+        root = Repo.find_root()  # else exp_show would try to clone the current directory and fail with 'SCM error'
+        return dvc.api.exp_show(repo=root)
+    except (DvcException, SCMError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise RecombError(f"dvc.api.exp_show failed: {first}") from None
+
+
+def rows_from_csv(text: str, name: str) -> list[dict]:
+    """`dvc exp show --csv` output (saved for offline use) as the rows `dvc.api.exp_show()` gives: an empty
+    cell is None, a number a float, anything else text."""
+    if text.lstrip().startswith(("[", "{")):
+        raise RecombError(f"{name}: JSON, not `dvc exp show --csv` output (save `dvc exp show --csv > FILE`)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        lines = [(reader.line_num, line) for line in reader if line]
+    except csv.Error as exc:
+        raise RecombError(f"{name}: not valid CSV ({exc})") from None
+    header = lines[0][1] if lines else []
+    if "rev" not in header or "typ" not in header:
+        raise RecombError(f"{name}: not `dvc exp show --csv` output (no 'rev' and 'typ' columns)")
+
+    def cell(column: str, value: str):
+        if value == "" or column in FIXED_COLUMNS:
+            return value or None
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    rows = []
+    for number, line in lines[1:]:
+        if len(line) != len(header):
+            raise RecombError(f"{name}: not `dvc exp show --csv` output (line {number} has {len(line)} cells, "
+                              f"the header {len(header)})")
+        rows.append({column: cell(column, value) for column, value in zip(header, line)})
+    return rows
+
+
+def _params_and_report(row: dict) -> tuple[dict, str, dict, str | None] | None:
+    """(crossover, regime, report, parents_role) of one revision's row, or None when it lacks the params or the
+    metrics. The report holds only `REPORT_PARTS`; numbers arrive as floats (`row_from_report` makes the seed int)."""
+    params = _tree(row, PARAMS_FILE, PARAM_PARTS)
+    report = _tree(row, METRICS_FILE, REPORT_PARTS)
     crossover = params.get("crossover")
     regime = (params.get("finetune") or {}).get("regime")
-    if not isinstance(report, dict) or not isinstance(crossover, dict) or regime is None:
+    if not report or not isinstance(crossover, dict) or regime is None:
         return None
     if not all(key in crossover for key in RECIPE_KEYS):
         return None
     return crossover, regime, report, (params.get("validate_recombination") or {}).get("parents_role")
 
 
-def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
+def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
     """Unranked rows of every finished experiment with a recombination report, the parents' baselines,
-    and the confidence level of the reports' intervals.
+    and the confidence level of the reports' intervals, from `dvc exp show` rows (`_entries`).
 
     The baseline commit and the workspace are rows too (named after the branch or
     short rev, and `workspace`): they may hold a child no experiment has. They are
@@ -143,8 +237,8 @@ def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
     that its metrics match its params (`dvc repro` ran). Baselines come from the
     first report taken.
     """
-    rows, reports, roles, seen = [], [], [], set()
-    for kind, name, revision in _entries(data):
+    taken, reports, roles, seen = [], [], [], set()
+    for kind, name, revision in _entries(rows):
         found = _params_and_report(revision)
         if found is None:
             continue
@@ -153,13 +247,13 @@ def rows_from_exp_show(data) -> tuple[list[dict], list[dict], float]:
         if kind != "experiment" and key in seen:
             continue
         seen.add(key)
-        rows.append(row_from_report(name, crossover, regime, report))
+        taken.append(row_from_report(name, crossover, regime, report))
         reports.append(report)
         roles.append(role)
-    if not rows:
+    if not taken:
         raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
     first = reports[0]
-    return (rows, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), roles[0]),
+    return (taken, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), roles[0]),
             _get(first, "confidence", "baseline"))
 
 

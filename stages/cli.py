@@ -3,16 +3,14 @@
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
-Thin on purpose: reading `dvc exp show --json`, ranking and rendering live in
-`recomb.leaderboard`, shared with the `search` stage; the gates' verdict in `recomb.verdict`.
+Thin on purpose: reading `dvc exp show` rows (`dvc.api.exp_show`, or a saved `--csv`), ranking and
+rendering live in `recomb.leaderboard`, shared with the `search` stage; the gates' verdict in `recomb.verdict`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +19,8 @@ from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.search import SearchConfig
 from recomb.validation import ValidateRecombConfig
-from recomb.leaderboard import markdown, ranked, recommendation, recipe, rows_from_exp_show
+from recomb.leaderboard import (experiment_rows, markdown, ranked, recommendation, recipe, rows_from_csv,
+                                rows_from_exp_show)
 from recomb.verdict import check_lines
 
 from . import paths, timing
@@ -33,31 +32,17 @@ DEFAULT_OUT = Path("data/reports/leaderboard")
 DEFAULT_VERDICT = Path(paths.PIPELINE_REPORT)
 
 
-def run_exp_show() -> str:
-    """`dvc exp show --json` in the current directory, by this environment's dvc (not whichever is on PATH)."""
-    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RecombError(f"dvc exp show --json failed (exit {done.returncode}): {last}")
-    return done.stdout
-
-
-def read_exp_show(source: str | None) -> object:
-    """The parsed JSON of `dvc exp show --json`: run here (None), from stdin (`-`) or from a file."""
+def read_exp_show(source: str | None) -> list[dict]:
+    """The rows of `dvc exp show`: `dvc.api.exp_show()` run here (None), or `dvc exp show --csv` output from
+    stdin (`-`) or a file."""
     if source is None:
-        name, text = "dvc exp show --json", run_exp_show()
-    elif source == "-":
-        name, text = "stdin", sys.stdin.read()
-    else:
-        name = source
-        try:
-            text = Path(source).read_text()
-        except OSError as exc:
-            raise RecombError(f"{source}: cannot read ({exc.strerror})") from None
+        return experiment_rows()
+    if source == "-":
+        return rows_from_csv(sys.stdin.read(), "stdin")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecombError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return rows_from_csv(Path(source).read_text(), source)
+    except OSError as exc:
+        raise RecombError(f"{source}: cannot read ({exc.strerror})") from None
 
 
 def threshold(value, where: str) -> float:
@@ -125,7 +110,7 @@ def parser() -> argparse.ArgumentParser:
                                             "primary, then validation return) and write leaderboard.md, "
                                             "leaderboard.json and recommendation.txt.")
     board.add_argument("--exp-show", metavar="FILE",
-                       help="saved `dvc exp show --json` output ('-' = stdin); default: run it here")
+                       help="saved `dvc exp show --csv` output ('-' = stdin); default: dvc.api.exp_show() here")
     board.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                        help=f"directory for the reports (default: {DEFAULT_OUT})")
     board.add_argument("--degenerate-threshold", metavar="X",

@@ -1,27 +1,31 @@
-"""The leaderboard: parsing `dvc exp show --json`, ranking, rendering, and the `recomb leaderboard` command.
+"""The leaderboard: reading `dvc exp show` rows, ranking, rendering, and the `recomb leaderboard` command.
 
-tests/data/exp_show.json is real DVC 3.67 output of a one-stage scratch repo whose stage
-writes a trimmed recombination report per recipe: the baseline commit `main` (aligned),
-four finished experiments, one failed (`layer-long`), one still queued (`still-queued`),
-and the workspace after `dvc exp apply weighted-07` (a duplicate of that experiment).
+tests/data/exp_show_rows.json (`json.dumps(dvc.api.exp_show())`) and tests/data/exp_show.csv
+(`dvc exp show --csv`) are real DVC 3.67 output of one scratch repo, written by
+tests/data/make_exp_show.py: its one stage writes the recombination report of
+tests/data/exp_show_reports.json for the recipe in params.yaml, and two other metrics files
+(quantized.json shares `n_heldout`, `passed` and `confidence` with it, so DVC prefixes those
+columns with their file; search/summary.json has a top-level `children`). Revisions: the
+workspace after `dvc exp apply weighted-07` (a duplicate of that experiment), the baseline
+commit `main` (aligned), two experiments run in the workspace (`random-s1`, `layer-short`, no
+State), two run from the queue (`weighted-07`, `slerp-quantized`, State Success), one failed
+(`layer-long`, which still shows metrics, those it was queued with) and one still queued (`still-queued`).
 
-Its reports were then extended by hand to the current report format (everything else,
-where the reports sit, executor states, errors, is as DVC wrote it): `confidence: 0.95`;
-`selection` (validation figures of `child` and `child_raw`: n_states, agreement A/B,
-primary with its interval, return over the choosing episodes); the interval keys
-(`*_ci`) and `oracle_agreement` on `children`; `agreement` (parent_A, parent_B,
-child_raw, child) and `greedy_return_interval` (mean, std, interval). The validation
-figures were chosen so that, with the return bar 475: `main` leads, `weighted-07` is
-tied with it (its interval reaches main's validation primary), `slerp-quantized` is
-clearly behind, `random-s1` has the highest validation primary but does not act
-(return 310 on the choosing episodes), `layer-short` is degenerate; and the validation
-order differs from the held-out one (held-out, `weighted-07` and `random-s1` lead).
+The reports are those DVC once wrote for these recipes, extended by hand to the current report
+format: `confidence: 0.95`; `selection` (validation figures of `child` and `child_raw`: n_states,
+agreement A/B, primary with its interval, return over the choosing episodes); the interval keys
+(`*_ci`) and `oracle_agreement` on `children`; `agreement` (parent_A, parent_B, child_raw, child)
+and `greedy_return_interval` (mean, std, interval). The validation figures were chosen so that,
+with the return bar 475: `main` leads, `weighted-07` is tied with it (its interval reaches main's
+validation primary), `slerp-quantized` is clearly behind, `random-s1` has the highest validation
+primary but does not act (return 310 on the choosing episodes), `layer-short` is degenerate; and
+the validation order differs from the held-out one (held-out, `weighted-07` and `random-s1` lead).
 """
 
 import copy
+import csv
 import io
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,7 +38,9 @@ from recomb.leaderboard import (baseline_rows, markdown, ranked, recommendation,
                                 rows_from_exp_show)
 from stages import cli
 
-FIXTURE = Path(__file__).parent / "data" / "exp_show.json"
+DATA = Path(__file__).parent / "data"
+ROWS = DATA / "exp_show_rows.json"  # json.dumps(dvc.api.exp_show())
+FIXTURE = DATA / "exp_show.csv"     # dvc exp show --csv, of the same revisions
 METRICS = "data/reports/recombination.json"
 BAR = 475.0  # params.yaml validate_recombination.thresholds.min_child_return
 RANKED = ["main", "weighted-07", "slerp-quantized", "random-s1", "layer-short"]        # with the return bar
@@ -46,8 +52,8 @@ HELD_OUT_KEYS = tuple(f"{k}{s}" for k in HELD_OUT for s in ("", "_low", "_high")
 
 
 @pytest.fixture
-def exp_show() -> list:
-    return json.loads(FIXTURE.read_text())
+def exp_show() -> list[dict]:
+    return json.loads(ROWS.read_text())
 
 
 @pytest.fixture
@@ -55,15 +61,61 @@ def parsed(exp_show) -> tuple[list[dict], list[dict], float]:
     return rows_from_exp_show(exp_show)
 
 
-def reports(data: list) -> list[dict]:
-    """Every recombination report in `dvc exp show --json` data (workspace, commits, experiments)."""
+def by_rev(rows: list[dict]) -> dict[str, dict]:
+    """The rows by experiment name, else rev (`workspace`, `main`)."""
+    return {row["Experiment"] or row["rev"]: row for row in rows}
+
+
+def leaves(row: dict, name: str) -> list[str]:
+    """The columns of the report's leaf `name` or of the leaves under it (`METRICS:name...` or unprefixed)."""
     found = []
-    for commit in data:
-        for revision in [commit, *(r for e in commit.get("experiments") or [] for r in e["revs"])]:
-            report = (((revision.get("data") or {}).get("metrics") or {}).get(METRICS) or {}).get("data")
-            if isinstance(report, dict):
-                found.append(report)
+    for column in row:
+        leaf = column.removeprefix(f"{METRICS}:")
+        if (leaf == column and ":" in column) or leaf.startswith("selection.") and leaf.split(".")[1] not in (
+                "child", "child_raw"):  # another file's; params.yaml's `selection` section
+            continue
+        if leaf == name or leaf.startswith(name + "."):
+            found.append(column)
     return found
+
+
+def with_report(rows: list[dict]) -> list[dict]:
+    """The rows whose revision has a recombination report."""
+    return [row for row in rows if row[f"{METRICS}:confidence"] is not None]
+
+
+def set_leaves(rows: list[dict], name: str, value) -> None:
+    """Set the report leaf `name` (or every leaf under it) of every row with a report."""
+    for row in with_report(rows):
+        for column in leaves(row, name):
+            row[column] = value
+
+
+def section(row: dict, name: str) -> dict:
+    """The report's section `name` of one row, nested as in the report file."""
+    tree: dict = {}
+    for column in leaves(row, name):
+        *branch, key = column.removeprefix(f"{METRICS}:")[len(name) + 1:].split(".")
+        node = tree
+        for part in branch:
+            node = node.setdefault(part, {})
+        node[key] = row[column]
+    return tree
+
+
+def report_of(row: dict) -> dict:
+    """The parts of one row's report the leaderboard reads, nested."""
+    return {**{name: section(row, name) for name in ("selection", "children", "agreement", "greedy_return_interval")},
+            "confidence": row[f"{METRICS}:confidence"]}
+
+
+def to_csv(rows: list[dict]) -> str:
+    """Rows as `dvc exp show --csv` writes them (None: empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(rows[0]))
+    writer.writerows([["" if value is None else value for value in row.values()] for row in rows])
+    return out.getvalue()
 
 
 def child(name: str, val_primary: float, val_return: float | None = 500.0, half: float = 0.01, *,
@@ -105,6 +157,9 @@ def refused(fn, *args) -> str:
 def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(exp_show, parsed):
     rows, baselines, confidence = parsed
     assert sorted(names(rows)) == sorted(RANKED)  # no failed, queued or duplicate workspace
+    revs = by_rev(exp_show)
+    assert revs["layer-long"]["State"] == "Failed" and revs["layer-long"]["selection.child.primary"] is not None
+    assert revs["still-queued"]["State"] == "Queued"
     assert confidence == 0.95
     by_name = {r["experiment"]: r for r in rows}
     assert by_name["random-s1"] == {
@@ -116,39 +171,46 @@ def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(e
         "agreement_b": 0.76, "agreement_b_low": 0.7413, "agreement_b_high": 0.7787,
         "primary_over_bound": 0.9817578772802654, "primary_over_bound_low": 0.9563, "primary_over_bound_high": 1.0,
         "online_return": 480.0, "online_return_std": 40.0, "online_return_low": 452.5, "online_return_high": 497.5}
+    assert type(by_name["random-s1"]["seed"]) is int  # DVC gives every number as a float
     assert by_name["slerp-quantized"]["parents"] == "quantized"
     assert by_name["main"]["mode"] == "aligned" and by_name["main"]["val_primary"] == 0.752
     assert by_name["main"]["primary"] == 0.718  # validation and held-out figures come from different sections
     # the baselines come from the first report taken (the first experiment's)
-    first = exp_show[1]["experiments"][0]["revs"][0]["data"]["metrics"][METRICS]["data"]
-    assert baselines == baseline_rows(first["agreement"], first["greedy_return_interval"], "parents")
-    first["greedy_return_interval"]["parent_B"]["mean"] = 497.0  # slerp-quantized's report, and only it
+    first = next(row for row in exp_show if row["typ"] != "baseline")
+    assert first["Experiment"] == "slerp-quantized"
+    assert baselines == baseline_rows(section(first, "agreement"), section(first, "greedy_return_interval"), "parents")
+    first["greedy_return_interval.parent_B.mean"] = 497.0  # slerp-quantized's report, and only it
     assert rows_from_exp_show(exp_show)[1][1]["online_return"] == 497.0
 
 
-def test_baseline_rows_are_the_parents_held_out_figures(exp_show):
-    report = exp_show[1]["data"]["metrics"][METRICS]["data"]
-    parent_a, parent_b = baseline_rows(report["agreement"], report["greedy_return_interval"], "parents")
-    assert parent_a["experiment"] == "parent_A (baseline)" and parent_b["experiment"] == "parent_B (baseline)"
-    assert (parent_a["agreement_a"], parent_a["agreement_a_low"], parent_a["agreement_a_high"]) == (1.0, 1.0, 1.0)
-    assert (parent_a["agreement_b"], parent_a["agreement_b_low"], parent_a["agreement_b_high"]) == (
-        PARENTS_AGREEMENT, 0.4856, 0.5294)
-    assert (parent_b["agreement_a"], parent_b["agreement_b"]) == (PARENTS_AGREEMENT, 1.0)
-    for row in (parent_a, parent_b):
-        assert (row["primary"], row["primary_low"], row["primary_high"]) == (PARENTS_AGREEMENT, 0.4856, 0.5294)
-        assert row["primary_over_bound"] == pytest.approx(PARENTS_AGREEMENT / report["bound"])
-        assert row["parents"] == "parents" and row["mode"] is None and "rank" not in row
-        assert row["val_primary"] is None and row["val_return"] is None  # nothing chose them
-    assert (parent_a["online_return"], parent_b["online_return"]) == (500.0, 498.5)
-    assert (parent_b["online_return_std"], parent_b["online_return_low"], parent_b["online_return_high"]) == (
-        4.5, 495.6, 500.0)
-    assert [r["online_return"] for r in baseline_rows(report["agreement"], {}, None)] == [None, None]
+def test_the_csv_file_and_the_api_rows_give_the_same_leaderboard(exp_show, parsed):
+    from_csv = cli.read_exp_show(str(FIXTURE))
+    assert rows_from_exp_show(from_csv) == parsed
+    # cell by cell as dvc.api.exp_show gives them (empty: None, numbers: float), but the time format of `Created`
+    assert [{k: v for k, v in row.items() if k != "Created"} for row in from_csv] == \
+        [{k: v for k, v in row.items() if k != "Created"} for row in exp_show]
+    assert by_rev(from_csv)["main"][f"{METRICS}:passed"] == "True"  # booleans stay text, as in the API's rows
+    assert by_rev(from_csv)["workspace"]["Experiment"] is None
 
 
-def test_without_an_environment_the_returns_are_none(exp_show):
-    for report in reports(exp_show):  # `dvc exp show` drops null metrics: the sections are absent
-        del report["greedy_return_interval"]
-        del report["selection"]["child"]["return"]
+def test_columns_of_other_files_are_not_read(exp_show, parsed):
+    main = by_rev(exp_show)["main"]
+    # the fixture's other metrics files: confidence, n_heldout and passed are prefixed with their file ...
+    assert (main[f"{METRICS}:confidence"], main["data/reports/quantized.json:confidence"]) == (0.95, 0.9)
+    assert "confidence" not in main and f"{METRICS}:n_heldout" in main
+    # ... summary.json's `children` count and params.yaml's `selection` section are not
+    assert main["children"] == 6.0 and main["selection.seed"] == 0.0 and "selection.child.primary" in main
+    for row in exp_show:
+        row["data/reports/quantized.json:confidence"] = 0.5
+        row["children"], row["selection.seed"] = "6 children", 7.0
+        row["data/reports/quantized.json:selection.child.primary"] = 0.1  # as if quantized.json had one too
+    assert rows_from_exp_show(exp_show) == parsed
+
+
+@pytest.mark.parametrize("empty", ["None", None])  # dvc.api.exp_show writes a null leaf as 'None', --csv as ''
+def test_without_an_environment_the_returns_are_none(exp_show, empty):
+    set_leaves(exp_show, "greedy_return_interval", empty)
+    set_leaves(exp_show, "selection.child.return", empty)
     rows, baselines, _ = rows_from_exp_show(exp_show)
     assert all(r["val_return"] is None and r["online_return"] is None and r["online_return_high"] is None
                for r in rows + baselines)
@@ -157,33 +219,36 @@ def test_without_an_environment_the_returns_are_none(exp_show):
 
 def test_a_workspace_with_its_own_child_is_a_row_and_one_equal_to_the_commit_is_not(exp_show):
     own = copy.deepcopy(exp_show)
-    own[0]["data"]["params"]["params.yaml"]["data"]["crossover"]["alpha"] = 0.6
+    by_rev(own)["workspace"]["crossover.alpha"] = 0.6
     workspace = [r for r in rows_from_exp_show(own)[0] if r["experiment"] == "workspace"]
     assert len(workspace) == 1 and workspace[0]["alpha"] == 0.6 and workspace[0]["val_primary"] == 0.745
 
     same_as_commit = copy.deepcopy(exp_show)
-    same_as_commit[0]["data"] = copy.deepcopy(exp_show[1]["data"])
+    same_as_commit[0] = {**by_rev(exp_show)["main"], "rev": "workspace", "Created": None}
     taken = names(rows_from_exp_show(same_as_commit)[0])
     assert taken.count("main") == 1 and "workspace" not in taken
 
 
 def test_running_and_errored_entries_are_skipped(exp_show):
-    by_name = {e["name"]: e for e in exp_show[1]["experiments"]}
-    by_name["random-s1"]["executor"] = {"state": "running"}
-    by_name["slerp-quantized"]["revs"][0]["error"] = {"msg": "Experiment run failed", "type": ""}
-    exp_show[1]["error"] = {"msg": "bad commit", "type": ""}
-    # the errored commit is gone, so the workspace (weighted-07 applied) is still a duplicate of the experiment
+    revs = by_rev(exp_show)
+    revs["random-s1"]["State"] = "Running"
+    revs["slerp-quantized"]["State"] = "Failed"
+    for column in revs["main"]:  # DVC could not read main's params.yaml
+        if column.startswith(("crossover.", "finetune.", "validate_recombination.")):
+            revs["main"][column] = "!"
+    # the unreadable commit is gone, so the workspace (weighted-07 applied) is still a duplicate of the experiment
     assert sorted(names(rows_from_exp_show(exp_show)[0])) == ["layer-short", "weighted-07"]
 
 
-@pytest.mark.parametrize("data", [{"rev": "workspace"}, "text", None, [1, 2], [{"name": "x"}]])
+@pytest.mark.parametrize("data", [{"rev": "workspace"}, "text", None, [1, 2], [{"name": "x"}],
+                                  [{"rev": "workspace", "name": None, "data": {}}]])  # the `--json` layout
 def test_garbage_is_one_line_naming_the_format(data):
-    assert "not `dvc exp show --json` output" in refused(rows_from_exp_show, data)
+    assert "not `dvc exp show` rows" in refused(rows_from_exp_show, data)
 
 
 def test_no_finished_experiment_is_one_line(exp_show):
-    for entry in [exp_show[0], exp_show[1], *(r for e in exp_show[1]["experiments"] for r in e["revs"])]:
-        entry["data"]["metrics"] = {}
+    for name in ("selection", "children", "agreement", "greedy_return_interval", "confidence"):  # no report anywhere
+        set_leaves(exp_show, name, None)
     assert refused(rows_from_exp_show, exp_show).startswith("no finished experiment with data/reports/recombination")
     assert "no finished experiment" in refused(rows_from_exp_show, [])
 
@@ -192,7 +257,7 @@ RECIPE = {"parents": "students", "mode": "layer", "alpha": 0.5, "seed": 0}
 
 
 def test_a_report_without_the_child_names_the_missing_key(exp_show):
-    report = exp_show[1]["data"]["metrics"][METRICS]["data"]
+    report = report_of(by_rev(exp_show)["main"])
     no_selection = {k: v for k, v in report.items() if k != "selection"}
     assert refused(row_from_report, "exp-1", RECIPE, "short", no_selection) == \
         "exp-1: recombination report has no selection.child"
@@ -202,6 +267,11 @@ def test_a_report_without_the_child_names_the_missing_key(exp_show):
         "exp-1: recombination report has no children.child"
     assert refused(row_from_report, "exp-1", RECIPE, "short", {"children": {"child_raw": {}}}) == \
         "exp-1: recombination report has no selection.child"
+    # the same from the rows: the first experiment's report names itself
+    set_leaves(exp_show, "children.child.primary_ci", None)
+    assert refused(rows_from_exp_show, exp_show) == "slerp-quantized: recombination report has no primary_ci"
+    set_leaves(exp_show, "selection.child", None)
+    assert refused(rows_from_exp_show, exp_show) == "slerp-quantized: recombination report has no selection.child"
 
 
 def test_a_report_of_the_old_format_is_one_line(exp_show):
@@ -211,20 +281,18 @@ def test_a_report_of_the_old_format_is_one_line(exp_show):
         "primary_over_bound": 0.98}}, "greedy_return": {"child": 500.0}, "parents_role": "parents", "passed": True}
     assert refused(row_from_report, "exp-1", RECIPE, "short", old) == \
         "exp-1: recombination report has no selection.child"
-    with_selection = {**old, "selection": exp_show[1]["data"]["metrics"][METRICS]["data"]["selection"]}
+    with_selection = {**old, "selection": report_of(by_rev(exp_show)["main"])["selection"]}
     message = refused(row_from_report, "exp-1", RECIPE, "short", with_selection)
     assert message.startswith("exp-1: recombination report has no ") and "_ci" in message
-    for report in reports(exp_show):
-        del report["agreement"]
+    set_leaves(exp_show, "agreement", None)
     assert refused(rows_from_exp_show, exp_show) == "baseline: recombination report has no agreement"
 
 
 def test_the_confidence_is_required_and_read_from_the_reports(exp_show):
-    for report in reports(exp_show):
-        report["confidence"] = 0.9
+    set_leaves(exp_show, "confidence", 0.9)
     assert rows_from_exp_show(exp_show)[2] == 0.9
-    for report in reports(exp_show):
-        del report["confidence"]
+    for row in exp_show:  # not even another file's confidence stands in for it
+        row[f"{METRICS}:confidence"] = None
     assert refused(rows_from_exp_show, exp_show) == "baseline: recombination report has no confidence"
 
 
@@ -285,9 +353,9 @@ def test_the_held_out_figures_never_change_the_order(parsed):
 
 def test_the_held_out_figures_in_the_reports_never_change_the_order(exp_show):
     before = [(r["experiment"], r["tied"]) for r in ranked(rows_from_exp_show(exp_show)[0], 0.0, BAR)]
-    for report in reports(exp_show):  # the worst held-out child for the validation leader, and so on
-        report["children"]["child"]["primary"] = 1.0 - report["selection"]["child"]["primary"]
-        report["greedy_return_interval"]["child"]["mean"] = 1.0
+    for row in with_report(exp_show):  # the worst held-out child for the validation leader, and so on
+        row["children.child.primary"] = 1.0 - row["selection.child.primary"]
+        row["greedy_return_interval.child.mean"] = 1.0
     rows = rows_from_exp_show(exp_show)[0]
     assert {r["experiment"]: r["primary"] for r in rows}["main"] == pytest.approx(0.248)
     assert [(r["experiment"], r["tied"]) for r in ranked(rows, 0.0, BAR)] == before
@@ -533,37 +601,47 @@ def test_cli_threshold_from_params_yaml_and_the_flag_overrides_it(tmp_path, monk
 
 def test_cli_confidence_comes_from_the_reports(tmp_path, exp_show, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for report in reports(exp_show):
-        report["confidence"] = 0.9
-    (tmp_path / "exp.json").write_text(json.dumps(exp_show))
-    assert run_cli(capsys, "--exp-show", "exp.json", "--out", "board")[0] == 0
+    set_leaves(exp_show, "confidence", 0.9)
+    (tmp_path / "exp.csv").write_text(to_csv(exp_show))
+    assert run_cli(capsys, "--exp-show", "exp.csv", "--out", "board")[0] == 0
     assert json.loads(Path("board/leaderboard.json").read_text())["confidence"] == 0.9
     advice = Path("board/recommendation.txt").read_text()
     assert "(90% interval)" in advice and "beyond the 90% interval" in advice and "95%" not in advice
 
 
-def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def fake_dvc(monkeypatch, exp_show):
+    """dvc.api.exp_show and the project root it is given, faked; the calls' keyword arguments."""
+    import dvc.api
+    from dvc.repo import Repo
+
     calls = []
+    monkeypatch.setattr(Repo, "find_root", lambda *args, **kwargs: "/project")
+    monkeypatch.setattr(dvc.api, "exp_show", lambda **kwargs: calls.append(kwargs) or copy.deepcopy(exp_show))
+    return calls
 
-    def fake_run(cmd, **kwargs):
-        calls.append(cmd[1:])
-        return subprocess.CompletedProcess(cmd, 0, stdout=FIXTURE.read_text(), stderr="")
 
-    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path, monkeypatch, capsys, fake_dvc):
+    monkeypatch.chdir(tmp_path)
     assert run_cli(capsys, "--out", "a")[0] == 0
-    assert calls == [["-m", "dvc", "exp", "show", "--json"]]
+    assert fake_dvc == [{"repo": "/project"}]
     assert names(json.loads(Path("a/leaderboard.json").read_text())["rows"]) == RANKED_WITHOUT_BAR
     monkeypatch.setattr(cli.sys, "stdin", io.StringIO(FIXTURE.read_text()))
     code, out, _ = run_cli(capsys, "--exp-show", "-", "--out", "b")
     assert code == 0 and out.splitlines()[2].startswith("| 1 | random-s1 |")
-    assert len(calls) == 1  # stdin: dvc was not run again
+    assert len(fake_dvc) == 1  # stdin: dvc was not run again
+    assert Path("a/leaderboard.json").read_text() == Path("b/leaderboard.json").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--exp-show", "garbage.json"], "error: garbage.json: not valid JSON (Expecting value at line 1)"),
-    (["--exp-show", "missing.json"], "error: missing.json: cannot read (No such file or directory)"),
-    (["--exp-show", "old.json"], "error: slerp-quantized: recombination report has no selection.child"),
+    (["--exp-show", "garbage.csv"], "error: garbage.csv: not `dvc exp show --csv` output (no 'rev' and 'typ' columns)"),
+    (["--exp-show", "empty.csv"], "error: empty.csv: not `dvc exp show --csv` output (no 'rev' and 'typ' columns)"),
+    (["--exp-show", "ragged.csv"], "error: ragged.csv: not `dvc exp show --csv` output (line 3 has 2 cells, the header "
+                                   "{cells})"),
+    (["--exp-show", "exp.json"], "error: exp.json: JSON, not `dvc exp show --csv` output "
+                                 "(save `dvc exp show --csv > FILE`)"),
+    (["--exp-show", "missing.csv"], "error: missing.csv: cannot read (No such file or directory)"),
+    (["--exp-show", "old.csv"], "error: slerp-quantized: recombination report has no selection.child"),
     (["--exp-show", str(FIXTURE), "--degenerate-threshold", "high"],
      "error: --degenerate-threshold: must be a number in [0, 1] (got 'high')"),
     (["--exp-show", str(FIXTURE), "--degenerate-threshold", "1.5"],
@@ -571,22 +649,39 @@ def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path
 ])
 def test_cli_user_mistakes_are_one_line_and_exit_1(tmp_path, exp_show, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "garbage.json").write_text("not json\n")
-    for report in reports(exp_show):  # reports written before the selection section existed
-        del report["selection"]
-    (tmp_path / "old.json").write_text(json.dumps(exp_show))
+    (tmp_path / "garbage.csv").write_text("not csv\n")
+    (tmp_path / "empty.csv").write_text("")
+    lines = FIXTURE.read_text().splitlines()
+    (tmp_path / "ragged.csv").write_text("\n".join([*lines[:2], "a,b", *lines[2:]]) + "\n")
+    (tmp_path / "exp.json").write_text(ROWS.read_text())  # the API's rows, or `dvc exp show --json`: not read
+    set_leaves(exp_show, "selection", None)  # reports written before the selection section existed
+    (tmp_path / "old.csv").write_text(to_csv(exp_show))
     code, out, err = run_cli(capsys, *args, "--out", "board")
-    assert (code, out, err) == (1, "", message + "\n")
+    assert (code, out, err) == (1, "", message.format(cells=len(exp_show[0])) + "\n")
     assert not (tmp_path / "board").exists()
 
 
-def test_cli_reports_a_failing_dvc_in_one_line(tmp_path, monkeypatch, capsys):
+def test_cli_reports_a_failing_dvc_in_one_line(tmp_path, monkeypatch, capsys, fake_dvc):
+    from dvc.exceptions import DvcException
+    from scmrepo.exceptions import SCMError
+
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
-        cmd, 253, stdout="", stderr="ERROR: you are not inside of a DVC repository\n"))
+    for error, line in [(DvcException("experiments are broken\n  because of this"), "experiments are broken"),
+                        (SCMError("unknown Git revision 'HEAD'"), "unknown Git revision 'HEAD'")]:
+        def fail(**kwargs):
+            raise error
+        monkeypatch.setattr("dvc.api.exp_show", fail)
+        code, out, err = run_cli(capsys, "--out", "board")
+        assert (code, out, err) == (1, "", f"error: dvc.api.exp_show failed: {line}\n")
+    assert not (tmp_path / "board").exists()
+
+
+def test_cli_outside_a_dvc_project_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the real DVC: no .dvc here or above
     code, out, err = run_cli(capsys, "--out", "board")
     assert (code, out) == (1, "")
-    assert err == "error: dvc exp show --json failed (exit 253): ERROR: you are not inside of a DVC repository\n"
+    assert err.startswith("error: dvc.api.exp_show failed: you are not inside of a DVC repository") and \
+        err.count("\n") == 1
     assert not (tmp_path / "board").exists()
 
 
