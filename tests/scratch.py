@@ -40,12 +40,17 @@ class Project:
             self.run("dvc", "init", "--no-scm", "-q")
 
     @classmethod
-    def clone(cls, origin: "Project", path: Path) -> "Project":
-        """A `git clone` of a git-backed project: what a teammate or CI checks out (no DVC-cached data)."""
-        subprocess.run(["git", "clone", "-q", str(origin.path), str(path)], check=True, capture_output=True)
+    def at(cls, path: Path) -> "Project":
+        """A project already on disk (e.g. a copy of another)."""
         project = cls.__new__(cls)
         project.path = path
         return project
+
+    @classmethod
+    def clone(cls, origin: "Project", path: Path) -> "Project":
+        """A `git clone` of a git-backed project: what a teammate or CI checks out (no DVC-cached data)."""
+        subprocess.run(["git", "clone", "-q", str(origin.path), str(path)], check=True, capture_output=True)
+        return cls.at(path)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")

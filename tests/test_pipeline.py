@@ -1,6 +1,7 @@
 """End-to-end: the real stages under DVC on small budgets, in a throw-away copy of the project."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -111,14 +112,15 @@ def test_user_files_tracked_with_dvc_add_reach_a_queued_experiment(tmp_path):
     p = Project(tmp_path / "project", git=True)
     p.commit("the pipeline")
     write_user_files(p, np.random.default_rng(0).standard_normal((60, 8)).astype(np.float32))  # untracked
-    p.run("dvc", "exp", "run", "--queue", "parents", "-S", "parents.source=files")
-    untracked = p.run("dvc", "exp", "run", "--run-all", check=False)
-    assert "error: data/user/parent_A.pt: " in untracked.stdout + untracked.stderr  # not in the experiment's commit
+    p.run("dvc", "exp", "run", "--queue", "--name", "untracked", "parents", "-S", "parents.source=files")
     p.run("dvc", "add", "data/user/parent_A.pt", "data/user/parent_B.pt", "data/user/states.npy")
     p.commit("user files tracked with dvc add")
-    p.run("dvc", "exp", "run", "--queue", "parents", "-S", "parents.source=files")
-    ran = p.run("dvc", "exp", "run", "--run-all").stdout
-    assert "Running stage 'inputs'" in ran and "Running stage 'parents'" in ran
+    p.run("dvc", "exp", "run", "--queue", "--name", "tracked", "parents", "-S", "parents.source=files")
+    ran = p.run("dvc", "exp", "run", "--run-all", check=False)
+    assert "error: data/user/parent_A.pt: parent checkpoint not found" in ran.stdout  # not in the first commit
+    tasks = [line.split() for line in p.run("dvc", "queue", "status").stdout.splitlines()]
+    assert {task[1]: task[-1] for task in tasks if task[1:2] in (["untracked"], ["tracked"])} == {
+        "untracked": "Failed", "tracked": "Success"}
 
 
 def test_missing_params_section_and_bad_yaml(project):
@@ -129,15 +131,33 @@ def test_missing_params_section_and_bad_yaml(project):
     assert one_line_error(p.stage("distill", check=False)).startswith("params.yaml: not valid YAML")
 
 
-@pytest.mark.longest
-def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tmp_path):
-    p = Project(tmp_path / "project", git=True)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Project, str]:
+    """A git-backed project after one cold `dvc repro` of every stage, committed; and what `dvc repro` printed.
+
+    Built once per test process; each test below works on its own copy (`copy_of`), so
+    none depends on what another did to it.
+    """
+    p = Project(tmp_path_factory.mktemp("built") / "project", git=True)
     p.set(**SMALL_SYNTHETIC, **{"search.preset": "custom", "search.modes": ["weighted", "random"],
                                 "search.alphas": [0.5], "search.seeds": [0], "search.regimes": ["short"]})
     first = p.run("dvc", "repro").stdout
-    for stage in ("parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
+    p.commit("baseline pipeline")
+    return p, first
+
+
+def copy_of(built, tmp_path) -> Project:
+    """A private copy of the built project (workspace, git history, DVC cache)."""
+    shutil.copytree(built[0].path, tmp_path / "project", symlinks=True)
+    return Project.at(tmp_path / "project")
+
+
+@pytest.mark.longest
+def test_a_cold_repro_runs_every_stage_and_writes_every_report(built, tmp_path):
+    p = copy_of(built, tmp_path)
+    for stage in ("inputs", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
                   "crossover", "finetune", "validate_recombination", "search", "multigen", "report"):
-        assert f"Running stage '{stage}'" in first
+        assert f"Running stage '{stage}'" in built[1]
     report = json.loads((p.path / "data/reports/distillation.json").read_text())
     assert set(report["pairs"]) == {"A", "B"} and isinstance(report["passed"], bool)
     assert report["n_heldout"] == 80  # 20 % of 400 synthetic states
@@ -166,6 +186,10 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
                 "multigen_best_per_generation", "search_children"):
         assert page.count(f"workspace_data_plots_{png}.png") == 1, png
 
+
+@pytest.mark.longest
+def test_reports_of_a_cold_repro_hold_what_they_promise(built, tmp_path):
+    p = copy_of(built, tmp_path)
     report = json.loads((p.path / "data/reports/quantized.json").read_text())
     assert set(report["students"]) == {"ptq_A", "ptq_B", "qat_A", "qat_B"}
     for name, r in report["students"].items():
@@ -184,11 +208,22 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     assert child["oracle_agreement"] >= max(child["vs_a"]["action_agreement"], child["vs_b"]["action_agreement"])
     assert report["greedy_return"]["child"] is None and "child_greedy_return" not in report["checks"]
     assert "primary / U" in (p.path / "data/reports/recombination.md").read_text()
-
     check_pipeline_verdict(p)
-    check_experiment_grid(p)
-    check_remote_round_trip(p, tmp_path)
 
+
+@pytest.mark.longest
+def test_a_grid_of_dvc_experiments_matches_the_search_stage(built, tmp_path):
+    check_experiment_grid(copy_of(built, tmp_path))
+
+
+@pytest.mark.longest
+def test_artifacts_pushed_to_a_remote_need_no_rerun_in_a_fresh_clone(built, tmp_path):
+    check_remote_round_trip(copy_of(built, tmp_path), tmp_path)
+
+
+@pytest.mark.longest
+def test_each_param_edit_makes_exactly_its_readers_stale(built, tmp_path):
+    p = copy_of(built, tmp_path)
     p.set(**{"crossover.alpha": 0.3})
     status = p.run("dvc", "status").stdout
     assert "crossover:" in status and "finetune:" not in status and "distill:" not in status
@@ -205,7 +240,12 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     assert "up to date" in p.run("dvc", "status", "qat").stdout  # qat reads ptq.backend only
     assert "modified:           ptq" in p.run("dvc", "status", "ptq").stdout
 
-    p.set(**{"qat.convert": False, "crossover.parents": "quantized", "regimes.tuned.quantization_applied": "ptq_dynamic"})
+
+@pytest.mark.longest
+def test_an_int8_child_without_qat_reruns_only_its_stages(built, tmp_path):
+    p = copy_of(built, tmp_path)
+    p.set(**{"ptq.mode": "static", "qat.convert": False, "crossover.parents": "quantized",
+             "regimes.tuned.quantization_applied": "ptq_dynamic"})
     lock = (p.path / "dvc.lock").read_text()
     rerun = p.run("dvc", "repro", "validate_quantized", "validate_recombination").stdout
     assert "Running stage 'qat'" in rerun and "Running stage 'distill'" not in rerun
@@ -219,14 +259,17 @@ def test_whole_pipeline_under_dvc_reports_noop_partial_reruns_and_experiments(tm
     report = json.loads((p.path / "data/reports/recombination.json").read_text())
     assert set(report["children"]) == {"child_raw", "child", "child_int8"}
 
+
+def test_a_pickle_under_a_checkpoint_name_is_refused_and_nothing_written(built, tmp_path):
+    p = copy_of(built, tmp_path)
     int8 = p.path / "data/quantized/student_A_int8.safetensors"
+    int8.unlink()  # DVC may have linked it to its cache
     torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.0), 0), int8)  # a whole-module pickle under the int8 name
     (p.path / "data/reports/quantized.json").unlink()
     message = one_line_error(p.stage("validate_quantized", check=False))
     assert message == ("data/quantized/student_A_int8.safetensors: is a pickle/torch.save file, not safetensors; "
                        "refusing to unpickle it")
     assert not (p.path / "data/reports/quantized.json").exists()
-
 
 
 def check_remote_round_trip(p, tmp_path):
@@ -245,7 +288,6 @@ def check_remote_round_trip(p, tmp_path):
 
 def check_experiment_grid(p):
     """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage."""
-    p.commit("baseline pipeline")
     p.run("dvc", "exp", "run", "--queue", "-S", "crossover.mode=weighted,random", "-S", "finetune.regime=short")
     ran = p.run("dvc", "exp", "run", "--run-all", "-j", "2").stdout
     assert ran.count("Running stage 'crossover'") == 2 and ran.count("Running stage 'validate_recombination'") == 2

@@ -11,8 +11,8 @@ from recomb.distill import distill
 from recomb.errors import RecombError
 from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
 from recomb.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
-from scratch import TEST_PARAMS
                              ptq, qat, quantize_weight, tensor_bytes)
+from scratch import TEST_PARAMS
 
 ARCH = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))

@@ -8,8 +8,8 @@ from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split
 from recomb.stats import (UncertaintyConfig, mean_interval, primary_difference_interval, primary_interval,
-from scratch import TEST_PARAMS
                           primary_over_bound_interval)
+from scratch import TEST_PARAMS
 
 PARAMS = load_params(TEST_PARAMS)
 UNC = UncertaintyConfig.from_params(PARAMS, "uncertainty")
