@@ -123,6 +123,30 @@ def test_user_files_tracked_with_dvc_add_reach_a_queued_experiment(tmp_path):
         "untracked": "Failed", "tracked": "Success"}
 
 
+def test_the_default_cartpole_source_on_a_small_budget(project):
+    """The default source end to end through distillation: DQN parents, their buffer, greedy returns reported."""
+    p = project
+    p.set(**{"parents.cartpole.dqn.total_steps": 2048, "parents.cartpole.dqn.eval_interval": 1024,
+             "parents.cartpole.dqn.eval_episodes": 10, "parents.cartpole.dqn.pass_return": 9.0,
+             "parents.cartpole.dqn.stop_return": 500.0, "parents.cartpole.buffer.n_states": 300,
+             "distill.epochs": 2, "validate_distillation.eval_episodes": 5})
+    p.stage("inputs")
+    p.stage("parents")
+    sidecar = json.loads((p.path / "data/parents/parent_B.json").read_text())
+    assert sidecar["env"] == "CartPole-v1" and sidecar["architecture"]["input_dim"] == 4
+    assert sidecar["metrics"]["seed"] == 5 and sidecar["metrics"]["env_steps"] == 2048  # seed + 1, whole budget
+    assert [row["step"] for row in sidecar["history"]] == [1024, 2048]
+    assert sidecar["params"] == {"source": "cartpole", "heldout_fraction": 0.2, "split_seed": 0,
+                                 "cartpole": p.params()["parents"]["cartpole"]}  # no other source's params
+    assert len(np.load(p.path / "data/states/train.npy")) == 240
+    p.stage("distill")
+    p.stage("validate_distillation")
+    report = json.loads((p.path / "data/reports/distillation.json").read_text())
+    for pair in ("A", "B"):
+        returns = report["pairs"][pair]["greedy_return"]
+        assert returns["teacher"] >= 9.0 and returns["student"] > 0  # a real environment, so real returns
+
+
 def test_missing_params_section_and_bad_yaml(project):
     p = project
     (p.path / "params.yaml").write_text("runtime: {torch_threads: 1}\n")
@@ -139,8 +163,9 @@ def built(tmp_path_factory) -> tuple[Project, str]:
     none depends on what another did to it.
     """
     p = Project(tmp_path_factory.mktemp("built") / "project", git=True)
-    p.set(**SMALL_SYNTHETIC, **{"search.preset": "custom", "search.modes": ["weighted", "random"],
-                                "search.alphas": [0.5], "search.seeds": [0], "search.regimes": ["short"]})
+    p.set(**SMALL_SYNTHETIC, **{"search.preset": "custom", "search.modes": ["weighted"], "search.alphas": [0.5],
+                                "search.seeds": [0], "search.regimes": ["short", "short_qat"],
+                                "regimes.short_qat.quantization_applied": "ptq_static"})
     first = p.run("dvc", "repro").stdout
     p.commit("baseline pipeline")
     return p, first
@@ -260,6 +285,20 @@ def test_an_int8_child_without_qat_reruns_only_its_stages(built, tmp_path):
     assert set(report["children"]) == {"child_raw", "child", "child_int8"}
 
 
+@pytest.mark.longest
+def test_children_scored_against_the_students_instead_of_the_parents(built, tmp_path):
+    p = copy_of(built, tmp_path)
+    before = json.loads((p.path / "data/reports/recombination.json").read_text())["agreement"]["parent_A"]
+    assert before["agreement_a"] == 1.0  # scored against the parents: parent A is role A
+    p.set(**{"validate_recombination.parents_role": "students"})
+    status = p.run("dvc", "status").stdout
+    assert "validate_recombination:" in status and "search:" in status and "finetune:" not in status
+    p.run("dvc", "repro", "validate_recombination")
+    after = json.loads((p.path / "data/reports/recombination.json").read_text())["agreement"]["parent_A"]
+    distilled = json.loads((p.path / "data/reports/distillation.json").read_text())["pairs"]["A"]["fidelity"]
+    assert after["agreement_a"] == distilled["action_agreement"]  # parent A against student A, same held-out states
+
+
 def test_a_pickle_under_a_checkpoint_name_is_refused_and_nothing_written(built, tmp_path):
     p = copy_of(built, tmp_path)
     int8 = p.path / "data/quantized/student_A_int8.safetensors"
@@ -287,8 +326,9 @@ def check_remote_round_trip(p, tmp_path):
 
 
 def check_experiment_grid(p):
-    """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage."""
-    p.run("dvc", "exp", "run", "--queue", "-S", "crossover.mode=weighted,random", "-S", "finetune.regime=short")
+    """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage,
+    the static int8 child of `short_qat` included."""
+    p.run("dvc", "exp", "run", "--queue", "-S", "crossover.mode=weighted", "-S", "finetune.regime=short,short_qat")
     ran = p.run("dvc", "exp", "run", "--run-all", "-j", "2").stdout
     assert ran.count("Running stage 'crossover'") == 2 and ran.count("Running stage 'validate_recombination'") == 2
     for upstream in ("parents", "distill", "qat", "search", "multigen"):
@@ -314,6 +354,17 @@ def check_experiment_grid(p):
     p.run("dvc", "checkout")
 
     searched = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())["rows"]
+    static = next(e["experiment"] for e in experiments if e["regime"] == "short_qat")
+    in_search = next(r["experiment"] for r in searched if r["regime"] == "short_qat")
+    search_int8 = (p.path / f"data/search/{in_search}/child_int8.safetensors").read_bytes()
+    search_report = json.loads((p.path / f"data/search/{in_search}/run_config.json").read_text())["metrics"]["report"]
+    p.run("dvc", "exp", "apply", static)
+    assert (p.path / "data/children/finetuned/child_int8.safetensors").read_bytes() == search_int8
+    int8_figures = json.loads((p.path / "data/reports/recombination.json").read_text())["children"]["child_int8"]
+    assert int8_figures == search_report["children"]["child_int8"]  # the same static int8 child, bit for bit
+    p.run("git", "checkout", "--", ".")
+    p.run("dvc", "checkout")
+
     for row in searched:
         twin = next(e for e in experiments if (e["mode"], e["regime"]) == (row["mode"], row["regime"]))
         for key in ("val_primary", "val_primary_low", "primary", "primary_high", "agreement_a", "agreement_b",
