@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from recomb.artifacts import load_checkpoint, load_states
-from recomb.metrics import action_agreement, batch1_latency_ms
-from recomb.quantize import calibration_batches, import_torchao, ptq
+from recomb.evaluation.metrics import action_agreement, batch1_latency_ms
+from recomb.quantization.quantize import calibration_batches, import_torchao, ptq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scratch import Project  # noqa: E402

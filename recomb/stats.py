@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from .config import Section
-from .metrics import bound
+from .evaluation.metrics import bound
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
 Thin on purpose: reading `dvc exp show` rows (`dvc.api.exp_show`, or a saved `--csv`), ranking and
-rendering live in `recomb.leaderboard`, shared with the `search` stage; the gates' verdict in `recomb.verdict`.
+rendering live in `recomb.evaluation.leaderboard`, shared with the `search` stage; the gates' verdict in `recomb.evaluation.verdict`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 from recomb.artifacts import Outputs, read_json
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.search import SearchConfig
-from recomb.validation import ValidateRecombConfig
-from recomb.leaderboard import (experiment_rows, markdown, ranked, recommendation, recipe, rows_from_csv,
+from recomb.recombination.search import SearchConfig
+from recomb.evaluation.validation import ValidateRecombConfig
+from recomb.evaluation.leaderboard import (experiment_rows, markdown, ranked, recommendation, recipe, rows_from_csv,
                                 rows_from_exp_show)
-from recomb.verdict import check_lines
+from recomb.evaluation.verdict import check_lines
 
 from . import paths, timing
 from .params_check import check_params

@@ -1,7 +1,7 @@
 """Stage `crossover`: one raw child from the chosen pair (parents, students, or their int8 versions)."""
 
 from recomb.artifacts import Outputs, load_checkpoint
-from recomb.crossover import CrossoverConfig, crossover
+from recomb.recombination.crossover import CrossoverConfig, crossover
 from recomb.errors import RecombError
 
 from . import paths

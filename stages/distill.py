@@ -6,7 +6,7 @@ import time
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.distill import DistillConfig, distill
+from recomb.training.distill import DistillConfig, distill
 from recomb.networks import seeded_qnetwork, student_hidden
 from recomb.plots import learning_curves
 

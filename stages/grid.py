@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.crossover import CrossoverConfig
-from recomb.finetune import finetune_config, regimes
-from recomb.quantize import PTQConfig
-from recomb.search import (GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, rank_outcomes,
+from recomb.recombination.crossover import CrossoverConfig
+from recomb.training.finetune import finetune_config, regimes
+from recomb.quantization.quantize import PTQConfig
+from recomb.recombination.search import (GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, rank_outcomes,
                            run_grid)
-from recomb.selection import SelectionConfig, split
+from recomb.evaluation.selection import SelectionConfig, split
 from recomb.stats import UncertaintyConfig
-from recomb.validation import ValidateRecombConfig
+from recomb.evaluation.validation import ValidateRecombConfig
 
 from . import paths
 from .common import RuntimeConfig, WorkerBars
@@ -52,7 +52,7 @@ class GridInputs:
                         self.search, self.threads, WorkerBars())
 
     def ranked(self, points: list[GridPoint], outcomes: dict[str, Outcome]) -> list[dict]:
-        """Leaderboard rows of these children, best first (`recomb.search.rank_outcomes`)."""
+        """Leaderboard rows of these children, best first (`recomb.recombination.search.rank_outcomes`)."""
         return rank_outcomes(points, outcomes, self.crossover, self.scoring, self.search.degenerate_threshold)
 
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:

@@ -6,7 +6,7 @@ dropped there re-runs this one cheap stage and never the parents.
 """
 
 from recomb.artifacts import Outputs
-from recomb.parents import ParentsConfig, import_files
+from recomb.training.parents import ParentsConfig, import_files
 
 from . import paths
 from .common import log, run

@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Callable
 
 from recomb.config import load_params
-from recomb.crossover import CrossoverConfig
-from recomb.distill import DistillConfig
-from recomb.finetune import finetune_config
-from recomb.multigen import MultigenConfig
-from recomb.parents import ParentsConfig
-from recomb.quantize import PTQConfig, QATConfig
-from recomb.search import SearchConfig, grid
-from recomb.selection import SelectionConfig
+from recomb.recombination.crossover import CrossoverConfig
+from recomb.training.distill import DistillConfig
+from recomb.training.finetune import finetune_config
+from recomb.recombination.multigen import MultigenConfig
+from recomb.training.parents import ParentsConfig
+from recomb.quantization.quantize import PTQConfig, QATConfig
+from recomb.recombination.search import SearchConfig, grid
+from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
-from recomb.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
+from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
 
 from .common import PARAMS_FILE, SECTIONS, RuntimeConfig
 

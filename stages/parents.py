@@ -1,7 +1,7 @@
 """Stage `parents`: two parent Q-networks and the shared train/heldout state buffer."""
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.parents import ImportedFiles, ParentsConfig, make_parents
+from recomb.training.parents import ImportedFiles, ParentsConfig, make_parents
 from recomb.plots import learning_curves
 
 from . import paths

@@ -3,7 +3,7 @@
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.quantize import PTQConfig, calibration_batches, ptq
+from recomb.quantization.quantize import PTQConfig, calibration_batches, ptq
 
 from . import paths
 from .common import log, run

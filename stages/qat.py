@@ -4,7 +4,7 @@ import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.plots import learning_curves
-from recomb.quantize import PTQConfig, QATConfig, ptq, qat
+from recomb.quantization.quantize import PTQConfig, QATConfig, ptq, qat
 
 from . import paths
 from .common import log, progress, run

@@ -5,8 +5,8 @@ The timing reports stay out: wall-clock figures are not stage outputs and do not
 """
 
 from recomb.artifacts import Outputs, read_json
-from recomb.validation import ValidateRecombConfig, grid_checks
-from recomb.verdict import check_lines, lookup, markdown, nest, numbers_only, short_headline, verdict
+from recomb.evaluation.validation import ValidateRecombConfig, grid_checks
+from recomb.evaluation.verdict import check_lines, lookup, markdown, nest, numbers_only, short_headline, verdict
 
 from . import paths
 from .common import log, run

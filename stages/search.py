@@ -3,9 +3,9 @@
 import time
 
 from recomb.artifacts import Outputs
-from recomb.leaderboard import baseline_rows, markdown, recommendation
+from recomb.evaluation.leaderboard import baseline_rows, markdown, recommendation
 from recomb.plots import children_scatter
-from recomb.search import crossover_config, return_bar, score
+from recomb.recombination.search import crossover_config, return_bar, score
 
 from . import paths
 from .common import log, ret, run

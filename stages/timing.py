@@ -9,9 +9,9 @@ with the latency gates of `validate_distillation` and `validate_quantized`.
 import resource
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.quantize import QATConfig
+from recomb.quantization.quantize import QATConfig
 from recomb.reports import timing_markdown
-from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, all_passed, latency_report,
+from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, all_passed, latency_report,
                                quantized_timing)
 
 from . import paths

@@ -2,7 +2,7 @@
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.reports import distillation_markdown
-from recomb.validation import ValidateDistillConfig, validate_student
+from recomb.evaluation.validation import ValidateDistillConfig, validate_student
 
 from . import paths
 from .common import log, run, warn_failed

@@ -2,9 +2,9 @@
 float student and teacher on held-out states, online, and for size (speed: `recomb timing`)."""
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
-from recomb.quantize import QATConfig, tensor_bytes
+from recomb.quantization.quantize import QATConfig, tensor_bytes
 from recomb.reports import quantized_markdown
-from recomb.validation import ValidateQuantizedConfig, greedy_return, validate_quantized
+from recomb.evaluation.validation import ValidateQuantizedConfig, greedy_return, validate_quantized
 
 from . import paths
 from .common import log, run, warn_failed

@@ -3,11 +3,11 @@
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.finetune import finetune_config
+from recomb.training.finetune import finetune_config
 from recomb.reports import recombination_markdown
-from recomb.selection import SelectionConfig, split
+from recomb.evaluation.selection import SelectionConfig, split
 from recomb.stats import UncertaintyConfig
-from recomb.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreement_with_parents, all_passed,
+from recomb.evaluation.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreement_with_parents, all_passed,
                                child_checks, mean_returns, online_returns, recombination_offline, selection_figures)
 
 from . import paths

@@ -1,7 +1,7 @@
 import pytest
 
 from recomb.config import load_params
-from recomb.distill import DistillConfig
+from recomb.training.distill import DistillConfig
 from recomb.errors import RecombError
 
 GOOD = dict(student_hidden=0, student_dropout=0.05, train_dropout=True, epochs=2, lr=1e-3, lr_schedule="cosine", warmup_fraction=0.05, batch_size=8, max_grad_norm=1.0,

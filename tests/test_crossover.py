@@ -4,7 +4,7 @@ import typing
 import pytest
 import torch
 
-from recomb.crossover import OPERATORS, CrossoverConfig, align_to, crossover, permute, slerp
+from recomb.recombination.crossover import OPERATORS, CrossoverConfig, align_to, crossover, permute, slerp
 from recomb.errors import RecombError
 from recomb.networks import PARAM_KEYS, Architecture, QNetwork, seeded_qnetwork
 

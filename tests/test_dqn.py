@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recomb import envs
-from recomb.dqn import DQNConfig, _Replay, _train_round, train_dqn
+from recomb.training import envs
+from recomb.training.dqn import DQNConfig, _Replay, _train_round, train_dqn
 from recomb.errors import RecombError
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.optim import Adam

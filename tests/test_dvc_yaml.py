@@ -11,7 +11,7 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def module_file(module: str) -> Path | None:
-    """`recomb.search` → recomb/search.py (or a package's __init__.py); None outside the project."""
+    """`recomb.recombination.search` → recomb/search.py (or a package's __init__.py); None outside the project."""
     path = ROOT / Path(*module.split("."))
     for candidate in (path.with_suffix(".py"), path / "__init__.py"):
         if candidate.is_file():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from recomb import envs
+from recomb.training import envs
 
 torch.set_num_threads(1)
 

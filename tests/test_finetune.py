@@ -5,7 +5,7 @@ import torch
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.finetune import FinetuneConfig, finetune, finetune_config, make_targets
+from recomb.training.finetune import FinetuneConfig, finetune, finetune_config, make_targets
 from recomb.networks import Architecture, seeded_qnetwork
 from scratch import TEST_PARAMS
 

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from recomb.config import load_params
-from recomb.envs import ENV_ID, N_ACTIONS, OBS_DIM
+from recomb.training.envs import ENV_ID, N_ACTIONS, OBS_DIM
 from recomb.networks import Architecture, seeded_qnetwork
-from recomb.quantize import ptq
+from recomb.quantization.quantize import ptq
 from recomb.stats import UncertaintyConfig
-from recomb.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig, child_checks,
+from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig, child_checks,
                                gate, latency_report, online_returns, quantized_timing, recombination_offline,
                                validate_quantized, validate_student)
 from stages.common import warn_failed

@@ -34,7 +34,7 @@ import yaml
 from conftest import run_recomb
 from scratch import TEST_PARAMS
 from recomb.errors import RecombError
-from recomb.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
+from recomb.evaluation.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
                                 rows_from_exp_show)
 from stages import cli
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recomb.distill import lr_factor
+from recomb.training.distill import lr_factor
 from recomb.optim import ReduceOnPlateau, make_optimizer
 
 

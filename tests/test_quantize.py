@@ -7,10 +7,10 @@ import torch
 
 from recomb.artifacts import Outputs, load_checkpoint
 from recomb.config import load_params
-from recomb.distill import distill
+from recomb.training.distill import distill
 from recomb.errors import RecombError
 from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
-from recomb.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
+from recomb.quantization.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
                              ptq, qat, quantize_weight, tensor_bytes)
 from scratch import TEST_PARAMS
 

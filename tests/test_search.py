@@ -7,18 +7,18 @@ import pytest
 import torch
 
 from recomb.config import load_params
-from recomb.crossover import CrossoverConfig
+from recomb.recombination.crossover import CrossoverConfig
 from recomb.errors import RecombError
-from recomb.finetune import finetune_config, regimes
-from recomb.leaderboard import ranked, row_from_report
-from recomb.multigen import MultigenConfig, evolve, mutate, promote
+from recomb.training.finetune import finetune_config, regimes
+from recomb.evaluation.leaderboard import ranked, row_from_report
+from recomb.recombination.multigen import MultigenConfig, evolve, mutate, promote
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.parallel import RAY_MISSING, import_ray
-from recomb.quantize import PTQConfig
-from recomb.search import Pair, Scoring, SearchConfig, crossover_config, grid, parse_recipe, run_grid
-from recomb.selection import SelectionConfig
+from recomb.quantization.quantize import PTQConfig
+from recomb.recombination.search import Pair, Scoring, SearchConfig, crossover_config, grid, parse_recipe, run_grid
+from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
-from recomb.validation import ValidateRecombConfig
+from recomb.evaluation.validation import ValidateRecombConfig
 from scratch import TEST_PARAMS
 
 PARAMS = load_params(TEST_PARAMS)

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_recomb
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.verdict import collect, lookup, markdown, nest, verdict
+from recomb.evaluation.verdict import collect, lookup, markdown, nest, verdict
 from scratch import BIN, TEST_PARAMS
 from stages import paths
 from stages import report as report_stage
@@ -216,7 +216,7 @@ def check_pipeline_verdict(p) -> int:
 
 
 def test_failure_line_rounds_the_value_to_four_significant_digits():
-    from recomb.verdict import failure_line
+    from recomb.evaluation.verdict import failure_line
     gate = {"value": 0.7847398969537238, "min": 0.9, "passed": False}
     assert failure_line("distillation.pairs.B.advantage_correlation", gate) == (
         "FAILED distillation.pairs.B.advantage_correlation: 0.7847 (rule >= 0.9)")

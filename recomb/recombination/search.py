@@ -20,17 +20,17 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .config import Section
+from ..config import Section
+from ..errors import RecombError
+from ..evaluation.leaderboard import ranked, row_from_report
+from ..evaluation.selection import SelectionConfig
+from ..evaluation.validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
+from ..networks import QNetwork
+from ..parallel import Progress, map_processes, map_ray
+from ..quantization.quantize import Int8QNetwork, PTQConfig
+from ..stats import UncertaintyConfig, primary_difference_interval
+from ..training.finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
 from .crossover import OPERATORS, CrossoverConfig, crossover
-from .errors import RecombError
-from .finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
-from .networks import QNetwork
-from .parallel import Progress, map_processes, map_ray
-from .quantize import Int8QNetwork, PTQConfig
-from .leaderboard import ranked, row_from_report
-from .selection import SelectionConfig
-from .stats import UncertaintyConfig, primary_difference_interval
-from .validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from . import envs
-from .config import Section
-from .errors import RecombError
-from .networks import Architecture, QNetwork, seeded_qnetwork
-from .optim import Adam
+from ..config import Section
+from ..errors import RecombError
+from ..networks import Architecture, QNetwork, seeded_qnetwork
+from ..optim import Adam
 
 
 @dataclass(frozen=True)

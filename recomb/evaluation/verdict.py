@@ -7,8 +7,8 @@ so a gate added to a report gates CI without a change here. Pure: dicts in, dict
 
 from __future__ import annotations
 
-from .errors import RecombError
-from .reports import rule, table
+from ..errors import RecombError
+from ..reports import rule, table
 
 GATE_SHAPE = "value, min or max, passed (true or false)"
 

@@ -20,9 +20,9 @@ import io
 import json
 from typing import Callable
 
-from .errors import RecombError
-from .reports import return_figure, table
-from .reports import with_interval as interval_text
+from ..errors import RecombError
+from ..reports import return_figure, table
+from ..reports import with_interval as interval_text
 from .selection import mark_ties, rank, reaches_bar
 
 METRICS_FILE = "data/reports/recombination.json"

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import Section
-from .distill import split_indices
+from ..config import Section
+from ..training.distill import split_indices
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from .config import Section
-from .networks import QNetwork, QNetworkStack
-from .optim import Adam
+from ..config import Section
+from ..networks import QNetwork, QNetworkStack
+from ..optim import Adam
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import envs, metrics
-from .config import Section
+from ..training import envs
+
+from . import metrics
+from ..config import Section
+from ..stats import UncertaintyConfig, mean_interval, primary_interval, primary_over_bound_interval
 from .selection import SelectionConfig
-from .stats import UncertaintyConfig, mean_interval, primary_interval, primary_over_bound_interval
 
 OPS = {">=": operator.ge, "<=": operator.le}
 

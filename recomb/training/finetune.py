@@ -30,13 +30,13 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from .config import Section
-from .errors import RecombError
+from ..config import Section
+from ..errors import RecombError
+from ..evaluation.selection import epoch_key
+from ..networks import QNetwork, QNetworkStack
+from ..optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
+from ..quantization.quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
 from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
-from .networks import QNetwork, QNetworkStack
-from .optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
-from .quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
-from .selection import epoch_key
 
 
 @dataclass(frozen=True)

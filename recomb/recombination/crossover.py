@@ -27,8 +27,8 @@ from typing import Callable, Literal
 
 import torch
 
-from .config import Section
-from .networks import PARAM_KEYS, QNetwork, seeded_qnetwork
+from ..config import Section
+from ..networks import PARAM_KEYS, QNetwork, seeded_qnetwork
 
 State = dict[str, torch.Tensor]
 

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from . import envs
-from .artifacts import Checkpoint, load_parent, load_states
-from .config import Section
+from ..artifacts import Checkpoint, load_parent, load_states
+from ..config import Section
+from ..errors import RecombError
+from ..networks import Architecture, QNetwork, seeded_qnetwork
+from ..parallel import Progress, map_processes
 from .dqn import DQNConfig, DQNResult, train_dqn
-from .errors import RecombError
-from .networks import Architecture, QNetwork, seeded_qnetwork
-from .parallel import Progress, map_processes
 
 
 def _check_network(section: Section, hidden: int, dropout: float) -> None:

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Section
-from .distill import DistillConfig, DistillResult, distill
-from .networks import LINEAR_INDICES, NORM_INDICES, Architecture, QNetwork
+from ..config import Section
+from ..networks import LINEAR_INDICES, NORM_INDICES, Architecture, QNetwork
+from ..training.distill import DistillConfig, DistillResult, distill
 
 QuantMode = Literal["dynamic", "static"]
 Backend = Literal["int8", "reference"]

@@ -21,8 +21,8 @@ from typing import Callable, Literal
 
 import torch
 
-from .config import Section
-from .networks import QNetwork
+from ..config import Section
+from ..networks import QNetwork
 from .search import GridPoint, Outcome, Pair, Recipe
 
 
