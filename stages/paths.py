@@ -49,3 +49,26 @@ HEADLINE = "data/reports/headline.json"
 def int8_students(qat_converted: bool) -> dict[str, str]:
     """The int8 students a run has, by method: PTQ always, QAT when `qat.convert`."""
     return {"ptq": PTQ_INT8, **({"qat": QAT_INT8} if qat_converted else {})}
+
+# Analyses (issue 12): generalization and shift, the child's errors, objectives and operators compared.
+SHIFTED_STATES_FOLDER = "data/user"  # a user-supplied shifted states file lives here (generalize.shifted_states)
+GENERALIZE_SUMMARY = "data/reports/generalization/generalization_summary.json"
+GENERALIZE_MARKDOWN = "data/reports/generalization/report.md"
+GENERALIZE_CURVES = "data/plots/generalization/returns.csv"
+GENERALIZE_PNG = "data/plots/generalization/robustness.png"
+ANALYSIS_DIR = "data/analysis"
+ANALYSIS_DISAGREEMENTS_CSV = "data/analysis/disagreements.csv"
+ANALYSIS_DISAGREEMENTS_JSON = "data/analysis/disagreements.json"
+ANALYSIS_WORST = "data/analysis/worst_{}_states.json"
+ANALYSIS_ACTIVATIONS = "data/analysis/activations_{}.npy"
+ANALYSIS_SUMMARY = "data/reports/analysis/summary.json"
+ANALYSIS_MARKDOWN = "data/reports/analysis/report.md"
+ANALYSIS_STATE_PNG = "data/plots/analysis/state_space.png"
+ANALYSIS_MARGIN_PNG = "data/plots/analysis/margin.png"
+OBJECTIVES_SUMMARY = "data/reports/objectives/summary.json"
+OBJECTIVES_MARKDOWN = "data/reports/objectives/report.md"
+OBJECTIVES_CURVES = "data/plots/objectives/{}.csv"
+OBJECTIVES_PNG = "data/plots/objectives/learning_curves.png"
+OPERATORS_SUMMARY = "data/reports/operators/summary.json"
+OPERATORS_MARKDOWN = "data/reports/operators/report.md"
+OPERATORS_PNG = "data/plots/operators/operators.png"
