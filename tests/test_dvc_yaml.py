@@ -28,8 +28,9 @@ def imported_modules(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(filter(None, [package, base]))
+            if node.level:  # `from .x` is this package's x, `from ..x` its parent's
+                parts = package.split(".")
+                base = ".".join(filter(None, [*parts[:len(parts) - node.level + 1], base]))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
     return {m for m in found if m.split(".")[0] in ("recomb", "stages")}
@@ -81,3 +82,9 @@ def test_every_artifact_path_the_stages_write_is_declared_in_dvc_yaml():
     missing = [t for t in templates if not all(covered(t.format(pair)) for pair in paths.PAIRS)]
     assert not missing, f"written by a stage but not declared in dvc.yaml: {missing}"
     assert not covered("data/nowhere/file.json")  # the check can fail
+
+
+def test_relative_imports_resolve_against_the_right_package():
+    found = imported_modules(ROOT / "recomb/training/parents.py")  # `from . import envs`, `from ..artifacts import`
+    assert {"recomb.training.envs", "recomb.artifacts", "recomb.training.dqn"} <= found
+    assert "recomb.training.artifacts" not in found
