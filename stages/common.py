@@ -16,7 +16,8 @@ from recomb.reports import rule
 
 PARAMS_FILE = "params.yaml"
 SECTIONS = ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
-            "regimes", "finetune", "selection", "uncertainty", "search", "multigen", "validate_recombination")
+            "regimes", "finetune", "selection", "uncertainty", "search", "multigen", "validate_recombination",
+            "analyze", "compare_distillation")
 log = logging.getLogger("recomb")
 
 

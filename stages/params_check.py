@@ -12,11 +12,13 @@ from typing import Callable
 from recomb.config import load_params
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.training.distill import DistillConfig
+from recomb.training.objectives import CompareObjectivesConfig
 from recomb.training.finetune import finetune_config
 from recomb.recombination.multigen import MultigenConfig
 from recomb.training.parents import ParentsConfig
 from recomb.quantization.quantize import PTQConfig, QATConfig
 from recomb.recombination.search import SearchConfig, grid
+from recomb.evaluation.analysis import AnalyzeConfig
 from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
@@ -47,6 +49,7 @@ VALIDATORS: dict[str, Callable[[dict, str], object]] = {
     "regimes": lambda params, name: finetune_config(params), "finetune": lambda params, name: finetune_config(params),
     "selection": _selection, "uncertainty": _section(UncertaintyConfig), "search": _search,
     "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
+    "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
 }
 
 

@@ -43,3 +43,32 @@ def test_the_tests_own_params_have_exactly_params_yamls_keys():
     from scratch import TEST_PARAMS
     shipped, ours = (yaml.safe_load(p.read_text()) for p in (ROOT / "params.yaml", TEST_PARAMS))
     assert key_tree(ours) == key_tree(shipped)
+
+
+def first_number(node, prefix=""):
+    """(dotted path, value) of the first number in a section, depth first."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            found = first_number(value, f"{prefix}{key}.")
+            if found:
+                return found
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"{prefix}{key}", value
+    return None
+
+
+def test_setting_a_param_of_any_section_leaves_every_other_line_alone(tmp_path):
+    """One override per section (its first number, so the value can change): blank lines, comments and the other
+    sections survive DVC's writer wherever a section ends (a list closing a section once lost the blank after it)."""
+    import yaml
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    overrides = []
+    for section, body in params.items():
+        path, value = first_number(body)
+        overrides.append(f"{section}.{path}={value + 1}")
+    before, after = tmp_path / "before.yaml", tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", before)
+    shutil.copy(ROOT / "params.yaml", after)
+    apply_overrides(after, overrides)
+    lines = changed_lines(before, after)
+    assert len(lines) == 2 * len(overrides), lines
