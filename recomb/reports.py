@@ -79,7 +79,8 @@ def quantized_markdown(quality: dict, definitions: str, modes: dict[str, str]) -
 
 
 def timing_markdown(timing: dict) -> str:
-    """This run's latencies and throughputs on this machine, with their gates (never hashed, never gating CI)."""
+    """This run's latencies and throughputs on this machine, with their gates, and the time per crossover of
+    each operator (never hashed, never gating CI)."""
     parts = [f"# Timing — {'PASSED' if timing['passed'] else 'FAILED'}", "",
              "Wall-clock figures of this run on this machine (one torch thread); they vary from run to run."]
     for pair, latency in timing["distillation"].items():
@@ -96,6 +97,13 @@ def timing_markdown(timing: dict) -> str:
                       f" / p95 {latency[who]['p95_ms']:.4f}" for who in ("float", "int8")),
                   "", "Throughput (states/s): " + "; ".join(
                       f"{k}: float {v['float']:.0f}, int8 {v['int8']:.0f}" for k, v in throughput.items())]
+    operators = timing["operators"]
+    parts += ["", "## Crossover operators on the pipeline's pair", "",
+              f"Wall time of one `crossover` call (state dicts out, child in), {operators['repeats']} calls per "
+              "operator, operators taking turns:", "",
+              table(["operator", "median ms", "mean ms", "min ms"],
+                    [[mode, t["median_ms"], t["mean_ms"], t["min_ms"]]
+                     for mode, t in operators["per_crossover_ms"].items()])]
     parts += ["", f"Process peak RSS: {timing['peak_rss_mib']:.1f} MiB."]
     return "\n".join(parts) + "\n"
 

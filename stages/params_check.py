@@ -15,6 +15,7 @@ from recomb.training.distill import DistillConfig
 from recomb.training.objectives import CompareObjectivesConfig
 from recomb.training.finetune import finetune_config
 from recomb.recombination.multigen import MultigenConfig
+from recomb.recombination.operators import OperatorsConfig
 from recomb.training.parents import ParentsConfig
 from recomb.quantization.quantize import PTQConfig, QATConfig
 from recomb.recombination.search import SearchConfig, grid
@@ -50,6 +51,7 @@ VALIDATORS: dict[str, Callable[[dict, str], object]] = {
     "selection": _selection, "uncertainty": _section(UncertaintyConfig), "search": _search,
     "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
     "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
+    "compare_operators": _section(OperatorsConfig),
 }
 
 

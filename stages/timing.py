@@ -3,13 +3,16 @@
 Wall-clock figures vary from run to run, so they are no stage's output: `dvc.lock`
 stays reproducible, and a fresh clone gets them by running this (`make run` does).
 Each student against its teacher and each int8 student against its float student,
-with the latency gates of `validate_distillation` and `validate_quantized`.
+with the latency gates of `validate_distillation` and `validate_quantized`; and the
+time of one crossover per operator on the pipeline's pair (`compare_operators`).
 """
 
 import resource
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.quantization.quantize import QATConfig
+from recomb.recombination.crossover import CrossoverConfig
+from recomb.recombination.operators import OperatorsConfig, time_operators
 from recomb.reports import timing_markdown
 from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, all_passed, latency_report,
                                quantized_timing)
@@ -21,6 +24,8 @@ from .common import log, run, warn_failed
 def main(params: dict) -> None:
     distill = ValidateDistillConfig.from_params(params, "validate_distillation")
     quant = ValidateQuantizedConfig.from_params(params, "validate_quantized")
+    crossing = CrossoverConfig.from_params(params, "crossover")
+    operators = OperatorsConfig.from_params(params, "compare_operators")
     int8_paths = paths.int8_students(QATConfig.from_params(params, "qat").convert)
     timing = {"distillation": {}, "quantization": {}}
     heldout = None
@@ -44,6 +49,11 @@ def main(params: dict) -> None:
     gates = [latency["checks"] for latency in timing["distillation"].values()]
     gates += [speed["checks"] for speed in timing["quantization"].values()]
     timing["passed"] = all(all_passed(checks) for checks in gates)
+    a, b = (load_checkpoint(paths.CROSSOVER_INPUTS[crossing.parents].format(p)).float_model() for p in paths.PAIRS)
+    timing["operators"] = {"repeats": operators.repeats, "per_crossover_ms": time_operators(
+        a, b, crossing, operators.seeds[0], operators.repeats)}
+    log.info("crossover of %s, median ms: %s", crossing.parents, ", ".join(
+        f"{mode} {t['median_ms']:.4g}" for mode, t in timing["operators"]["per_crossover_ms"].items()))
     timing["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = Outputs()
     out.add_json(paths.TIMING_REPORT, timing)
