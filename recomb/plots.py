@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(figsize: tuple[float, float]) -> "Figure":
+    """A matplotlib figure without pyplot (no global figure registry). matplotlib is imported here,
+    not with this module: the stages that draw nothing start about 0.3 s sooner."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize)
 
 
 def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str], title: str,
@@ -15,7 +25,7 @@ def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str],
     `kept` marks, per history, the x that was kept (the best epoch) with a dotted line;
     `references` draws labelled horizontal lines per panel (e.g. the bound U).
     """
-    fig = Figure(figsize=(max(6, 4 * len(panels)), 3.4))  # no pyplot: no global figure registry, faster import
+    fig = new_figure((max(6, 4 * len(panels)), 3.4))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for name, rows in histories.items():
@@ -49,7 +59,7 @@ MARKERS = {"aligned": "o", "slerp": "s", "weighted": "^", "random": "D", "layer"
 def children_scatter(rows: list[dict], title: str):
     """Each ranked child as a point: held-out primary / U against its return (or, without an
     environment, its validation primary), with interval bars; marker = crossover mode, colour = regime."""
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
     has_return = any(r["online_return"] is not None for r in rows)
     y_key = "online_return" if has_return else "val_primary"

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from .config import Section
 from .evaluation.metrics import bound
@@ -42,6 +41,8 @@ def interval(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarra
     difference between two networks scored on the same states needs. Constant
     samples have no spread: the interval is the point.
     """
+    from scipy import stats  # here, not at the top: scipy.stats takes ~0.6 s to import, most stages never bootstrap
+
     arrays = tuple(np.asarray(s, dtype=np.float64) for s in samples)
     point = float(statistic(*arrays, axis=-1))
     if len(arrays[0]) < 2 or all(np.ptp(a) == 0 for a in arrays):

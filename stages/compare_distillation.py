@@ -6,9 +6,9 @@ import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.stats import UncertaintyConfig
-from recomb.training.distill import DistillConfig, distill
+from recomb.training.distill import DistillConfig
 from recomb.training.objectives import (CompareObjectivesConfig, curve_rows, curves_figure, initial_students,
-                                        mode_configs, objectives_markdown, score_modes)
+                                        mode_configs, objectives_markdown, score_modes, train_modes)
 
 from . import paths
 from .common import log, ret, run
@@ -30,8 +30,7 @@ def main(params: dict) -> None:
     configs = mode_configs(base, cfg)
 
     start = time.perf_counter()
-    results = {mode: distill(students, list(teachers.values()), train, mode_cfg, seeds)
-               for mode, mode_cfg in configs.items()}
+    results = train_modes(students, list(teachers.values()), train, configs, seeds, cfg.workers)
     log.info("trained %d modes × %d students in %.2f s", len(results), len(students), time.perf_counter() - start)
     summary = score_modes(teachers, results, configs, heldout, first.meta.get("env"), cfg, unc)
     for mode, entry in summary["modes"].items():

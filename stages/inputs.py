@@ -1,11 +1,13 @@
-"""Stage `inputs`: the files source's parents and states, checked and stored in recomb's format.
+"""Stage `inputs`: the user's files, checked and stored in recomb's format: the files source's parents
+and states, and `generalize.shifted_states`.
 
-It is the only stage that reads `data/user/`, and it writes the same (empty) import
-for the cartpole and synthetic sources whatever `data/user/` holds, so a file
-dropped there re-runs this one cheap stage and never the parents.
+It is the only stage that reads `data/user/`, and it writes the same import whatever
+else `data/user/` holds, so a file dropped there re-runs this one cheap stage and
+never the parents or the analyses.
 """
 
-from recomb.artifacts import Outputs
+from recomb.artifacts import Outputs, load_states
+from recomb.evaluation.generalization import GeneralizeConfig
 from recomb.training.parents import ParentsConfig, import_files
 
 from . import paths
@@ -24,6 +26,11 @@ def main(params: dict) -> None:
             files[f"parent_{pair}"] = user_file
         out.add_states(paths.IMPORTED_STATES, imported.states)
         files["states"] = cfg.files.states
+    shifted = GeneralizeConfig.from_params(params, "generalize").shifted_states
+    if shifted:
+        out.add_states(paths.IMPORTED_SHIFTED, load_states(shifted, cfg.input_dim))
+        files["shifted_states"] = shifted
+    if files:
         log.info("imported %s", ", ".join(files.values()))
     out.add_json(paths.IMPORTED, {"source": cfg.source, "files": files})
     out.commit()

@@ -20,6 +20,7 @@ from recomb.training.parents import ParentsConfig
 from recomb.quantization.quantize import PTQConfig, QATConfig
 from recomb.recombination.search import SearchConfig, grid
 from recomb.evaluation.analysis import AnalyzeConfig
+from recomb.evaluation.generalization import GeneralizeConfig
 from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
@@ -50,7 +51,7 @@ VALIDATORS: dict[str, Callable[[dict, str], object]] = {
     "regimes": lambda params, name: finetune_config(params), "finetune": lambda params, name: finetune_config(params),
     "selection": _selection, "uncertainty": _section(UncertaintyConfig), "search": _search,
     "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
-    "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
+    "generalize": _section(GeneralizeConfig), "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
     "compare_operators": _section(OperatorsConfig),
 }
 

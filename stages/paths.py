@@ -3,6 +3,7 @@
 IMPORTED = "data/inputs/imported.json"
 IMPORTED_PARENTS = "data/inputs/parent_{}.safetensors"
 IMPORTED_STATES = "data/inputs/states.npy"
+IMPORTED_SHIFTED = "data/inputs/shifted_states.npy"  # generalize.shifted_states, imported
 PARENTS = "data/parents/parent_{}.safetensors"
 STATES_TRAIN = "data/states/train.npy"
 STATES_HELDOUT = "data/states/heldout.npy"
@@ -51,7 +52,6 @@ def int8_students(qat_converted: bool) -> dict[str, str]:
     return {"ptq": PTQ_INT8, **({"qat": QAT_INT8} if qat_converted else {})}
 
 # Analyses (issue 12): generalization and shift, the child's errors, objectives and operators compared.
-SHIFTED_STATES_FOLDER = "data/user"  # a user-supplied shifted states file lives here (generalize.shifted_states)
 GENERALIZE_SUMMARY = "data/reports/generalization/generalization_summary.json"
 GENERALIZE_MARKDOWN = "data/reports/generalization/report.md"
 GENERALIZE_CURVES = "data/plots/generalization/returns.csv"

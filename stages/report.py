@@ -19,6 +19,10 @@ REPORTS = {
     "search.summary": f"{paths.SEARCH_REPORTS}/summary.json",
     "search.leaderboard": f"{paths.SEARCH_REPORTS}/leaderboard.json",
     "multigen": paths.MULTIGEN_SUMMARY,
+    "generalization": paths.GENERALIZE_SUMMARY,
+    "analysis": paths.ANALYSIS_SUMMARY,
+    "objectives": paths.OBJECTIVES_SUMMARY,
+    "operators": paths.OPERATORS_SUMMARY,
 }
 
 

@@ -23,6 +23,13 @@ SMALL_SYNTHETIC = {
     "regimes.tuned.epochs": 1,
     "search.max_runs": 2,
     "multigen.generations": 2,
+    "generalize.states": 50,
+    "generalize.noise_std": [0.5],
+    "generalize.input_scaling": [2.0],
+    "analyze.max_states": 100,
+    "analyze.activation_states": 10,
+    "compare_distillation.epochs": 1,
+    "compare_operators.seeds": [0],
 }
 
 

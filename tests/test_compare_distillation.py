@@ -16,13 +16,13 @@ from recomb.errors import RecombError
 from recomb.stats import UncertaintyConfig
 from recomb.training.distill import DistillConfig, DistillResult
 from recomb.training.objectives import (CompareObjectivesConfig, curve_rows, mode_configs, objectives_markdown,
-                                        score_modes)
+                                        score_modes, train_modes)
 from scratch import TEST_PARAMS
 from test_pipeline import one_line_error
 
 PARAMS = load_params(TEST_PARAMS)
 BASE = DistillConfig.from_params(PARAMS, "distill")
-SECTION = {"blended_alpha": 0.7, "temperature": 3.0, "epochs": 2, "eval_episodes": 5, "eval_seed": 20000}
+SECTION = {"blended_alpha": 0.7, "temperature": 3.0, "epochs": 2, "eval_episodes": 5, "eval_seed": 20000, "workers": 1}
 CFG = CompareObjectivesConfig.from_mapping(SECTION, "params.yaml: compare_distillation")
 UNC = UncertaintyConfig.from_mapping({"confidence": 0.95, "resamples": 1000, "seed": 0}, "params.yaml: uncertainty")
 
@@ -47,6 +47,20 @@ def test_modes_differ_from_the_distill_section_only_in_their_weights_temperature
         assert (mode_cfg.alpha, mode_cfg.q_weight, mode_cfg.temperature, mode_cfg.epochs) == (*expected[mode], 2)
         changed = {k for k, v in dataclasses.asdict(mode_cfg).items() if getattr(BASE, k) != v}
         assert changed <= {"alpha", "q_weight", "temperature", "epochs"}, mode
+
+
+def test_modes_train_to_the_same_bits_in_one_process_or_two():
+    from recomb.networks import Architecture, seeded_qnetwork
+    teachers = [seeded_qnetwork(Architecture(8, 4, 16, 0.0), seed).eval() for seed in (1, 2)]
+    students = [seeded_qnetwork(Architecture(8, 4, 8, 0.0), seed) for seed in (3, 4)]
+    states = torch.randn(200, 8, generator=torch.Generator().manual_seed(0))
+    configs = mode_configs(BASE, CFG)
+    alone, side_by_side = (train_modes(students, teachers, states, configs, [3, 4], workers) for workers in (1, 2))
+    for mode in configs:
+        assert alone[mode].histories == side_by_side[mode].histories
+        for one, two in zip(alone[mode].students, side_by_side[mode].students):
+            assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values()))
+    assert alone["hard_only"].histories != alone["soft_only"].histories  # every mode from the same start
 
 
 def test_section_refuses_a_blended_alpha_that_is_another_mode():

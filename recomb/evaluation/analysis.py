@@ -12,21 +12,24 @@ or an int8 student that departs there departs where its reference hardly has a p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
 from ..config import Section
 from ..errors import RecombError
 from ..networks import NORM_INDICES, QNetwork
+from ..plots import new_figure
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
 from ..training.envs import ENV_ID
 from ..training.finetune import normalised_margin
 from .validation import q_values
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 WorstCriterion = Literal["max_kl", "kl_parent_a", "kl_parent_b", "max_mse", "mse_parent_a", "mse_parent_b"]
 HiddenLayer = Literal["hidden1", "hidden2"]
@@ -305,11 +308,11 @@ OUTCOME_STYLE = {"all_agree": ("lightgrey", "."), "with_a": ("C0", "o"), "with_b
                  "against_both": ("C3", "x"), "neither": ("C4", "^")}
 
 
-def state_space_figure(states: np.ndarray, env: str | None, columns: dict[str, np.ndarray]) -> Figure:
+def state_space_figure(states: np.ndarray, env: str | None, columns: dict[str, np.ndarray]) -> "Figure":
     """Left: the states in a plane, coloured by where the child stands against the parents.
     Right: the states where the parents disagree, at (A's margin, B's margin): which parent the child follows."""
     coords, (x_label, y_label) = projection(states, env)
-    fig = Figure(figsize=(11, 4.6))
+    fig = new_figure((11, 4.6))
     plane, margins = fig.subplots(1, 2)
     outcome = columns["outcome"]
     for name, (colour, marker) in OUTCOME_STYLE.items():
@@ -342,10 +345,10 @@ COMPARISON_LABELS = {"child_vs_A": "child vs parent A", "child_vs_B": "child vs 
                      "ptq_A": "int8 (PTQ) vs float student A", "ptq_B": "int8 (PTQ) vs float student B"}
 
 
-def margin_figure(margins: dict[str, dict], cfg: AnalyzeConfig, confidence: float) -> Figure:
+def margin_figure(margins: dict[str, dict], cfg: AnalyzeConfig, confidence: float) -> "Figure":
     """Disagreement rate per bin of the reference's normalised margin (with intervals), and the states per bin."""
     binned = {name: found["bins"] for name, found in margins.items() if "bins" in found}
-    fig = Figure(figsize=(8.5, 6.2))
+    fig = new_figure((8.5, 6.2))
     rates, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     n_bins = len(cfg.margin_edges) + 1
     width = 0.8 / len(binned)

@@ -31,6 +31,10 @@ HEADLINE = (  # SHORT_NAMES' paths are among these
     "search.summary.best.online_return",
     "multigen.generations.-1.best_primary_over_bound",
     "multigen.generations.-1.best_online_return",
+    "generalization.sets.heldout.networks.child.drop_pp",
+    "analysis.near_tie.child_vs_parents.near_tie_share",
+    "objectives.modes.default.pairs.A.agreement",
+    "objectives.modes.default.pairs.B.agreement",
 )
 
 # The key figures under short names (data/reports/headline.json): narrow `dvc exp show` columns.
@@ -43,6 +47,8 @@ SHORT_NAMES = {
     "int8_B": "quantization.students.ptq_B.int8_vs_float.action_agreement",
     "search_pu": "search.summary.best.primary_over_bound",
     "search_ret": "search.summary.best.online_return",
+    "gen_gap": "generalization.sets.heldout.networks.child.drop_pp",
+    "near_tie": "analysis.near_tie.child_vs_parents.near_tie_share",
 }
 
 LATENCY_NOTE = ("Latency gates live in the timing report (`recomb timing`: `data/reports/latest/timing.json`): "

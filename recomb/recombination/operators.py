@@ -12,23 +12,28 @@ crossover varies from run to run: `time_operators` serves `recomb timing` only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import statistics
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from ..config import Section
 from ..evaluation.leaderboard import recipe as recipe_text
 from ..evaluation.metrics import bound
 from ..evaluation.validation import online_returns, parent_hits, q_values
 from ..networks import QNetwork
+from ..plots import new_figure
 from ..reports import table, with_interval
 from ..stats import primary_over_bound_interval
 from .crossover import OPERATORS, CrossoverConfig, crossover
 from .search import GridPoint, Pair, Recipe, Scoring, crossover_config
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # What the metrics JSON keeps of a child's rows (those it has), and what is summarised over `random`'s seeds.
 REPORTED = ("agreement_a", "agreement_b", "primary", "primary_over_bound", "primary_over_bound_low",
@@ -208,14 +213,14 @@ class Comparison:
             "primary / U; tied with it: a raw child whose own interval reaches that value.",
             "- Time per crossover: `recomb timing` (data/reports/latest/timing.md; wall-clock, not hashed)."]) + "\n"
 
-    def figure(self, title: str) -> Figure:
+    def figure(self, title: str) -> "Figure":
         """Per child, primary / U (left) and the return (right, when there is an environment), raw and
         fine-tuned side by side with interval bars; the fine-tuned rank 1 shaded."""
         tuned = self.tuned_by_id
         ids = list(self.recipes)
         labels = [_name(r).replace(" seed=", "\nseed=") for r in self.recipes.values()]
         panels = ["primary_over_bound"] + (["online_return"] if self.raw[ids[0]]["online_return"] is not None else [])
-        fig = Figure(figsize=(5.4 * len(panels) + 0.6, 4.6))
+        fig = new_figure((5.4 * len(panels) + 0.6, 4.6))
         x = np.arange(len(ids))
         leader = ids.index(self.tuned[0]["experiment"])
         ties = sum(row["tied"] for row in self.tuned)

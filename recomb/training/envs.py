@@ -5,11 +5,14 @@ written over a batch of states, so that many episodes run as one numpy
 computation and one Q-network forward per step. Episode `seed + i` starts
 exactly where `gym.make("CartPole-v1").reset(seed=seed + i)` starts (the tests
 check that whole trajectories agree), so returns are comparable with gymnasium's
-while costing a fraction of its per-episode Python overhead.
+while costing a fraction of its per-episode Python overhead. Shifted variants
+(other physical constants, noisy observations) run through the same code, so a
+policy's robustness is measured on exactly the episodes of its nominal return.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -20,13 +23,7 @@ N_ACTIONS = 2
 MAX_EPISODE_STEPS = 500
 ENV_ID = "CartPole-v1"
 
-# Physical constants of gymnasium's CartPoleEnv.
-_GRAVITY = 9.8
-_MASSPOLE = 0.1
-_TOTAL_MASS = 1.0 + _MASSPOLE
-_LENGTH = 0.5
-_POLEMASS_LENGTH = _MASSPOLE * _LENGTH
-_FORCE_MAG = 10.0
+# gymnasium's CartPoleEnv constants that no shift changes (the shiftable ones are `Physics`).
 _TAU = 0.02
 _THETA_LIMIT = 12 * 2 * np.pi / 360
 _X_LIMIT = 2.4
@@ -41,17 +38,42 @@ def initial_state(seed: int) -> np.ndarray:
     return rng.uniform(-_RESET_BOUND, _RESET_BOUND, size=OBS_DIM)
 
 
-def physics_step(state: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Physics:
+    """CartPole's physical constants, gymnasium's by default.
+
+    A field may also be an array with one value per episode, so that episodes under
+    different physics run as one batch (`condition_returns`).
+    """
+
+    gravity: float | np.ndarray = 9.8
+    cart_mass: float | np.ndarray = 1.0
+    pole_mass: float | np.ndarray = 0.1
+    pole_length: float | np.ndarray = 0.5  # half the pole's length, as gymnasium's `length`
+    force_magnitude: float | np.ndarray = 10.0
+
+    def scaled(self, **factors: float) -> Physics:
+        """These constants with some multiplied, e.g. `scaled(pole_length=1.5)`."""
+        return replace(self, **{key: getattr(self, key) * factor for key, factor in factors.items()})
+
+
+PHYSICS_KEYS = tuple(f.name for f in fields(Physics))
+NOMINAL = Physics()
+
+
+def physics_step(state: np.ndarray, actions: np.ndarray, physics: Physics = NOMINAL) -> tuple[np.ndarray, np.ndarray]:
     """Advance float64 states (n, 4) by one step; returns (new states, terminated)."""
     x, x_dot, theta, theta_dot = state.T
-    force = np.where(actions == 1, _FORCE_MAG, -_FORCE_MAG)
+    total_mass = physics.cart_mass + physics.pole_mass
+    polemass_length = physics.pole_mass * physics.pole_length
+    force = np.where(actions == 1, physics.force_magnitude, -physics.force_magnitude)
     costheta = np.cos(theta)
     sintheta = np.sin(theta)
-    temp = (force + _POLEMASS_LENGTH * np.square(theta_dot) * sintheta) / _TOTAL_MASS
-    thetaacc = (_GRAVITY * sintheta - costheta * temp) / (
-        _LENGTH * (4.0 / 3.0 - _MASSPOLE * np.square(costheta) / _TOTAL_MASS)
+    temp = (force + polemass_length * np.square(theta_dot) * sintheta) / total_mass
+    thetaacc = (physics.gravity * sintheta - costheta * temp) / (
+        physics.pole_length * (4.0 / 3.0 - physics.pole_mass * np.square(costheta) / total_mass)
     )
-    xacc = temp - _POLEMASS_LENGTH * thetaacc * costheta / _TOTAL_MASS
+    xacc = temp - polemass_length * thetaacc * costheta / total_mass
     new = np.stack(
         (x + _TAU * x_dot, x_dot + _TAU * xacc, theta + _TAU * theta_dot, theta_dot + _TAU * thetaacc),
         axis=1,
@@ -66,24 +88,59 @@ def greedy_actions(q_fn: QFunction, obs: np.ndarray) -> np.ndarray:
         return q_fn(torch.from_numpy(obs)).argmax(dim=1).numpy()
 
 
+@dataclass(frozen=True)
+class Condition:
+    """One variant of the environment: its physics, and the observation noise the policy sees.
+
+    `observation_noise` is the per-feature standard deviation of Gaussian noise added to
+    each observation before the policy acts on it; the dynamics keep the true state.
+    """
+
+    physics: Physics = NOMINAL
+    observation_noise: tuple[float, ...] | None = None
+
+
+def condition_returns(q_fn: QFunction, conditions: list[Condition], episodes: int, seed: int,
+                      noise_seed: int = 0, max_steps: int | None = None) -> np.ndarray:
+    """(len(conditions), episodes) greedy returns: each condition runs the same fixed-seed episodes.
+
+    All conditions run as one batch (one Q-network forward per step), which is what makes
+    many shifted conditions affordable. Episode i starts from `initial_state(seed + i)`.
+    Observation noise: at each step one standard normal row per episode index, drawn from
+    `noise_seed` whether or not the episode still runs and shared by every noisy condition
+    (scaled by its std), so a condition's returns do not depend on the others run with it.
+    `max_steps` (at most 500) shortens the time limit.
+    """
+    limit = MAX_EPISODE_STEPS if max_steps is None else min(max_steps, MAX_EPISODE_STEPS)
+    total = len(conditions) * episodes
+    state = np.tile(np.stack([initial_state(seed + i) for i in range(episodes)]), (len(conditions), 1))
+    per_episode = {key: np.repeat([getattr(c.physics, key) for c in conditions], episodes) for key in PHYSICS_KEYS}
+    noisy = any(c.observation_noise is not None for c in conditions)
+    noise_std = np.repeat([c.observation_noise or (0.0,) * OBS_DIM for c in conditions], episodes, axis=0)
+    rng = np.random.default_rng(noise_seed)
+    returns = np.zeros(total, dtype=np.float64)
+    alive = np.arange(total)
+    for _ in range(limit):
+        if alive.size == 0:
+            break
+        if noisy:
+            observed = state + rng.standard_normal((episodes, OBS_DIM))[alive % episodes] * noise_std[alive]
+        else:
+            observed = state
+        actions = greedy_actions(q_fn, observed.astype(np.float32))
+        state, terminated = physics_step(state, actions, Physics(**{k: v[alive] for k, v in per_episode.items()}))
+        returns[alive] += 1.0
+        state, alive = state[~terminated], alive[~terminated]
+    return returns.reshape(len(conditions), episodes)
+
+
 def greedy_returns(q_fn: QFunction, episodes: int, seed: int, max_steps: int | None = None) -> np.ndarray:
-    """Return of the greedy policy in each of `episodes` episodes, run together.
+    """Return of the greedy policy in each of `episodes` episodes of CartPole-v1 itself, run together.
 
     Episode i starts from `initial_state(seed + i)`; `max_steps` (at most 500)
     shortens the time limit, e.g. for quick smoke checks.
     """
-    limit = MAX_EPISODE_STEPS if max_steps is None else min(max_steps, MAX_EPISODE_STEPS)
-    state = np.stack([initial_state(seed + i) for i in range(episodes)])
-    returns = np.zeros(episodes, dtype=np.float64)
-    alive = np.arange(episodes)
-    for _ in range(limit):
-        if alive.size == 0:
-            break
-        actions = greedy_actions(q_fn, state.astype(np.float32))
-        state, terminated = physics_step(state, actions)
-        returns[alive] += 1.0
-        state, alive = state[~terminated], alive[~terminated]
-    return returns
+    return condition_returns(q_fn, [Condition()], episodes, seed, max_steps=max_steps)[0]
 
 
 class CartPoleBatch:

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from ..config import Section
+from ..parallel import map_processes
 from ..evaluation import metrics
 from ..evaluation.validation import online_returns, q_values
 from ..networks import Architecture, QNetwork, seeded_qnetwork, student_hidden
 from ..plots import learning_curves
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, interval, mean_interval
-from .distill import DistillConfig, DistillResult
+from .distill import DistillConfig, DistillResult, distill
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_agreement", "val_prob_similarity")
 PAIR_LINESTYLES = ("-", "--", ":", "-.")
@@ -39,6 +40,7 @@ class CompareObjectivesConfig(Section):
     epochs: int            # every mode's budget
     eval_episodes: int     # greedy episodes per student (with an environment)
     eval_seed: int
+    workers: int           # processes training the modes side by side (the same bits on any number)
 
     def check(self) -> None:
         self.require(0 < self.blended_alpha < 1, "blended_alpha",
@@ -46,6 +48,7 @@ class CompareObjectivesConfig(Section):
         self.require(self.temperature > 0, "temperature", "must be > 0")
         self.require(self.epochs >= 1, "epochs", "must be ≥ 1")
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
+        self.require(self.workers >= 1, "workers", "must be ≥ 1")
 
 
 def mode_configs(base: DistillConfig, cfg: CompareObjectivesConfig) -> dict[str, DistillConfig]:
@@ -71,6 +74,18 @@ def initial_students(teacher_archs: list[Architecture], base: DistillConfig, see
     return [seeded_qnetwork(dataclasses.replace(arch, hidden=student_hidden(arch.hidden, base.student_hidden),
                                                 dropout=base.student_dropout), seed)
             for arch, seed in zip(teacher_archs, seeds)]
+
+
+def _train_mode(job: tuple) -> DistillResult:
+    return distill(*job)
+
+
+def train_modes(students: list[QNetwork], teachers: list[torch.nn.Module], states: torch.Tensor,
+                configs: dict[str, DistillConfig], seeds: list[int], workers: int) -> dict[str, DistillResult]:
+    """Every mode's students from the same initial ones; modes are independent, so they train in
+    `workers` forked processes (each mode's result is the same as trained alone)."""
+    jobs = [(students, teachers, states, mode_cfg, seeds) for mode_cfg in configs.values()]
+    return dict(zip(configs, map_processes(_train_mode, jobs, workers, start_method="fork")))
 
 
 def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -78,7 +78,12 @@ class SyntheticSource(Section):
         self.require(self.n_states >= 10, "n_states", "must be ≥ 10")
 
 
-USER_FOLDER = "data/user"  # the folder dvc.yaml tracks for the files source: files elsewhere would go unnoticed
+USER_FOLDER = "data/user"  # the folder dvc.yaml tracks for the user's files: files elsewhere would go unnoticed
+
+
+def in_user_folder(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return parts[:2] == tuple(USER_FOLDER.split("/")) and ".." not in parts
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,7 @@ class FilesSource(Section):
 
     def check(self) -> None:
         for key in ("parent_a", "parent_b", "states"):
-            path = PurePosixPath(getattr(self, key))
-            self.require(path.parts[:2] == tuple(USER_FOLDER.split("/")) and ".." not in path.parts, key,
+            self.require(in_user_folder(getattr(self, key)), key,
                          f"must be a file under {USER_FOLDER}/ (the folder dvc.yaml tracks)")
         self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
@@ -115,6 +119,11 @@ class ParentsConfig(Section):
     @property
     def chosen(self) -> CartPoleSource | SyntheticSource | FilesSource:
         return getattr(self, self.source)
+
+    @property
+    def input_dim(self) -> int:
+        """The state width the chosen source's parents take."""
+        return envs.OBS_DIM if self.source == "cartpole" else self.chosen.input_dim
 
     def provenance(self) -> dict:
         """The params the parents were made with: the chosen source's section only (what dvc.yaml hashes)."""
