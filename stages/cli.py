@@ -1,5 +1,5 @@
 """The `recomb` subcommands (run by `recomb.cli`): `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
-`recomb timing` measures this machine's latencies.
+`recomb timing` measures this machine's latencies, `recomb ablation --dry-run` plans the ablation.
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
@@ -22,10 +22,11 @@ from recomb.evaluation.validation import ValidateRecombConfig
 from recomb.evaluation.leaderboard import (experiment_rows, markdown, ranked, recommendation, recipe, rows_from_csv,
                                 rows_from_exp_show)
 from recomb.evaluation.verdict import check_lines
+from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown
 
 from . import paths, timing
-from .params_check import check_params
-from .common import run as run_stage
+from .params_check import ABLATION_DIR, check_params, validate_section
+from .common import SECTIONS, run as run_stage
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
@@ -101,6 +102,20 @@ def check(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def ablation(args: argparse.Namespace) -> None:
+    """The ablation's plan, every override checked; the stub summary written. The runs themselves: not yet."""
+    if not args.dry_run:
+        raise RecombError("ablation: the ablation stage is not built yet; `recomb ablation --dry-run` shows its plan")
+    check_params()  # every section first, as `recomb params` does
+    planned = plan(load_params(PARAMS_FILE, SECTIONS), validate_section, ABLATION_DIR, str(PARAMS_FILE))
+    out = Outputs()
+    out.add_json(f"{ABLATION_DIR}/ablation_plan.json", plan_dict(planned))
+    out.add_text(f"{ABLATION_DIR}/ablation_plan.md", plan_markdown(planned))
+    out.commit()
+    print("\n".join(plan_lines(planned)))
+    print(f"wrote {ABLATION_DIR}/ablation_plan.json and {ABLATION_DIR}/ablation_plan.md (dry run: nothing trained)")
+
+
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="recomb", description=__doc__.splitlines()[0])
     commands = cli.add_subparsers(dest="command", required=True)
@@ -132,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
                                 description="Check every params.yaml section as its stage would, so a mistake "
                                             "stops before DVC removes any stage's outputs.")
     valid.set_defaults(handler=lambda args: print(f"{PARAMS_FILE}: all {check_params()} sections valid"))
+    abl = commands.add_parser("ablation", help="plan the ablation: conditions × seeds (--dry-run)",
+                              description="Check params.yaml's ablation section (every condition's overrides by "
+                                          "their sections' rules), print the runs, their folders and the work they "
+                                          "share, and write data/ablation/ablation_plan.{json,md}.")
+    abl.add_argument("--dry-run", action="store_true", help="plan only, train nothing (the only mode so far)")
+    abl.set_defaults(handler=ablation)
     return cli
 
 

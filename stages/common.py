@@ -17,7 +17,7 @@ from recomb.reports import rule
 PARAMS_FILE = "params.yaml"
 SECTIONS = ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
             "regimes", "finetune", "selection", "uncertainty", "search", "multigen", "validate_recombination",
-            "generalize", "analyze", "compare_distillation", "compare_operators")
+            "generalize", "analyze", "compare_distillation", "compare_operators", "ablation")
 log = logging.getLogger("recomb")
 
 

@@ -19,6 +19,7 @@ from recomb.recombination.operators import OperatorsConfig
 from recomb.training.parents import ParentsConfig
 from recomb.quantization.quantize import PTQConfig, QATConfig
 from recomb.recombination.search import SearchConfig, grid
+from recomb.evaluation.ablation import plan
 from recomb.evaluation.analysis import AnalyzeConfig
 from recomb.evaluation.generalization import GeneralizeConfig
 from recomb.evaluation.selection import SelectionConfig
@@ -26,6 +27,8 @@ from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
 
 from .common import PARAMS_FILE, SECTIONS, RuntimeConfig
+
+ABLATION_DIR = "data/ablation"  # the ablation's tree: <condition>/seed_<s>/, and the plan beside it
 
 
 def _section(cls) -> Callable[[dict, str], object]:
@@ -53,7 +56,13 @@ VALIDATORS: dict[str, Callable[[dict, str], object]] = {
     "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
     "generalize": _section(GeneralizeConfig), "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
     "compare_operators": _section(OperatorsConfig),
+    "ablation": lambda params, name: plan(params, validate_section, ABLATION_DIR),
 }
+
+
+def validate_section(params: dict, name: str) -> object:
+    """One section checked as its stage would (an ablation condition's overrides are checked this way)."""
+    return VALIDATORS[name](params, name)
 
 
 def check_params(path: str = PARAMS_FILE) -> int:
