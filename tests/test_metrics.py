@@ -96,7 +96,7 @@ def test_latency_statistics_of_scripted_forward_times(monkeypatch):
     states = torch.arange(12.0).reshape(3, 4)
     lat = metrics.batch1_latency_ms({"a": a, "b": b}, states, repeats=30, warmup=3)
     # a, sorted: 1, 2, …, 29, 1000. Median of 30 values = mean of the 15th and 16th = (15 + 16)/2 = 15.5;
-    # mean = (1 + … + 29 + 1000)/30 = (435 + 1000)/30 = 47.8333…; p95 = 29th smallest (index int(0.95·30) = 28) = 29:
+    # mean = (1 + … + 29 + 1000)/30 = (435 + 1000)/30 = 47.8333…; p95 = the 29th smallest (nearest rank ⌈0.95·30⌉ = 29) = 29:
     # the single outlier is above the 95th percentile.
     assert lat["a"] == pytest.approx({"median_ms": 15.5, "mean_ms": 1435 / 30, "p95_ms": 29.0}, rel=1e-9)
     # b is timed alone even though the models take turns: none of a's time leaks into it
@@ -105,6 +105,14 @@ def test_latency_statistics_of_scripted_forward_times(monkeypatch):
     assert len(a.inputs) == len(b.inputs) == 33
     for i, (xa, xb) in enumerate(zip(a.inputs, b.inputs)):
         assert torch.equal(xa, states[i % 3].unsqueeze(0)) and torch.equal(xb, xa)
+
+
+def test_p95_is_the_nearest_rank_when_95_percent_is_a_whole_rank(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(metrics, "time", clock)
+    model = ScriptedModel(clock, [1.0] + [k / 1e3 for k in range(1, 21)])  # 1..20 ms after one warm-up
+    lat = metrics.batch1_latency_ms({"m": model}, torch.zeros(1, 4), repeats=20, warmup=1)
+    assert lat["m"]["p95_ms"] == pytest.approx(19.0)  # ⌈0.95·20⌉ = 19th smallest, not the slowest (20)
 
 
 def test_throughput_is_batch_size_over_the_median_pass(monkeypatch):
