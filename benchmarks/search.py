@@ -37,7 +37,7 @@ def stage(root: Path) -> None:
     p.stage("parents")
     import_torch = [timed(p, sys.executable, "-c", "import torch") for _ in range(3)]
     walls = [timed(p, sys.executable, "-m", "stages.search") for _ in range(3)]
-    board = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())
+    board = json.loads((p.path / "data/search/leaderboard.json").read_text())
     best = board["rows"][0]
     print(f"search stage, default preset (14 children), synthetic 8/4/64, 1000 train states, 2 workers:")
     print(f"  whole command wall: median {statistics.median(walls):.2f} s  (runs: "

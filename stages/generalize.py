@@ -19,7 +19,7 @@ def networks() -> dict:
              for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS),
                                    ("student_int8", paths.PTQ_INT8)) for pair in paths.PAIRS}
     found |= {"child_raw": load_checkpoint(paths.CHILD_RAW), GATED: load_checkpoint(paths.CHILD)}
-    leaderboard = Path(paths.SEARCH_REPORTS) / "leaderboard.json"
+    leaderboard = Path(paths.SEARCH_LEADERBOARD)
     if leaderboard.exists():
         best = read_json(leaderboard, "search leaderboard")["rows"][0]["experiment"]  # ranked: the first is the best
         found["search_best"] = load_checkpoint(paths.SEARCH_CHILD.format(best))

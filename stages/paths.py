@@ -36,6 +36,7 @@ SEARCH_CHILD = "data/search/{}/child.safetensors"
 SEARCH_CHILD_INT8 = "data/search/{}/child_int8.safetensors"
 SEARCH_RUN_CONFIG = "data/search/{}/run_config.json"
 SEARCH_REPORTS = "data/reports/search"
+SEARCH_LEADERBOARD = "data/search/leaderboard.json"  # the ranked rows other stages read (names: not a metric)
 SEARCH_PNG = "data/plots/search/children.png"
 MULTIGEN_LINEAGE = "data/multigen/lineage.json"
 MULTIGEN_BEST = "data/multigen/best_gen{}.safetensors"

@@ -17,7 +17,7 @@ REPORTS = {
     "quantization": paths.QUANT_REPORT,
     "recombination": paths.RECOMB_REPORT,
     "search.summary": f"{paths.SEARCH_REPORTS}/summary.json",
-    "search.leaderboard": f"{paths.SEARCH_REPORTS}/leaderboard.json",
+    "search.leaderboard": paths.SEARCH_LEADERBOARD,
     "multigen": paths.MULTIGEN_SUMMARY,
     "generalization": paths.GENERALIZE_SUMMARY,
     "analysis": paths.ANALYSIS_SUMMARY,

@@ -33,7 +33,7 @@ def main(params: dict) -> None:
            f"  {reproduce_command(crossover_config(inputs.crossover, chosen.recipe), chosen.regime)}\n"
            "then `dvc exp apply <that experiment>` (or set those keys in params.yaml and `dvc repro`).")
     confidence, min_return = scoring.uncertainty.confidence, return_bar(scoring)
-    out.add_json(f"{paths.SEARCH_REPORTS}/leaderboard.json",
+    out.add_json(paths.SEARCH_LEADERBOARD,
                  {"rows": rows, "baselines": baselines, "confidence": confidence})
     out.add_text(f"{paths.SEARCH_REPORTS}/leaderboard.md", markdown(rows, baselines, min_return))
     out.add_text(f"{paths.SEARCH_REPORTS}/recommendation.txt",

@@ -243,7 +243,7 @@ def write_artifacts(root) -> None:
                            f"student_{pair}_int8", {})
     for path, seed in (("children/raw/child", 4), ("children/finetuned/child", 5), ("search/000_best/child", 6)):
         out.add_checkpoint(root / f"data/{path}.safetensors", seeded_qnetwork(small, seed), "child", {})
-    out.add_json(root / "data/reports/search/leaderboard.json", {"rows": [{"experiment": "000_best"}]})
+    out.add_json(root / "data/search/leaderboard.json", {"rows": [{"experiment": "000_best"}]})
     out.add_states(root / "data/states/train.npy", rng.normal(0, 0.1, (300, 4)).astype(np.float32))
     out.add_states(root / "data/states/heldout.npy", rng.normal(0, 0.1, (100, 4)).astype(np.float32))
     out.commit()

@@ -369,7 +369,7 @@ def check_experiment_grid(p):
     p.run("git", "checkout", "--", ".")  # back to the baseline for the checks that follow
     p.run("dvc", "checkout")
 
-    searched = json.loads((p.path / "data/reports/search/leaderboard.json").read_text())["rows"]
+    searched = json.loads((p.path / "data/search/leaderboard.json").read_text())["rows"]
     static = next(e["experiment"] for e in experiments if e["regime"] == "short_qat")
     in_search = next(r["experiment"] for r in searched if r["regime"] == "short_qat")
     search_int8 = (p.path / f"data/search/{in_search}/child_int8.safetensors").read_bytes()

@@ -152,7 +152,7 @@ def test_report_stage_writes_the_verdict_and_logs_each_failed_gate(tmp_path, mon
     assert not [v for v in leaves(saved) if isinstance(v, str)]  # numbers and booleans only
     text = Path(paths.PIPELINE_MARKDOWN).read_text()
     assert text.startswith("# Pipeline — FAILED")
-    assert "| reports: search.leaderboard | data/reports/search/leaderboard.json |" in text
+    assert "| reports: search.leaderboard | data/search/leaderboard.json |" in text
     assert "| checkpoints: search_best | data/search/007_weighted/child.safetensors |" in text
     assert "| search.leaderboard.rows.0.experiment | 007_weighted |" in text
     assert "qat_A_int8" not in text  # the quantized report scored no QAT student
