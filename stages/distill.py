@@ -1,13 +1,11 @@
 """Stage `distill`: a smaller student for each parent, trained on the train states."""
 
-import dataclasses
 import time
 
 import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.training.distill import DistillConfig, distill
-from recomb.networks import seeded_qnetwork, student_hidden
+from recomb.training.distill import DistillConfig, distill, initial_students
 from recomb.plots import learning_curves
 
 from . import paths
@@ -20,11 +18,7 @@ def main(params: dict) -> None:
     states = load_states(paths.STATES_TRAIN, parents[0].arch.input_dim)
     parents[1].expect_dims(parents[0].arch.input_dim, parents[0].arch.output_dim, str(parents[0].path))
     seeds = [cfg.seed + i for i in range(len(parents))]
-    students = []
-    for parent, seed in zip(parents, seeds):
-        arch = dataclasses.replace(parent.arch, hidden=student_hidden(parent.arch.hidden, cfg.student_hidden),
-                                   dropout=cfg.student_dropout)
-        students.append(seeded_qnetwork(arch, seed))
+    students = initial_students([p.arch for p in parents], cfg, seeds)
     start = time.perf_counter()
     with progress(cfg.epochs, "distill") as bar:
         def on_epoch(epoch: int, rows: list[dict]) -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from recomb.artifacts import Outputs, load_checkpoint
 from recomb.errors import RecombError
-from recomb.evaluation import analysis
+from recomb.evaluation import analysis, metrics
 from recomb.networks import Architecture, QNetwork, seeded_qnetwork
 from recomb.quantization.quantize import ptq
 from recomb.stats import UncertaintyConfig
@@ -44,16 +44,16 @@ def test_kl_per_state_is_parent_first_and_divides_by_the_temperature():
     other = torch.zeros(2, 2)
     # state 0: p = softmax(0, ln 3) = (1/4, 3/4), q = (1/2, 1/2):
     # KL(p‖q) = ¼·ln(½) + ¾·ln(3/2) = −0.1732868 + 0.3040988 = 0.1308120; state 1: identical → 0
-    assert analysis.kl_per_state(ref, other, 1.0) == pytest.approx([0.1308120, 0.0], abs=1e-6)
+    assert metrics.kl_per_state(ref, other, 1.0).numpy() == pytest.approx([0.1308120, 0.0], abs=1e-6)
     # at T = 2, (0, 2·ln 3) is p again
-    assert analysis.kl_per_state(2 * ref, other, 2.0) == pytest.approx([0.1308120, 0.0], abs=1e-6)
+    assert metrics.kl_per_state(2 * ref, other, 2.0).numpy() == pytest.approx([0.1308120, 0.0], abs=1e-6)
     # three actions: p uniform, q = softmax(ln 2, 0, 0) = (½, ¼, ¼):
     # KL = ⅓·(ln(⅓/½) + 2·ln(⅓/¼)) = ⅓·(−0.4054651 + 0.5753641) = 0.0566330
-    three = analysis.kl_per_state(torch.zeros(1, 3), torch.tensor([[math.log(2.0), 0.0, 0.0]]), 1.0)
+    three = metrics.kl_per_state(torch.zeros(1, 3), torch.tensor([[math.log(2.0), 0.0, 0.0]]), 1.0).numpy()
     assert three == pytest.approx([0.0566330], abs=1e-6)
 
 
-def test_mse_cosine_and_topk_miss_per_state():
+def test_mse_cosine_and_topk_hits_per_state():
     ref = torch.tensor([[1.0, 2.0], [1.0, 0.0]])
     other = torch.tensor([[2.0, 4.0], [1.0, 1.0]])
     # state 0: errors (1, 2) → (1 + 4)/2 = 2.5; state 1: errors (0, 1) → 0.5
@@ -62,7 +62,7 @@ def test_mse_cosine_and_topk_miss_per_state():
     assert analysis.cosine_per_state(ref, other) == pytest.approx([1.0, 0.7071068], abs=1e-6)
     # the reference prefers action 2; the other ranks 0, 1, 2: missed in its top 1 and top 2, not in its top 3
     ref3, other3 = torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[3.0, 2.0, 1.0]])
-    assert [bool(analysis.topk_miss(ref3, other3, k)[0]) for k in (1, 2, 3)] == [True, True, False]
+    assert [not metrics.topk_hits(ref3, other3, k)[0] for k in (1, 2, 3)] == [True, True, False]
 
 
 def test_outcomes_name_every_case():

@@ -26,6 +26,7 @@ from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
 from ..training.envs import ENV_ID
 from ..training.finetune import normalised_margin
+from . import metrics
 from .validation import q_values
 
 if TYPE_CHECKING:
@@ -99,13 +100,6 @@ def sample_states(n_states: int, max_states: int, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- per-state measures
 
 
-def kl_per_state(ref_q: torch.Tensor, other_q: torch.Tensor, temperature: float) -> np.ndarray:
-    """KL(softmax(ref/T) ‖ softmax(other/T)) of each state (metrics.kl_divergence averages it)."""
-    log_p = F.log_softmax(ref_q.double() / temperature, -1)
-    log_q = F.log_softmax(other_q.double() / temperature, -1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).numpy()
-
-
 def mse_per_state(ref_q: torch.Tensor, other_q: torch.Tensor) -> np.ndarray:
     """Mean squared Q difference over the actions of each state."""
     return (ref_q.double() - other_q.double()).pow(2).mean(-1).numpy()
@@ -114,12 +108,6 @@ def mse_per_state(ref_q: torch.Tensor, other_q: torch.Tensor) -> np.ndarray:
 def cosine_per_state(ref_q: torch.Tensor, other_q: torch.Tensor) -> np.ndarray:
     """Cosine of the two Q vectors of each state (raw Q, as the seeds' metric)."""
     return F.cosine_similarity(ref_q.double(), other_q.double(), dim=-1).numpy()
-
-
-def topk_miss(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> np.ndarray:
-    """Per state: the reference's greedy action is not among the other network's k best."""
-    top = other_q.topk(k, dim=-1).indices
-    return ~(top == ref_q.argmax(-1, keepdim=True)).any(-1).numpy()
 
 
 def outcomes(action_a: np.ndarray, action_b: np.ndarray, action_child: np.ndarray) -> np.ndarray:
@@ -138,11 +126,11 @@ def disagreement_table(index: np.ndarray, q_a: torch.Tensor, q_b: torch.Tensor, 
                "child_agrees_a": actions["child"] == actions["a"], "child_agrees_b": actions["child"] == actions["b"],
                "parents_agree": actions["a"] == actions["b"]}
     parents = {"a": q_a, "b": q_b}
-    per_parent = {"kl_parent": lambda q: kl_per_state(q, q_child, cfg.kl_temperature),
+    per_parent = {"kl_parent": lambda q: metrics.kl_per_state(q, q_child, cfg.kl_temperature).numpy(),
                   "mse_parent": lambda q: mse_per_state(q, q_child),
                   "cosine_parent": lambda q: cosine_per_state(q, q_child),
                   "margin": lambda q: normalised_margin(q, q).double().numpy(),
-                  **{f"top{k}_miss": lambda q, k=k: topk_miss(q, q_child, k) for k in cfg.top_k}}
+                  **{f"top{k}_miss": lambda q, k=k: (~metrics.topk_hits(q, q_child, k)).numpy() for k in cfg.top_k}}
     for measure, compute in per_parent.items():
         for who, q in parents.items():
             columns[f"{measure}_{who}"] = compute(q)

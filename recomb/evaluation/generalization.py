@@ -25,7 +25,7 @@ from ..stats import UncertaintyConfig, mean_interval
 from ..training import envs
 from ..training.parents import USER_FOLDER, in_user_folder
 from .metrics import bound
-from .validation import RobustnessConfig, agreement_figures, all_passed, gate, parent_hits, q_values, robustness_slices
+from .validation import RobustnessConfig, all_passed, child_figures, gate, parent_hits, q_values, robustness_slices
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -162,8 +162,7 @@ def score_network(job: NetworkJob) -> tuple[dict | None, list[dict]]:
         for name, (states, picks_a, picks_b, parents_agree) in job.sets.items():
             hits = parent_hits(torch.from_numpy(picks_a), torch.from_numpy(picks_b),
                                q_values(job.model, torch.from_numpy(states)))
-            figures[name] = {**agreement_figures(hits, parents_agree, job.unc),
-                             "oracle_agreement": float((hits[0] | hits[1]).mean())}
+            figures[name] = child_figures(hits, parents_agree, job.unc)
     returns = []
     if job.conditions:
         episodes = envs.condition_returns(job.model, job.conditions, job.cfg.eval_episodes, job.cfg.eval_seed,

@@ -34,18 +34,27 @@ def parents_reference(parent_a, parent_b, states: torch.Tensor) -> dict[str, flo
     return {"U": bound(a), "parents' agreement": a}
 
 
+def topk_hits(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> torch.Tensor:
+    """Per state: the reference's greedy action is among the other's k best."""
+    top = other_q.topk(k, dim=-1).indices
+    return (top == ref_q.argmax(-1, keepdim=True)).any(-1)
+
+
 def topk_agreement(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> float:
     """Fraction of states where the reference's greedy action is in the other's top k."""
-    k = min(k, other_q.shape[-1])
-    top = other_q.topk(k, dim=-1).indices
-    return (top == ref_q.argmax(-1, keepdim=True)).any(-1).double().mean().item()
+    return topk_hits(ref_q, other_q, min(k, other_q.shape[-1])).double().mean().item()
+
+
+def kl_per_state(ref_q: torch.Tensor, other_q: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(softmax(ref/T) ‖ softmax(other/T)) of each state, in float64."""
+    log_p = F.log_softmax(ref_q.double() / temperature, -1)
+    log_q = F.log_softmax(other_q.double() / temperature, -1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
 def kl_divergence(ref_q: torch.Tensor, other_q: torch.Tensor, temperature: float = 1.0) -> float:
     """Mean over states of KL(softmax(ref/T) ‖ softmax(other/T))."""
-    log_p = F.log_softmax(ref_q.double() / temperature, -1)
-    log_q = F.log_softmax(other_q.double() / temperature, -1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean().item()
+    return kl_per_state(ref_q, other_q, temperature).mean().item()
 
 
 def prob_similarity(ref_q: torch.Tensor, other_q: torch.Tensor) -> float:

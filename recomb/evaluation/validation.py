@@ -308,6 +308,11 @@ def agreement_figures(hits: tuple[np.ndarray, np.ndarray], parents_agree: np.nda
     return figures
 
 
+def child_figures(hits: tuple[np.ndarray, np.ndarray], parents_agree: np.ndarray, unc: UncertaintyConfig) -> dict:
+    """`agreement_figures`, and the oracle agreement: the share of states where the child picks A's or B's action."""
+    return {**agreement_figures(hits, parents_agree, unc), "oracle_agreement": float((hits[0] | hits[1]).mean())}
+
+
 def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarray, cfg: ValidateRecombConfig,
                           unc: UncertaintyConfig) -> dict:
     """Each child against both parents on held-out states, with the parents' own agreement as baseline."""
@@ -325,8 +330,7 @@ def recombination_offline(parent_a, parent_b, children: dict, heldout: np.ndarra
         report["children"][name] = {
             "vs_a": metrics.compare(q_a, q_c, cfg.top_k, cfg.kl_temperature),
             "vs_b": metrics.compare(q_b, q_c, cfg.top_k, cfg.kl_temperature),
-            **agreement_figures(hits, parents_agree, unc),
-            "oracle_agreement": float((hits[0] | hits[1]).mean()),
+            **child_figures(hits, parents_agree, unc),
         }
     return report
 

@@ -20,6 +20,7 @@ its own seed, so a member's result does not depend on who it was trained with.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Section
-from ..networks import QNetwork, QNetworkStack
+from ..networks import Architecture, QNetwork, QNetworkStack, seeded_qnetwork, student_hidden
 from ..optim import Adam
 
 
@@ -139,6 +140,17 @@ def _dropout_masks(shape: tuple[int, ...], p: float, gens: list[torch.Generator]
         return torch.ones(len(gens), *shape)
     keep = torch.stack([torch.rand(shape, generator=g) >= p for g in gens])
     return keep.float() / (1 - p)
+
+
+def initial_students(teacher_archs: list[Architecture], base: DistillConfig, seeds: list[int]) -> list[QNetwork]:
+    """One freshly initialised student per teacher: the teacher's architecture at the student's width and dropout.
+
+    `distill` copies the weights into its stack, so a comparison can start every run from these same ones.
+    """
+    return [seeded_qnetwork(dataclasses.replace(arch, hidden=student_hidden(arch.hidden, base.student_hidden),
+                                                dropout=base.student_dropout), seed)
+            for arch, seed in zip(teacher_archs, seeds)]
+
 
 
 def distill(

@@ -21,7 +21,7 @@ from ..config import Section
 from ..parallel import map_processes
 from ..evaluation import metrics
 from ..evaluation.validation import online_returns, q_values
-from ..networks import Architecture, QNetwork, seeded_qnetwork, student_hidden
+from ..networks import QNetwork
 from ..plots import learning_curves
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, interval, mean_interval
@@ -64,16 +64,6 @@ def mode_configs(base: DistillConfig, cfg: CompareObjectivesConfig) -> dict[str,
         "soft_only": dataclasses.replace(base, alpha=1.0, **reference),
         "default": dataclasses.replace(base, epochs=cfg.epochs),
     }
-
-
-def initial_students(teacher_archs: list[Architecture], base: DistillConfig, seeds: list[int]) -> list[QNetwork]:
-    """One freshly initialised student per teacher, as the `distill` stage builds them.
-
-    `distill` copies the weights into its stack, so every mode starts from these same ones.
-    """
-    return [seeded_qnetwork(dataclasses.replace(arch, hidden=student_hidden(arch.hidden, base.student_hidden),
-                                                dropout=base.student_dropout), seed)
-            for arch, seed in zip(teacher_archs, seeds)]
 
 
 def _train_mode(job: tuple) -> DistillResult:
