@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ATEN_CPU_CAPABILITY ?= avx2
 export MKL_CBWR ?= AVX2
 
-.PHONY: run test repro-check check timing
+.PHONY: run test repro-check check timing ablation
 
 # (Re)install when the dependency pins change; constraints.txt pins every transitive package.
 # A run needs the runtime only; the tests add pytest, torchao (the quantization reference) and Ray.
@@ -40,3 +40,8 @@ check: $(VENV)/.runtime
 # This machine's latencies (wall-clock, never hashed): data/reports/latest/timing.md
 timing: $(VENV)/.runtime
 	$(BIN)/recomb timing
+
+# Conditions × seeds (params.yaml `ablation`): its own pipeline file, so `make run` and `dvc exp run` never pay for it.
+ablation: $(VENV)/.runtime
+	$(BIN)/recomb params
+	$(BIN)/dvc repro ablation/dvc.yaml

@@ -21,7 +21,7 @@ Progress = Callable[[int, str, int, int], None]
 """`progress(slot, label, done, total)`: job `slot` has done `done` of `total` units. Called inside the
 worker that runs the job (so it must pickle); the stages draw one bar per slot, the library never prints."""
 
-RAY_MISSING = "search.backend is ray but Ray is not installed: pip install 'recomb[ray]' (or: pip install ray)"
+RAY_MISSING = "{}.backend is ray but Ray is not installed: pip install 'recomb[ray]' (or: pip install ray)"
 
 
 def _init_worker(threads: int) -> None:
@@ -42,26 +42,27 @@ def map_processes(fn: Callable[[T], R], jobs: Sequence[T], workers: int, threads
         return list(pool.map(fn, jobs))
 
 
-def import_ray():
-    """Ray, or a one-line error saying how to install it (it is an optional extra)."""
+def import_ray(section: str):
+    """Ray, or a one-line error naming `section`.backend and saying how to install it (an optional extra)."""
     try:
         import ray
     except ImportError:
-        raise RecombError(RAY_MISSING) from None
+        raise RecombError(RAY_MISSING.format(section)) from None
     return ray
 
 
-def map_ray(fn: Callable[[T], R], jobs: Sequence[T], address: str, threads: int = 1) -> list[R]:
-    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` ('': a local Ray), in order.
+def map_ray(fn: Callable[[T], R], jobs: Sequence[T], address: str, section: str, threads: int = 1) -> list[R]:
+    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` ('': a local Ray), in order;
+    `section` is the params section whose `ray_address` a connection error names.
 
     Workers import `fn` by its module path, so recomb must be installed on every node.
     """
-    ray = import_ray()
+    ray = import_ray(section)
     if not ray.is_initialized():
         try:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
-            raise RecombError(f"search.ray_address: cannot connect to Ray at {address!r} ({exc})") from None
+            raise RecombError(f"{section}.ray_address: cannot connect to Ray at {address!r} ({exc})") from None
 
     def run(job: T) -> R:
         torch.set_num_threads(threads)

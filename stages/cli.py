@@ -1,5 +1,6 @@
 """The `recomb` subcommands (run by `recomb.cli`): `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
-`recomb timing` measures this machine's latencies, `recomb ablation --dry-run` plans the ablation.
+`recomb timing` measures this machine's latencies, `recomb ablation` plans the ablation (--dry-run) or aggregates
+DVC experiments over seeds (--from-exps).
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
@@ -23,9 +24,12 @@ from recomb.evaluation.leaderboard import (experiment_rows, markdown, ranked, re
                                 rows_from_exp_show)
 from recomb.evaluation.verdict import check_lines
 from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown
+from recomb.evaluation.ablation_summary import rows_from_experiments
+from recomb.stats import UncertaintyConfig
 
 from . import paths, timing
-from .params_check import ABLATION_DIR, check_params, validate_section
+from .ablation import summary
+from .params_check import check_params, validate_section
 from .common import SECTIONS, run as run_stage
 
 PARAMS_FILE = Path("params.yaml")
@@ -103,17 +107,30 @@ def check(args: argparse.Namespace) -> None:
 
 
 def ablation(args: argparse.Namespace) -> None:
-    """The ablation's plan, every override checked; the stub summary written. The runs themselves: not yet."""
-    if not args.dry_run:
-        raise RecombError("ablation: the ablation stage is not built yet; `recomb ablation --dry-run` shows its plan")
+    """--dry-run: the plan, every override checked, written beside a stub summary; nothing trained.
+    --from-exps: finished DVC experiments (one per seed) summarised as the ablation stage summarises its runs."""
     check_params()  # every section first, as `recomb params` does
-    planned = plan(load_params(PARAMS_FILE, SECTIONS), validate_section, ABLATION_DIR, str(PARAMS_FILE))
-    out = Outputs()
-    out.add_json(f"{ABLATION_DIR}/ablation_plan.json", plan_dict(planned))
-    out.add_text(f"{ABLATION_DIR}/ablation_plan.md", plan_markdown(planned))
+    params = load_params(PARAMS_FILE, SECTIONS)
+    if args.dry_run:
+        planned = plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE))
+        out = Outputs()
+        out.add_json(f"{paths.ABLATION_PLAN}/ablation_plan.json", plan_dict(planned))
+        out.add_text(f"{paths.ABLATION_PLAN}/ablation_plan.md", plan_markdown(planned))
+        out.commit()
+        print("\n".join(plan_lines(planned)))
+        print(f"wrote {paths.ABLATION_PLAN}/ablation_plan.json and .md (dry run: nothing trained; "
+              "the runs: dvc repro ablation/dvc.yaml)")
+        return
+    reports = {"distillation": paths.DISTILL_REPORT, "quantized": paths.QUANT_REPORT,
+               "recombination": paths.RECOMB_REPORT}
+    rows = rows_from_experiments(read_exp_show(args.exp_show), params, str(PARAMS_FILE), reports)
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    pair = (conditions[1], conditions[0]) if len(conditions) == 2 else None
+    out = summary(rows, UncertaintyConfig.from_params(params, "uncertainty"), pair,
+                  "Each row is one finished DVC experiment (`dvc exp show`); a condition is the experiments that "
+                  "differ only in the seed key.", "its experiment (`dvc exp apply <name>`)", paths.ABLATION_FROM_EXPS)
     out.commit()
-    print("\n".join(plan_lines(planned)))
-    print(f"wrote {ABLATION_DIR}/ablation_plan.json and {ABLATION_DIR}/ablation_plan.md (dry run: nothing trained)")
+    print(out.files[Path(paths.ABLATION_FROM_EXPS["markdown"])].decode(), end="")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,11 +164,19 @@ def parser() -> argparse.ArgumentParser:
                                 description="Check every params.yaml section as its stage would, so a mistake "
                                             "stops before DVC removes any stage's outputs.")
     valid.set_defaults(handler=lambda args: print(f"{PARAMS_FILE}: all {check_params()} sections valid"))
-    abl = commands.add_parser("ablation", help="plan the ablation: conditions × seeds (--dry-run)",
-                              description="Check params.yaml's ablation section (every condition's overrides by "
-                                          "their sections' rules), print the runs, their folders and the work they "
-                                          "share, and write data/ablation/ablation_plan.{json,md}.")
-    abl.add_argument("--dry-run", action="store_true", help="plan only, train nothing (the only mode so far)")
+    abl = commands.add_parser("ablation", help="plan the ablation (--dry-run) or summarise seed experiments "
+                                               "(--from-exps)",
+                              description="--dry-run: check params.yaml's ablation section (every condition's "
+                                          f"overrides by their sections' rules), print the runs, their folders and "
+                                          f"the work they share, write {paths.ABLATION_PLAN}/ablation_plan.{{json,md}}."
+                                          " --from-exps: summarise finished DVC experiments (a seed sweep) with "
+                                          f"intervals across seeds into {paths.ABLATION_FROM_EXPS}/. The runs "
+                                          "themselves: dvc repro ablation/dvc.yaml.")
+    mode = abl.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="plan only, train nothing")
+    mode.add_argument("--from-exps", action="store_true", help="summarise `dvc exp show` rows over seeds")
+    abl.add_argument("--exp-show", metavar="FILE", help="with --from-exps: saved `dvc exp show --csv` output "
+                                                        "('-' = stdin); default: dvc.api.exp_show() here")
     abl.set_defaults(handler=ablation)
     return cli
 

@@ -26,9 +26,8 @@ from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
 
+from . import paths
 from .common import PARAMS_FILE, SECTIONS, RuntimeConfig
-
-ABLATION_DIR = "data/ablation"  # the ablation's tree: <condition>/seed_<s>/, and the plan beside it
 
 
 def _section(cls) -> Callable[[dict, str], object]:
@@ -56,7 +55,7 @@ VALIDATORS: dict[str, Callable[[dict, str], object]] = {
     "multigen": _section(MultigenConfig), "validate_recombination": _section(ValidateRecombConfig),
     "generalize": _section(GeneralizeConfig), "analyze": _section(AnalyzeConfig), "compare_distillation": _section(CompareObjectivesConfig),
     "compare_operators": _section(OperatorsConfig),
-    "ablation": lambda params, name: plan(params, validate_section, ABLATION_DIR),
+    "ablation": lambda params, name: plan(params, validate_section, paths.ABLATION_DIR),
 }
 
 

@@ -73,3 +73,15 @@ OBJECTIVES_PNG = "data/plots/objectives/learning_curves.png"
 OPERATORS_SUMMARY = "data/reports/operators/summary.json"
 OPERATORS_MARKDOWN = "data/reports/operators/report.md"
 OPERATORS_PNG = "data/plots/operators/operators.png"
+
+# The ablation (issue 13): its own pipeline file, ablation/dvc.yaml.
+ABLATION_DIR = "data/ablation"  # <condition>/seed_<s>/: each run's checkpoints and reports
+ABLATION_SUMMARY = {"rows": "data/reports/ablation/ablation_summary.csv",  # one row per (condition, seed)
+                    "aggregates": "data/reports/ablation/ablation_aggregates.csv",  # per condition and figure
+                    "markdown": "data/reports/ablation/ablation_summary.md",
+                    "metrics": "data/reports/ablation/summary.json",
+                    "figure": "data/plots/ablation/seeds.png"}
+ABLATION_TIMING = "data/reports/latest/ablation_timing.md"  # wall-clock: never hashed
+ABLATION_PLAN = "data/reports/latest/ablation_plan"  # `recomb ablation --dry-run` (a command's, not a DVC output)
+ABLATION_FROM_EXPS = {kind: f"data/reports/latest/ablation_exps/{path.rsplit('/', 1)[1]}"  # `recomb ablation
+                      for kind, path in ABLATION_SUMMARY.items()}                       # --from-exps`: the same

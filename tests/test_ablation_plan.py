@@ -27,7 +27,8 @@ def validate(params: dict, section: str) -> object:
 def with_ablation(conditions: dict, seeds=(4,), source: str = "cartpole") -> dict:
     params = copy.deepcopy(BASE)
     params["parents"]["source"] = source
-    params["ablation"] = {"seeds": list(seeds), "conditions": conditions, "workers": 2, "backend": "local"}
+    params["ablation"] = {"seeds": list(seeds), "conditions": conditions, "improvement": {}, "workers": 2,
+                          "backend": "local", "ray_address": ""}
     return params
 
 
@@ -136,7 +137,8 @@ DEFAULT_SECTION = {
         "full_pipeline": {"stages": ["crossover", "distill", "compare", "quantize"],
                           "overrides": {"crossover.parents": "quantized", "crossover.mode": "weighted"}},
     },
-    "workers": 2, "backend": "local",
+    "improvement": {"condition": "full_pipeline", "over": "distill_only"},
+    "workers": 2, "backend": "local", "ray_address": "",
 }
 
 
@@ -154,38 +156,41 @@ def test_dry_run_prints_the_plan_and_writes_the_stub_summary(tmp_path, monkeypat
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "ablation plan: 2 conditions × 2 seeds = 4 runs (local, 2 workers)"
-    assert lines[1] == "a seed sets parents.cartpole.seed (parents.source cartpole)"
+    assert lines[1].startswith("A seed s sets parents.cartpole.seed: the parent pair DQN-trained with seeds s and s + 1")
     assert ("  full_pipeline  seed 0   distill → quantize → crossover → compare  data/ablation/full_pipeline/seed_0/"
             in lines)
     assert ("  distill_only   seed 4   distill                                   data/ablation/distill_only/seed_4/"
             in lines)
-    assert "shared: 2 parent pairs and 2 student pairs trained for 4 runs" in lines
-    assert ("  students trained once in data/ablation/distill_only/seed_4/, used by distill_only/seed_4, "
+    assert "shared: 2 parent pairs, 2 student pairs and 2 int8 student sets made for 4 runs" in lines
+    assert ("  students made once in data/ablation/distill_only/seed_4/, used by distill_only/seed_4, "
             "full_pipeline/seed_4") in lines
-    assert lines[-1] == ("wrote data/ablation/ablation_plan.json and data/ablation/ablation_plan.md "
-                         "(dry run: nothing trained)")
-    summary = json.loads((p.path / "data/ablation/ablation_plan.json").read_text())
+    assert lines[-1] == ("wrote data/reports/latest/ablation_plan/ablation_plan.json and .md (dry run: nothing trained; "
+                         "the runs: dvc repro ablation/dvc.yaml)")
+    summary = json.loads((p.path / "data/reports/latest/ablation_plan/ablation_plan.json").read_text())
     assert [(r["condition"], r["seed"]) for r in summary["runs"]] == [
         ("distill_only", 4), ("distill_only", 0), ("full_pipeline", 4), ("full_pipeline", 0)]
     assert summary["conditions"]["full_pipeline"]["stages"] == STAGES_ALL
     assert "| full_pipeline | 0 | distill → quantize → crossover → compare |" in (
-        p.path / "data/ablation/ablation_plan.md").read_text()
-    assert sorted(f.name for f in (p.path / "data/ablation").iterdir()) == ["ablation_plan.json", "ablation_plan.md"]
+        p.path / "data/reports/latest/ablation_plan/ablation_plan.md").read_text()
+    assert sorted(f.name for f in (p.path / "data/reports/latest").iterdir()) == ["ablation_plan"]
 
-    code, out, err = run_recomb(capsys, "ablation")
-    assert (code, out) == (1, "")
-    assert err == "error: ablation: the ablation stage is not built yet; `recomb ablation --dry-run` shows its plan\n"
+    code, out, err = run_recomb(capsys, "ablation")  # a mode is required: the runs are a DVC stage
+    assert (code, out) == (2, "")
+    assert "one of the arguments --dry-run --from-exps is required" in err
 
 
 @pytest.mark.parametrize("change, message", [
     ({"full_pipeline": {"stages": ["distill"], "overrides": {"distill.lr": -1}}},
      "params.yaml: ablation.conditions.full_pipeline.overrides.distill.lr: must be > 0 (got -1.0)"),
     ({"seeds": []}, "params.yaml: ablation.seeds: must list at least one seed (got [])"),
+    ({"improvement": {"condition": "full_recipe", "over": "distill_only"}},
+     "params.yaml: ablation.improvement: condition: no condition 'full_recipe' (expected one of: distill_only, "
+     "full_pipeline) (got {'condition': 'full_recipe', 'over': 'distill_only'})"),
 ])
 def test_a_bad_params_file_writes_nothing(tmp_path, monkeypatch, capsys, change, message):
     (tmp_path / "params.yaml").write_text(TEST_PARAMS.read_text())
     section = copy.deepcopy(DEFAULT_SECTION)
-    if "seeds" in change:
+    if "seeds" in change or "improvement" in change:
         section.update(change)
     else:
         section["conditions"].update(change)

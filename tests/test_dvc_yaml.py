@@ -7,7 +7,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PIPELINE_FILES = ("dvc.yaml", "ablation/dvc.yaml")  # the default pipeline, and the ablation's (wdir: the root)
+STAGES = {name: body for file in PIPELINE_FILES
+          for name, body in yaml.safe_load((ROOT / file).read_text())["stages"].items()}
 
 
 def module_file(module: str) -> Path | None:

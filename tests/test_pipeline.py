@@ -1,5 +1,6 @@
 """End-to-end: the real stages under DVC on small budgets, in a throw-away copy of the project."""
 
+import csv
 import json
 import shutil
 
@@ -338,6 +339,20 @@ def check_remote_round_trip(p, tmp_path):
     assert (clone.path / "data/students/student_A.safetensors").is_file()
 
 
+def check_ablation_from_experiments(p, experiments: list[dict]):
+    """`recomb ablation --from-exps` on the same experiments: two conditions (the regimes), one seed each."""
+    shown = p.run(str(BIN / "recomb"), "ablation", "--from-exps").stdout
+    with open(p.path / "data/reports/latest/ablation_exps/ablation_summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["condition"] for r in rows) == ["finetune.regime=short", "finetune.regime=short_qat"]
+    for row in rows:
+        twin = next(e for e in experiments if f"finetune.regime={e['regime']}" == row["condition"])
+        assert float(row["primary_over_bound"]) == twin["primary_over_bound"]
+        assert twin["online_return"] is None and row["child_return"] == "n/a"  # synthetic: no environment
+        assert int(row["seed"]) == p.params()["distill"]["seed"]  # synthetic parents: the seed is distill.seed
+    assert "beats finetune.regime=short" in shown and (p.path / "data/reports/latest/ablation_exps/seeds.png").is_file()
+
+
 def check_experiment_grid(p):
     """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage,
     the static int8 child of `short_qat` included."""
@@ -364,6 +379,7 @@ def check_experiment_grid(p):
     experiments = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["rows"]
     winner = experiments[0]["experiment"]
     assert f"dvc exp apply {winner}" in (p.path / "data/reports/leaderboard/recommendation.txt").read_text()
+    check_ablation_from_experiments(p, experiments)
     p.run("dvc", "exp", "apply", winner)
     assert p.params()["crossover"]["mode"] == experiments[0]["mode"]
     p.run("git", "checkout", "--", ".")  # back to the baseline for the checks that follow

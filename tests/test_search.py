@@ -130,8 +130,8 @@ def test_each_stack_reports_its_epochs_then_done_once_scored():
 def test_asking_for_ray_without_ray_installed_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RecombError) as err:
-        import_ray()
-    assert str(err.value) == RAY_MISSING and "pip install" in RAY_MISSING
+        import_ray("search")
+    assert str(err.value) == RAY_MISSING.format("search") and "pip install" in RAY_MISSING
 
 
 def test_mutation_is_seeded_touches_about_the_fraction_and_std_zero_copies():
@@ -266,7 +266,7 @@ def ray_cluster():
             time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        import_ray().shutdown()
+        import_ray("search").shutdown()
         try:
             descendants = psutil.Process(head.pid).children(recursive=True)
         except psutil.NoSuchProcess:

@@ -4,8 +4,8 @@ A condition names a subset of the stages distill → quantize → crossover → 
 overrides any params.yaml key (dvc's dotted names). Every override is applied to a copy of
 the params and checked by the rules of the section it lands in (the caller's `validate`,
 the one `recomb params` uses), so a bad condition stops before anything trains. The plan
-also says which work the runs share: parents and students are trained once per distinct
-effective `parents` (and `distill`) section, not once per run.
+also says which work the runs share: parents, students and int8 students are made once per
+distinct set of the sections they read (`SHARED_SECTIONS`), not once per run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,15 @@ SEED_KEYS = {
     "synthetic": ("distill.seed", "crossover.seed", "finetune.seed"),
     "files": ("distill.seed", "crossover.seed", "finetune.seed"),
 }
+# Work runs share when their effective params agree on every section it reads (the DVC stages' params):
+# a parent pair, then students from it, then int8 students from those. Each kind, in this order, is done once
+# in the first run's folder and copied to the others.
+SHARED_SECTIONS = {
+    "parents": ("runtime", "parents"),
+    "students": ("runtime", "parents", "distill", "validate_distillation"),
+    "quantized": ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized"),
+}
+SHARED_BY = {"parents": None, "students": "distill", "quantized": "quantize"}  # the ablation stage each kind is
 INT8_INPUTS = {"crossover": "crossover.parents", "compare": "validate_recombination.parents_role"}
 INT8_PAIRS = ("quantized", "qat")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -69,6 +78,8 @@ class AblationConfig(Section):
     conditions: dict
     workers: int
     backend: Literal["local", "ray"]
+    ray_address: str
+    improvement: dict  # {condition, over}: P(condition beats over), paired over seeds; {}: none
 
     def check(self) -> None:
         self.require(bool(self.seeds), "seeds", "must list at least one seed")
@@ -80,6 +91,18 @@ class AblationConfig(Section):
                 raise RecombError(f"{self._where}.conditions.{name}: a condition's name names its folder: "
                                   "letters, digits, _ . - only")
         self.require(self.workers >= 1, "workers", "must be ≥ 1")
+        self.require(isinstance(self.improvement, dict) and set(self.improvement) in (set(), {"condition", "over"}),
+                     "improvement", "must be {condition: <name>, over: <name>} (or {}: none)")
+        for key, name in self.improvement.items():
+            self.require(name in self.conditions, "improvement",
+                         f"{key}: no condition {name!r} (expected one of: {', '.join(map(str, self.conditions))})")
+        self.require(not self.improvement or self.improvement["condition"] != self.improvement["over"],
+                     "improvement", "compares a condition with itself")
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """(condition, over) of `improvement`, or None."""
+        return (self.improvement["condition"], self.improvement["over"]) if self.improvement else None
 
     def parsed(self) -> dict[str, Condition]:
         return {name: Condition.from_mapping(data, f"{self._where}.conditions.{name}")
@@ -97,9 +120,14 @@ class Run:
 
 @dataclass(frozen=True)
 class Shared:
-    """Work done once for several runs: `what` (parents | students) in the first run's directory."""
+    """Work done once for several runs: `what` (a SHARED_SECTIONS kind) in the first run's directory."""
     what: str
     runs: tuple[Run, ...]
+
+    @property
+    def stage(self) -> str | None:
+        """The ablation stage that makes it (None: the parents, which every run has)."""
+        return SHARED_BY[self.what]
 
 
 @dataclass(frozen=True)
@@ -177,11 +205,13 @@ def seeded(params: dict, seed: int, name: str, condition: Condition, validate: V
     return run
 
 
-def _sharing(what: str, runs: tuple[Run, ...], sections: tuple[str, ...]) -> tuple[Shared, ...]:
-    """Runs whose effective `sections` are equal share that work (grouped in run order)."""
+def _sharing(what: str, runs: tuple[Run, ...]) -> tuple[Shared, ...]:
+    """Runs that do `what` and agree on the sections it reads share it (grouped in run order)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        groups.setdefault(json.dumps([run.params[s] for s in sections], sort_keys=True), []).append(run)
+        if SHARED_BY[what] is None or SHARED_BY[what] in run.stages:
+            key = json.dumps([run.params[s] for s in SHARED_SECTIONS[what]], sort_keys=True)
+            groups.setdefault(key, []).append(run)
     return tuple(Shared(what, tuple(group)) for group in groups.values())
 
 
@@ -197,8 +227,19 @@ def plan(params: dict, validate: Validate, out_dir: str, source: str = "params.y
             runs.append(Run(name, seed, condition.ordered, f"{out_dir}/{name}/seed_{seed}/",
                             seeded(effective, seed, name, condition, validate, cfg._where)))
     runs = tuple(runs)
-    shared = _sharing("parents", runs, ("parents",)) + _sharing("students", runs, ("parents", "distill"))
+    shared = tuple(group for what in SHARED_SECTIONS for group in _sharing(what, runs))
     return Plan(cfg, conditions, params["parents"]["source"], runs, shared)
+
+
+def seed_rule(source: str) -> str:
+    """What a seed means for this parents source, and which states the runs share (for reports)."""
+    keys = ", ".join(f"`{k}`" for k in SEED_KEYS[source])
+    if source == "cartpole":
+        return (f"A seed s sets {keys}: the parent pair DQN-trained with seeds s and s + 1, and everything after it. "
+                "The state buffer comes from each pair's own rollouts, so it is shared by the conditions of a seed, "
+                "not across seeds.")
+    return (f"A seed s sets {keys} (students A and B from s and s + 1). The parents and the state buffer "
+            f"(parents.source {source}) are one and the same for every seed and condition, so rows compare.")
 
 
 def _names(runs: tuple[Run, ...]) -> str:
@@ -210,7 +251,7 @@ def plan_lines(p: Plan) -> list[str]:
     cfg = p.config
     lines = [f"ablation plan: {len(p.conditions)} conditions × {len(cfg.seeds)} seeds = {len(p.runs)} runs "
              f"({cfg.backend}, {cfg.workers} workers)",
-             f"a seed sets {', '.join(SEED_KEYS[p.source])} (parents.source {p.source})"]
+             seed_rule(p.source).replace("`", "")]
     for name, condition in p.conditions.items():
         overrides = ", ".join(f"{k}={json.dumps(v)}" for k, v in condition.overrides.items()) or "none"
         dvc = ", ".join(s for stage in condition.ordered for s in DVC_STAGES[stage])
@@ -220,12 +261,12 @@ def plan_lines(p: Plan) -> list[str]:
     for run in p.runs:
         stages = " → ".join(run.stages)
         lines.append(f"  {run.condition:<{width}}  seed {run.seed:<3} {stages:<{chain}}  {run.directory}")
-    trained = {what: [g for g in p.shared if g.what == what] for what in ("parents", "students")}
-    lines.append(f"shared: {len(trained['parents'])} parent pairs and {len(trained['students'])} student pairs "
-                 f"trained for {len(p.runs)} runs")
+    made = {what: sum(g.what == what for g in p.shared) for what in SHARED_SECTIONS}
+    lines.append(f"shared: {made['parents']} parent pairs, {made['students']} student pairs and "
+                 f"{made['quantized']} int8 student sets made for {len(p.runs)} runs")
     for group in p.shared:
         if len(group.runs) > 1:
-            lines.append(f"  {group.what} trained once in {group.runs[0].directory}, used by {_names(group.runs)}")
+            lines.append(f"  {group.what} made once in {group.runs[0].directory}, used by {_names(group.runs)}")
     return lines
 
 
@@ -233,6 +274,7 @@ def plan_dict(p: Plan) -> dict:
     """The stub summary: the plan as data (no results: nothing has run)."""
     return {
         "seeds": p.config.seeds, "workers": p.config.workers, "backend": p.config.backend,
+        "improvement": p.config.improvement,
         "parents_source": p.source, "seed_keys": list(SEED_KEYS[p.source]),
         "conditions": {name: {"stages": list(c.ordered), "dvc_stages": [s for st in c.ordered for s in DVC_STAGES[st]],
                               "overrides": c.overrides} for name, c in p.conditions.items()},
@@ -247,10 +289,11 @@ def plan_dict(p: Plan) -> dict:
 def plan_markdown(p: Plan) -> str:
     """The stub summary table: one row per (condition, seed), results to come from the ablation stage."""
     rows = ["# Ablation plan (dry run: nothing trained)", "",
-            f"A seed sets {', '.join(f'`{k}`' for k in SEED_KEYS[p.source])} (parents.source {p.source}).", "",
-            "| condition | seed | stages | directory | parents from | students from |", "|---|---|---|---|---|---|"]
-    origin = {(id(r), g.what): g.runs[0].directory for g in p.shared for r in g.runs}
+            seed_rule(p.source), "",
+            "| condition | seed | stages | directory | parents from | students from | int8 students from |",
+            "|---|---|---|---|---|---|---|"]
+    origin = {(id(r), g.what): f"`{g.runs[0].directory}`" for g in p.shared for r in g.runs}
     for run in p.runs:
-        rows.append(f"| {run.condition} | {run.seed} | {' → '.join(run.stages)} | `{run.directory}` | "
-                    f"`{origin[id(run), 'parents']}` | `{origin[id(run), 'students']}` |")
+        made = " | ".join(origin.get((id(run), what), "—") for what in SHARED_SECTIONS)
+        rows.append(f"| {run.condition} | {run.seed} | {' → '.join(run.stages)} | `{run.directory}` | {made} |")
     return "\n".join(rows) + "\n"

@@ -108,7 +108,7 @@ def _cell(value):
     return None if value is None or (isinstance(value, str) and value in ("", "None", "!")) else value
 
 
-def _tree(row: dict, path: str, parts: tuple[str, ...]) -> dict:
+def file_tree(row: dict, path: str, parts: tuple[str, ...]) -> dict:
     """The leaves of the file `path` under the dotted `parts` in one flat row, nested again; empty leaves left out.
 
     DVC names a leaf `path:name` when another file (params or metrics) has a leaf of that name, else just
@@ -138,11 +138,11 @@ def _tree(row: dict, path: str, parts: tuple[str, ...]) -> dict:
     return tree
 
 
-def _entries(rows) -> list[tuple[str, str, dict]]:
+def finished_revisions(rows) -> list[tuple[str, str, dict]]:
     """(kind, name, row) of every finished revision: experiments, then baseline commits, then the workspace.
 
     `rows` are those of `dvc.api.exp_show()` (or of `dvc exp show --csv`): one flat dict per revision with
-    `Experiment`, `rev`, `typ`, `State` and a column per params or metrics leaf (`_tree`). `typ` is `baseline`
+    `Experiment`, `rev`, `typ`, `State` and a column per params or metrics leaf (`file_tree`). `typ` is `baseline`
     for the workspace (`rev` `workspace`) and the commits (`rev` the branch name or short sha), another value
     for an experiment (`Experiment` its name, else `rev`). An experiment whose `State` is neither empty (run
     in the workspace) nor `Success` (run from the queue), i.e. queued, running or failed, is left out.
@@ -214,8 +214,8 @@ def rows_from_csv(text: str, name: str) -> list[dict]:
 def _params_and_report(row: dict) -> tuple[dict, str, dict, str | None] | None:
     """(crossover, regime, report, parents_role) of one revision's row, or None when it lacks the params or the
     metrics. The report holds only `REPORT_PARTS`; numbers arrive as floats (`row_from_report` makes the seed int)."""
-    params = _tree(row, PARAMS_FILE, PARAM_PARTS)
-    report = _tree(row, METRICS_FILE, REPORT_PARTS)
+    params = file_tree(row, PARAMS_FILE, PARAM_PARTS)
+    report = file_tree(row, METRICS_FILE, REPORT_PARTS)
     crossover = params.get("crossover")
     regime = (params.get("finetune") or {}).get("regime")
     if not report or not isinstance(crossover, dict) or regime is None:
@@ -227,7 +227,7 @@ def _params_and_report(row: dict) -> tuple[dict, str, dict, str | None] | None:
 
 def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
     """Unranked rows of every finished experiment with a recombination report, the parents' baselines,
-    and the confidence level of the reports' intervals, from `dvc exp show` rows (`_entries`).
+    and the confidence level of the reports' intervals, from `dvc exp show` rows (`finished_revisions`).
 
     The baseline commit and the workspace are rows too (named after the branch or
     short rev, and `workspace`): they may hold a child no experiment has. They are
@@ -238,7 +238,7 @@ def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
     first report taken.
     """
     taken, reports, roles, seen = [], [], [], set()
-    for kind, name, revision in _entries(rows):
+    for kind, name, revision in finished_revisions(rows):
         found = _params_and_report(revision)
         if found is None:
             continue

@@ -271,7 +271,7 @@ def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
     jobs = [replace(job, slot=slot, progress=progress)
             for slot, job in enumerate(jobs_for(points, pair, states, base, finetune_cfgs, quant, scoring, cfg.workers))]
     if cfg.backend == "ray":
-        done = map_ray(run_job, jobs, cfg.ray_address, threads)
+        done = map_ray(run_job, jobs, cfg.ray_address, "search", threads)
     else:
         done = map_processes(run_job, jobs, cfg.workers, threads, start_method="fork")
     outcomes = {o.child_id: o for outcome in done for o in outcome}

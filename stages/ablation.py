@@ -1,0 +1,87 @@
+"""Stage `ablation` (pipeline file ablation/dvc.yaml): conditions × seeds, then statistics across seeds."""
+
+import shutil
+import time
+from pathlib import Path
+
+from recomb.artifacts import Outputs, read_json
+from recomb.evaluation.ablation import Plan, Run, plan, seed_rule
+from recomb.evaluation.ablation_summary import (aggregates, csv_rows, figure, improvement, markdown, metrics,
+                                                run_row)
+from recomb.parallel import map_processes, map_ray
+from recomb.stats import UncertaintyConfig
+
+from . import paths
+from .ablation_runs import execute, folder_of
+from .common import RuntimeConfig, log, run
+from .params_check import validate_section
+
+
+def row(run: Run, folder: Path) -> dict:
+    """The run's summary row, from the reports its stages wrote in its folder."""
+    def report(path: str, stage: str) -> dict | None:
+        return read_json(folder / Path(path).relative_to("data"), "report") if stage in run.stages else None
+    int8 = "qat" if run.params["crossover"]["parents"] == "qat" else "ptq"
+    return run_row(run.condition, run.seed, run.stages, int8, run.params["validate_recombination"]["parents_role"],
+                   report(paths.DISTILL_REPORT, "distill"), report(paths.QUANT_REPORT, "quantize"),
+                   report(paths.RECOMB_REPORT, "compare"))
+
+
+def build(planned: Plan, staging: Path, threads: int) -> tuple[list[dict], dict[str, float]]:
+    """Every run under `staging`, each with its run.json; (summary rows, seconds per run)."""
+    cfg = planned.config
+    if cfg.backend == "ray":
+        mapper = lambda fn, jobs: map_ray(fn, jobs, cfg.ray_address, "ablation")  # noqa: E731
+    else:
+        mapper = lambda fn, jobs: map_processes(fn, jobs, cfg.workers)  # noqa: E731
+    seconds = execute(planned, staging, Path(paths.IMPORTED).parent, threads, mapper)
+    out = Outputs()
+    for r in planned.runs:
+        out.add_json(folder_of(staging, r) / "run.json", {  # the params this run's stages read
+            "condition": r.condition, "seed": r.seed, "stages": list(r.stages),
+            "params": {k: v for k, v in r.params.items() if k != "ablation"}})
+    out.commit()
+    return [row(r, folder_of(staging, r)) for r in planned.runs], seconds
+
+
+def summary(rows: list[dict], unc: UncertaintyConfig, pair: tuple[str, str] | None, seed_text: str, where: str,
+            files: dict[str, str]) -> Outputs:
+    """The summary files (`paths.ABLATION_SUMMARY`'s kinds) of these rows, not yet written."""
+    stats, wins = aggregates(rows, unc), improvement(rows, *pair, unc) if pair else []
+    out = Outputs()
+    out.add_csv(files["rows"], csv_rows(rows))
+    out.add_csv(files["aggregates"], stats)
+    out.add_json(files["metrics"], metrics(stats, wins))
+    out.add_text(files["markdown"], markdown(rows, stats, wins, pair, unc.confidence, seed_text, where))
+    out.add_figure(files["figure"], figure(rows, stats, unc.confidence))
+    return out
+
+
+def main(params: dict) -> None:
+    planned = plan(params, validate_section, paths.ABLATION_DIR)  # every condition checked before anything runs
+    tree, staging = Path(paths.ABLATION_DIR), Path(f"{paths.ABLATION_DIR}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    started = time.perf_counter()
+    try:
+        rows, seconds = build(planned, staging, RuntimeConfig.from_params(params, "runtime").torch_threads)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    wall = time.perf_counter() - started
+    cfg = planned.config
+    out = summary(rows, UncertaintyConfig.from_params(params, "uncertainty"), cfg.pair, seed_rule(planned.source),
+                  f"`{paths.ABLATION_DIR}/<condition>/seed_<s>/` (checkpoints, reports, run.json)",
+                  paths.ABLATION_SUMMARY)
+    out.add_text(paths.ABLATION_TIMING, "\n".join(
+        ["# Ablation: wall seconds (this machine; not hashed)", "",
+         f"Whole stage: {wall:.1f} s, {len(planned.runs)} runs ({cfg.backend}, {cfg.workers} workers). "
+         "A run's seconds count the shared work it uses in full.", "",
+         "| run | seconds |", "|---|---|"] + [f"| {name} | {s:.1f} |" for name, s in seconds.items()]) + "\n")
+    shutil.rmtree(tree, ignore_errors=True)
+    staging.rename(tree)
+    out.commit()
+    log.info("ablation: %d runs in %.1f s; %s", len(rows), wall, paths.ABLATION_SUMMARY["markdown"])
+
+
+if __name__ == "__main__":
+    run(main)

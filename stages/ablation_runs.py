@@ -1,0 +1,120 @@
+"""The ablation's runs, made by this pipeline's own stage functions: what the ablation measures is what
+`dvc repro` builds.
+
+A job runs stage `main`s with a run's effective params in the run's folder, where a `data` link points
+back at the folder (so `data/students/…` lands in `<run>/students/…`) and `data/inputs` at the pipeline's
+imported inputs. Shared work (parents, students, int8 students: `Plan.shared`) runs once, in the first
+run's folder, and is copied to the others before the next kind starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from recomb.evaluation.ablation import SHARED_SECTIONS, Plan, Run
+
+from . import (crossover, distill, finetune, parents, paths, ptq, qat, validate_distillation, validate_quantized,
+               validate_recombination)
+
+STEPS = {"parents": (parents.main,), "distill": (distill.main, validate_distillation.main),
+         "quantize": (ptq.main, qat.main, validate_quantized.main), "crossover": (crossover.main, finetune.main),
+         "compare": (validate_recombination.main,)}
+OWN_STEPS = ("crossover", "compare")  # never shared: each run crosses its own pair
+_dir = os.path.dirname
+MADE = {  # what each kind of shared work leaves in a run's folder, copied to the runs that share it
+    "parents": (_dir(paths.PARENTS), _dir(paths.STATES_TRAIN), _dir(paths.PARENT_PNG)),
+    "students": (_dir(paths.STUDENTS), _dir(paths.DISTILL_PNG), paths.DISTILL_REPORT, paths.DISTILL_MARKDOWN),
+    "quantized": (_dir(paths.PTQ_INT8), _dir(paths.QAT_INT8), _dir(paths.QAT_PNG), paths.QUANT_REPORT,
+                  paths.QUANT_MARKDOWN),
+}
+Mapper = Callable[[Callable, list], list]
+
+
+@dataclass(frozen=True)
+class Job:
+    folder: str      # absolute: the run's folder
+    steps: tuple[str, ...]
+    params: dict     # the run's effective params
+    inputs: str      # absolute: the pipeline's data/inputs
+    threads: int
+
+
+class _RunLabel(logging.Filter):
+    """Prefixes the stages' log lines (a failed gate, say) with the run they belong to."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"{self.label}: {record.msg}"
+        return True
+
+
+def run_job(job: Job) -> float:
+    """Run the job's stage functions in its folder; returns their wall seconds."""
+    torch.set_num_threads(job.threads)
+    folder, here = Path(job.folder), os.getcwd()
+    label = _RunLabel("/".join(folder.parts[-2:]) + f" ({', '.join(job.steps)})")
+    logging.getLogger("recomb").addFilter(label)
+    folder.mkdir(parents=True, exist_ok=True)
+    links = (folder / "data", folder / "inputs")
+    links[0].symlink_to(".")
+    links[1].symlink_to(job.inputs)
+    started = time.perf_counter()
+    try:
+        os.chdir(folder)
+        for step in job.steps:
+            for main in STEPS[step]:
+                main(job.params)
+    finally:
+        os.chdir(here)
+        for link in links:
+            link.unlink()
+        logging.getLogger("recomb").removeFilter(label)
+    return time.perf_counter() - started
+
+
+def folder_of(root: Path, run: Run) -> Path:
+    return root / run.condition / f"seed_{run.seed}"
+
+
+def _copy(what: str, source: Path, target: Path) -> None:
+    for made in MADE[what]:
+        relative = Path(made).relative_to("data")
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        if (source / relative).is_dir():
+            shutil.copytree(source / relative, target / relative)
+        else:
+            shutil.copy2(source / relative, target / relative)
+
+
+def execute(planned: Plan, root: Path, inputs: Path, threads: int, mapper: Mapper) -> dict[str, float]:
+    """Every run of the plan under `root`; returns the wall seconds each run's work took (shared work counted
+    in full for every run that uses it: what the run would cost alone)."""
+    seconds = {id(run): 0.0 for run in planned.runs}
+
+    def job(run: Run, steps: tuple[str, ...]) -> Job:
+        return Job(str(folder_of(root, run).resolve()), steps, run.params, str(inputs.resolve()), threads)
+
+    for what in SHARED_SECTIONS:
+        groups = [g for g in planned.shared if g.what == what]
+        took = mapper(run_job, [job(g.runs[0], (g.stage or "parents",)) for g in groups])
+        for group, spent in zip(groups, took):
+            for run in group.runs:
+                seconds[id(run)] += spent
+                if run is not group.runs[0]:
+                    _copy(what, folder_of(root, group.runs[0]), folder_of(root, run))
+    own = [run for run in planned.runs if any(step in run.stages for step in OWN_STEPS)]
+    took = mapper(run_job, [job(run, tuple(s for s in run.stages if s in OWN_STEPS)) for run in own])
+    for run, spent in zip(own, took):
+        seconds[id(run)] += spent
+    return {f"{run.condition}/seed_{run.seed}": seconds[id(run)] for run in planned.runs}

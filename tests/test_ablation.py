@@ -1,0 +1,177 @@
+"""The ablation stage: conditions × seeds through the pipeline's own stages, shared work once, statistics."""
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import stages.ablation_runs as ablation_runs
+from conftest import SMALL_SYNTHETIC
+from recomb.config import load_params
+from scratch import ROOT, Project
+from stages import ablation, crossover, distill, finetune, parents, ptq, qat
+from stages.common import SECTIONS, run
+
+SEEDS = [0, 1]
+RUN_FILES = ("students/student_A.safetensors", "students/student_B.safetensors", "states/train.npy",
+             "parents/parent_A.safetensors", "reports/distillation.json", "run.json")
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def rows(project: Project) -> list[dict]:
+    with open(project.path / "data/reports/ablation/ablation_summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ablated(tmp_path_factory) -> tuple[Project, list[tuple[str, str]]]:
+    """A synthetic project whose ablation (the default 4 conditions, 2 seeds) ran in this process, one worker;
+    and every stage step it ran, with the run folder it ran in."""
+    p = Project(tmp_path_factory.mktemp("ablation") / "project")
+    p.set(**SMALL_SYNTHETIC, **{"ablation.seeds": SEEDS, "ablation.workers": 1})
+    p.stage("inputs")
+    calls = []
+
+    def counted(step, main):
+        def call(params):
+            calls.append((step, "/".join(Path.cwd().parts[-2:])))
+            return main(params)
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ablation_runs, "STEPS", {step: (counted(step, mains[0]), *mains[1:])
+                                               for step, mains in ablation_runs.STEPS.items()})
+        patch.chdir(p.path)
+        ablation.main(load_params("params.yaml", SECTIONS))
+    return p, calls
+
+
+def test_shared_work_runs_once(ablated):
+    _, calls = ablated
+    # synthetic parents are the same for every seed: one pair; students and int8 students once per seed
+    assert calls[:5] == [("parents", "distill_only/seed_0"), ("distill", "distill_only/seed_0"),
+                         ("distill", "distill_only/seed_1"), ("quantize", "distill_quantize/seed_0"),
+                         ("quantize", "distill_quantize/seed_1")]
+    assert sorted(calls[5:]) == sorted((step, f"{c}/seed_{s}") for c in ("full_pipeline", "full_recipe")
+                                       for s in SEEDS for step in ("crossover", "compare"))
+
+
+def test_every_run_has_its_tree_and_shared_files_are_the_same_bytes(ablated):
+    p, _ = ablated
+    root = p.path / "data/ablation"
+    assert sorted(d.name for d in root.iterdir()) == ["distill_only", "distill_quantize", "full_pipeline",
+                                                      "full_recipe"]
+    for condition in ("distill_only", "distill_quantize", "full_pipeline", "full_recipe"):
+        for seed in SEEDS:
+            folder = root / condition / f"seed_{seed}"
+            assert all((folder / f).is_file() for f in RUN_FILES), folder
+            assert not (folder / "data").exists() and not (folder / "inputs").exists()  # the links are gone
+            assert (folder / "qat").is_dir() == (condition != "distill_only")
+            assert (folder / "reports/recombination.md").is_file() == condition.startswith("full_")
+            assert (folder / "children").is_dir() == condition.startswith("full_")
+            shared = root / "distill_only" / f"seed_{seed}"
+            for f in RUN_FILES[:-1]:
+                assert (folder / f).read_bytes() == (shared / f).read_bytes()
+    assert not (p.path / "data/ablation.partial").exists()
+    run_config = json.loads((root / "full_pipeline/seed_1/run.json").read_text())
+    assert run_config["params"]["crossover"]["mode"] == "weighted" and run_config["params"]["distill"]["seed"] == 1
+
+
+def test_summary_rows_statistics_and_metrics(ablated):
+    p, _ = ablated
+    summary = rows(p)
+    assert [(r["condition"], int(r["seed"])) for r in summary] == [
+        (c, s) for c in ("distill_only", "distill_quantize", "full_pipeline", "full_recipe") for s in SEEDS]
+    for row in summary:
+        has_child = row["condition"].startswith("full_")
+        assert (row["primary_over_bound"] != "n/a") == has_child and row["child_return"] == "n/a"  # no env
+        assert row["int8"] == {"distill_only": "n/a", "full_recipe": "qat"}.get(row["condition"], "ptq")
+    recipe = [float(r["primary_over_bound"]) for r in summary if r["condition"] == "full_recipe"]
+    with open(p.path / "data/reports/ablation/ablation_aggregates.csv") as f:
+        stat = next(r for r in csv.DictReader(f)
+                    if (r["condition"], r["figure"]) == ("full_recipe", "primary_over_bound"))
+    assert float(stat["mean"]) == pytest.approx(sum(recipe) / 2) and int(stat["n_seeds"]) == 2
+    assert float(stat["low"]) <= float(stat["mean"]) <= float(stat["high"])
+    metrics = json.loads((p.path / "data/reports/ablation/summary.json").read_text())
+
+    def leaves(node):
+        return [x for v in node.values() for x in leaves(v)] if isinstance(node, dict) else [node]
+    assert all(isinstance(v, (int, float)) for v in leaves(metrics))  # numbers and booleans only
+    assert metrics["full_recipe"]["primary_over_bound"]["mean"] == pytest.approx(sum(recipe) / 2)
+    report = (p.path / "data/reports/ablation/ablation_summary.md").read_text()
+    assert "## Does full_recipe beat full_pipeline?" in report and "| distill_only | 0 | distill |" in report
+    assert (p.path / "data/plots/ablation/seeds.png").stat().st_size > 10_000
+
+
+def test_a_run_is_what_the_pipeline_builds_with_its_params(ablated, tmp_path, monkeypatch):
+    """full_recipe/seed_1's child, bit for bit, from the pipeline's stages run with the run's params."""
+    origin, _ = ablated
+    shutil.copytree(origin.path, tmp_path / "copy", symlinks=True)
+    params = json.loads((tmp_path / "copy/data/ablation/full_recipe/seed_1/run.json").read_text())["params"]
+    monkeypatch.chdir(tmp_path / "copy")
+    for stage in (parents, distill, ptq, qat, crossover, finetune):  # as `python -m stages.<name>` runs them
+        stage.main(params)
+    for made in ("children/finetuned/child.safetensors", "qat/student_A_qat_int8.safetensors"):
+        assert (tmp_path / "copy/data" / made).read_bytes() == (
+            tmp_path / "copy/data/ablation/full_recipe/seed_1" / made).read_bytes()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_two_workers_and_ray_build_the_same_tree(ablated, tmp_path, backend):
+    origin, _ = ablated
+    p = Project.at(tmp_path / "copy")
+    shutil.copytree(origin.path, p.path, symlinks=True)
+    p.set(**{"ablation.workers": 2, "ablation.backend": backend})
+    p.stage("ablation")
+    assert tree(p.path / "data/ablation") == tree(origin.path / "data/ablation")
+    for name in ("ablation_summary.csv", "ablation_aggregates.csv", "ablation_summary.md", "summary.json"):
+        assert (p.path / "data/reports/ablation" / name).read_bytes() == (
+            origin.path / "data/reports/ablation" / name).read_bytes()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ablation.conditions.full_recipe.stages": ["distill", "compare"]},
+     "ablation.conditions.full_recipe.stages: compare needs crossover"),
+    ({"ablation.conditions.full_recipe.overrides": {"distill.temprature": 2.0}},
+     "ablation.conditions.full_recipe.overrides.distill.temprature: no such key in params.yaml"),
+    ({"ablation.conditions.full_recipe.overrides": {"qat.epochs": 0}},
+     "ablation.conditions.full_recipe.overrides.qat.epochs: must be ≥ 1"),
+    ({"ablation.conditions.full_recipe.repeat": 2},
+     "ablation.conditions.full_recipe.repeat: unknown key (expected one of: stages, overrides)"),
+    ({"ablation.seeds": []}, "ablation.seeds: must list at least one seed"),
+])
+def test_bad_params_stop_the_stage_in_one_line_with_nothing_written(tmp_path, monkeypatch, capsys, change, message):
+    p = Project(tmp_path / "project")
+    p.set(**change)
+    monkeypatch.chdir(p.path)
+    with pytest.raises(SystemExit) as exited:
+        run(ablation.main)
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and err.startswith(f"error: params.yaml: {message}") and err.count("\n") == 1
+    assert not (p.path / "data/ablation").exists() and not (p.path / "data/reports").exists()
+
+
+def test_its_own_pipeline_file_reruns_only_when_what_it_reads_changes(tmp_path):
+    """`dvc repro` and `dvc exp run` read ../dvc.yaml and never run it; a key it does not read keeps it fresh."""
+    p = Project(tmp_path / "project")
+    (p.path / "ablation").mkdir()
+    shutil.copy(ROOT / "ablation/dvc.yaml", p.path / "ablation/dvc.yaml")
+    p.set(**SMALL_SYNTHETIC, **{"ablation.seeds": [3], "ablation.improvement": {},
+                                "ablation.conditions": {"distill_only": {"stages": ["distill"], "overrides": {}}}})
+    p.run("dvc", "repro", "inputs")
+    assert "Running stage 'ablation/dvc.yaml:ablation'" in p.run("dvc", "repro", "ablation/dvc.yaml").stdout
+    assert (p.path / "data/ablation/distill_only/seed_3/students/student_A.safetensors").is_file()
+    assert "up to date" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
+    assert "ablation" not in p.run("dvc", "repro", "--dry").stdout  # the default pipeline never runs it
+    p.set(**{"search.max_runs": 3, "generalize.states": 40})
+    assert "up to date" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
+    p.set(**{"distill.epochs": 2})
+    assert "changed" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
