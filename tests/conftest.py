@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ import torch
 from scratch import Project
 
 torch.set_num_threads(1)
+# The tests' Ray clusters are local and short-lived. A local `ray.init()` turns token auth on and writes
+# ~/.ray/auth_token, and a head started by another test process at the same moment may not see it.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 SMALL_SYNTHETIC = {
     "parents.source": "synthetic",

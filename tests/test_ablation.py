@@ -3,18 +3,17 @@
 import csv
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from filelock import FileLock
 
-import stages.ablation_runs as ablation_runs
 from conftest import SMALL_SYNTHETIC
-from recomb.config import load_params
 from scratch import ROOT, Project
 from stages import ablation, crossover, distill, finetune, parents, ptq, qat
-from stages.common import SECTIONS, run
+from stages.common import run
 
 SEEDS = [0, 1]
 RUN_FILES = ("students/student_A.safetensors", "students/student_B.safetensors", "states/train.npy",
@@ -31,37 +30,35 @@ def rows(project: Project) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def ablated(tmp_path_factory) -> tuple[Project, list[tuple[str, str]]]:
-    """A synthetic project whose ablation (the default 4 conditions, 2 seeds) ran in this process, one worker;
-    and every stage step it ran, with the run folder it ran in."""
-    p = Project(tmp_path_factory.mktemp("ablation") / "project")
-    p.set(**SMALL_SYNTHETIC, **{"ablation.seeds": SEEDS, "ablation.workers": 1})
-    p.stage("inputs")
-    calls = []
-
-    def counted(step, main):
-        def call(params):
-            calls.append((step, "/".join(Path.cwd().parts[-2:])))
-            return main(params)
-        return call
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ablation_runs, "STEPS", {step: (counted(step, mains[0]), *mains[1:])
-                                               for step, mains in ablation_runs.STEPS.items()})
-        patch.chdir(p.path)
-        ablation.main(load_params("params.yaml", SECTIONS))
-    return p, calls
+@pytest.fixture(scope="session")
+def ablated(tmp_path_factory, worker_id) -> tuple[Project, str]:
+    """A synthetic project after `dvc repro ablation/dvc.yaml` (the default 4 conditions, 2 seeds, one worker,
+    so every job runs in the stage's process and logs there), and what it logged. Built once per test run (the
+    first process to need it, under a lock, in the folder every process shares); tests read it or copy it."""
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared if worker_id == "master" else shared.parent
+    p, logged = Project.at(shared / "ablated" / "project"), shared / "ablated.log"
+    with FileLock(str(shared / "ablated.lock")):
+        if not logged.exists():
+            p = Project(p.path)
+            (p.path / "ablation").mkdir()
+            shutil.copy(ROOT / "ablation/dvc.yaml", p.path / "ablation/dvc.yaml")
+            p.set(**SMALL_SYNTHETIC, **{"ablation.seeds": SEEDS, "ablation.workers": 1})
+            p.run("dvc", "repro", "inputs")
+            logged.write_text(p.run("dvc", "repro", "ablation/dvc.yaml").stderr)
+    return p, logged.read_text()
 
 
 def test_shared_work_runs_once(ablated):
-    _, calls = ablated
-    # synthetic parents are the same for every seed: one pair; students and int8 students once per seed
-    assert calls[:5] == [("parents", "distill_only/seed_0"), ("distill", "distill_only/seed_0"),
-                         ("distill", "distill_only/seed_1"), ("quantize", "distill_quantize/seed_0"),
-                         ("quantize", "distill_quantize/seed_1")]
-    assert sorted(calls[5:]) == sorted((step, f"{c}/seed_{s}") for c in ("full_pipeline", "full_recipe")
-                                       for s in SEEDS for step in ("crossover", "compare"))
+    """Each job logs under its run's folder and steps: one parent pair (synthetic parents are the same for every
+    seed), students and int8 students once per seed, crossover and comparison once per run that has them."""
+    _, log = ablated
+    jobs = sorted(set(re.findall(r"recomb: (\S+/seed_\d+ \([a-z, ]+\)): ", log)))
+    assert jobs == sorted(["distill_only/seed_0 (parents)", "distill_only/seed_0 (distill)",
+                           "distill_only/seed_1 (distill)", "distill_quantize/seed_0 (quantize)",
+                           "distill_quantize/seed_1 (quantize)"]
+                          + [f"{c}/seed_{s} (crossover, compare)" for c in ("full_pipeline", "full_recipe")
+                             for s in SEEDS])
 
 
 def test_every_run_has_its_tree_and_shared_files_are_the_same_bytes(ablated):
@@ -124,17 +121,18 @@ def test_a_run_is_what_the_pipeline_builds_with_its_params(ablated, tmp_path, mo
             tmp_path / "copy/data/ablation/full_recipe/seed_1" / made).read_bytes()
 
 
-@pytest.mark.parametrize("backend", ["local", "ray"])
-def test_two_workers_and_ray_build_the_same_tree(ablated, tmp_path, backend):
+def test_ray_builds_the_same_run_as_local_workers(ablated, tmp_path):
+    """The fixture ran locally (one worker, in process); full_recipe/seed_1 alone as Ray tasks: the same bits."""
     origin, _ = ablated
     p = Project.at(tmp_path / "copy")
     shutil.copytree(origin.path, p.path, symlinks=True)
-    p.set(**{"ablation.workers": 2, "ablation.backend": backend})
+    recipe = p.params()["ablation"]["conditions"]["full_recipe"]
+    p.set(**{"ablation.workers": 2, "ablation.backend": "ray", "ablation.seeds": [1], "ablation.improvement": {},
+             "ablation.conditions": {"full_recipe": recipe}})
     p.stage("ablation")
-    assert tree(p.path / "data/ablation") == tree(origin.path / "data/ablation")
-    for name in ("ablation_summary.csv", "ablation_aggregates.csv", "ablation_summary.md", "summary.json"):
-        assert (p.path / "data/reports/ablation" / name).read_bytes() == (
-            origin.path / "data/reports/ablation" / name).read_bytes()
+    run = "data/ablation/full_recipe/seed_1"
+    assert tree(p.path / run) == tree(origin.path / run)
+    assert rows(p) == [r for r in rows(origin) if (r["condition"], r["seed"]) == ("full_recipe", "1")]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -159,18 +157,12 @@ def test_bad_params_stop_the_stage_in_one_line_with_nothing_written(tmp_path, mo
     assert not (p.path / "data/ablation").exists() and not (p.path / "data/reports").exists()
 
 
-def test_its_own_pipeline_file_reruns_only_when_what_it_reads_changes(tmp_path):
-    """`dvc repro` and `dvc exp run` read ../dvc.yaml and never run it; a key it does not read keeps it fresh."""
-    p = Project(tmp_path / "project")
-    (p.path / "ablation").mkdir()
-    shutil.copy(ROOT / "ablation/dvc.yaml", p.path / "ablation/dvc.yaml")
-    p.set(**SMALL_SYNTHETIC, **{"ablation.seeds": [3], "ablation.improvement": {},
-                                "ablation.conditions": {"distill_only": {"stages": ["distill"], "overrides": {}}}})
-    p.run("dvc", "repro", "inputs")
-    assert "Running stage 'ablation/dvc.yaml:ablation'" in p.run("dvc", "repro", "ablation/dvc.yaml").stdout
-    assert (p.path / "data/ablation/distill_only/seed_3/students/student_A.safetensors").is_file()
+def test_its_own_pipeline_file_reruns_only_when_what_it_reads_changes(ablated, tmp_path):
+    """`dvc repro` and `dvc exp run` read ./dvc.yaml and never run it; a key it does not read keeps it fresh."""
+    p = Project.at(tmp_path / "copy")
+    shutil.copytree(ablated[0].path, p.path, symlinks=True)
     assert "up to date" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
-    assert "ablation" not in p.run("dvc", "repro", "--dry").stdout  # the default pipeline never runs it
+    assert "ablation" not in p.run("dvc", "stage", "list").stdout  # `dvc repro`'s default target: ./dvc.yaml
     p.set(**{"search.max_runs": 3, "generalize.states": 40})
     assert "up to date" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
     p.set(**{"distill.epochs": 2})

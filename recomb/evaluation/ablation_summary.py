@@ -49,19 +49,26 @@ def run_row(condition: str, seed: int, stages: tuple[str, ...], int8_method: str
     row = dict.fromkeys(COLUMNS)
     row.update(condition=condition, seed=seed, stages=" → ".join(stages))
     for pair in ("a", "b"):
-        report = distillation["pairs"][pair.upper()]
-        row[f"student_agreement_{pair}"] = report["fidelity"]["action_agreement"]
-        row[f"student_return_{pair}"] = report["greedy_return"]["student"]
+        report = ("pairs", pair.upper())
+        row[f"student_agreement_{pair}"] = _at(distillation, *report, "fidelity", "action_agreement")
+        row[f"student_return_{pair}"] = _at(distillation, *report, "greedy_return", "student")
         if quantized is not None:
             row["int8"] = int8_method
-            row[f"int8_return_{pair}"] = quantized["students"][f"{int8_method}_{pair.upper()}"]["greedy_return"]["int8"]
+            row[f"int8_return_{pair}"] = _at(quantized, "students", f"{int8_method}_{pair.upper()}", "greedy_return",
+                                             "int8")
     if recombination is not None:
-        child = recombination["children"]["child"]
         row["reference"] = reference
-        row.update({key: child[key] for key in ("agreement_a", "agreement_b", "oracle_agreement", "primary",
-                                                "primary_over_bound")})
-        row["child_return"] = recombination["greedy_return"]["child"]
+        row.update({key: _at(recombination, "children", "child", key)
+                    for key in ("agreement_a", "agreement_b", "oracle_agreement", "primary", "primary_over_bound")})
+        row["child_return"] = _at(recombination, "greedy_return", "child")
     return row
+
+
+def _at(report: dict, *keys: str):
+    """report[k1][k2]…, None where a leaf is missing or null (no environment; `dvc exp show` drops null leaves)."""
+    for key in keys:
+        report = report.get(key) if isinstance(report, dict) else None
+    return report
 
 
 def csv_rows(rows: list[dict]) -> list[dict]:
