@@ -38,9 +38,9 @@ def main(params: dict) -> None:
     shifted = load_states(paths.IMPORTED_SHIFTED, dims) if cfg.shifted_states else None  # the `inputs` stage's
     sets = state_sets(load_states(paths.STATES_TRAIN, dims), load_states(paths.STATES_HELDOUT, dims), cfg, shifted)
     env = parent_a.meta.get("env")
-    shifts = environment_shifts(cfg, sets["heldout"].std(axis=0)) if env else None
+    shifts = environment_shifts(cfg, sets["heldout"].std(axis=0), env) if env else None
     models = {name: c.model for name, c in checkpoints.items()}
-    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, shifts, cfg, unc)
+    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, env, shifts, cfg, unc)
     summary = with_gaps(found, cfg)
     out = Outputs()
     out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns))

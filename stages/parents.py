@@ -29,10 +29,10 @@ def main(params: dict) -> None:
     trained = cfg.source == "cartpole"
     out.add_figure(paths.PARENT_PNG, learning_curves(
         dict(zip(paths.PAIRS, result.histories)), "step", ["mean_return"],
-        "DQN parents: greedy return over the evaluation episodes" if trained
+        f"DQN parents on {cfg.env}: greedy return over the evaluation episodes" if trained
         else f"parents from source {cfg.source}: no training curve",
         kept={pair: s["best_step"] for pair, s in zip(paths.PAIRS, result.summaries)} if trained else None,
-        references={"mean_return": {"pass bar": cfg.cartpole.dqn.pass_return}} if trained else None))
+        references={"mean_return": {"pass bar": cfg.preset.pass_return}} if trained else None))
     out.add_states(paths.STATES_TRAIN, result.train)
     out.add_states(paths.STATES_HELDOUT, result.heldout)
     out.commit()

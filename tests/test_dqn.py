@@ -12,7 +12,7 @@ from recomb.optim import Adam
 
 torch.set_num_threads(1)
 
-WHERE = "params.yaml: parents.cartpole.dqn"
+WHERE = "params.yaml: parents.dqn.CartPole-v1"
 ARCH = Architecture(input_dim=4, output_dim=2, hidden=64, dropout=0.1)
 GOOD = {
     "total_steps": 50_000, "num_envs": 8, "learning_rate": 2.3e-3, "batch_size": 128,
@@ -32,7 +32,7 @@ def config(**changes) -> DQNConfig:
     ("total_steps", 0), ("num_envs", 0), ("learning_rate", 0.0), ("batch_size", 200_000),
     ("learning_starts", -1), ("gamma", 1.5), ("gradient_steps", 0), ("max_grad_norm", -1.0),
     ("exploration_fraction", 0.0), ("exploration_final_eps", 1.2), ("eval_episodes", 0),
-    ("pass_return", 600.0), ("stop_return", 400.0), ("train_dropout", 1), ("train_freq", 1.5),
+    ("stop_return", 400.0), ("train_dropout", 1), ("train_freq", 1.5),
 ])
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(RecombError) as err:
@@ -44,33 +44,33 @@ def test_config_rejects_bad_values(key, value):
 def test_config_requires_every_key():
     data = dict(GOOD)
     del data["gamma"]
-    with pytest.raises(RecombError, match=r"parents\.cartpole\.dqn\.gamma: missing key"):
+    with pytest.raises(RecombError, match=r"parents\.dqn\.CartPole-v1\.gamma: missing key"):
         DQNConfig.from_mapping(data, WHERE)
 
 
 def test_tiny_run_is_deterministic():
     tiny = config(total_steps=1200, learning_starts=256, buffer_size=1000, gradient_steps=8,
                   eval_interval=600, eval_episodes=5, pass_return=1.0, train_dropout=True)
-    first, second = train_dqn(tiny, ARCH, seed=4), train_dqn(tiny, ARCH, seed=4)
+    first, second = train_dqn(tiny, "CartPole-v1", ARCH, seed=4), train_dqn(tiny, "CartPole-v1", ARCH, seed=4)
     assert first.env_steps == second.env_steps == 1200
     assert first.history == second.history and len(first.history) == 2
     assert not first.network.training
     for key, value in first.network.state_dict().items():
         assert torch.equal(value, second.network.state_dict()[key]), key
-    other = train_dqn(tiny, ARCH, seed=5).network.state_dict()
+    other = train_dqn(tiny, "CartPole-v1", ARCH, seed=5).network.state_dict()
     assert any(not torch.equal(v, other[k]) for k, v in first.network.state_dict().items())
 
 
 def test_too_small_budget_names_seed_and_bar():
     with pytest.raises(RecombError) as err:
-        train_dqn(config(total_steps=800, learning_starts=400, eval_episodes=10), ARCH, seed=3)
+        train_dqn(config(total_steps=800, learning_starts=400, eval_episodes=10), "CartPole-v1", ARCH, seed=3)
     message = str(err.value)
     assert "parent seed 3" in message and "pass_return 475.0" in message and "\n" not in message
 
 
 def test_solves_cartpole():
     rows = []
-    result = train_dqn(config(), ARCH, seed=4, on_eval=rows.append)  # 489 at 10k steps, never 500: all 50k steps
+    result = train_dqn(config(), "CartPole-v1", ARCH, seed=4, on_eval=rows.append)  # 489 at 10k steps, never 500: all 50k steps
     assert result.best_return >= 475.0
     assert rows == result.history and rows[-1]["step"] == result.env_steps
     assert result.best_step == max(rows, key=lambda r: r["mean_return"])["step"]
@@ -83,9 +83,10 @@ def test_target_syncs_exactly_every_interval_gradient_steps(gradient_steps, inte
     across and within training rounds."""
     cfg = config(gradient_steps=gradient_steps, target_update_interval=interval, batch_size=16, buffer_size=64)
     rng = np.random.default_rng(0)
-    replay = _Replay(cfg.buffer_size)
+    replay = _Replay(cfg.buffer_size, envs.OBS_DIM)
     replay.add(rng.standard_normal((64, envs.OBS_DIM), dtype=np.float32), rng.integers(0, 2, 64),
-               rng.standard_normal((64, envs.OBS_DIM), dtype=np.float32), rng.random(64) < 0.1)
+               np.ones(64, dtype=np.float32), rng.standard_normal((64, envs.OBS_DIM), dtype=np.float32),
+               rng.random(64) < 0.1)
     online, target = seeded_qnetwork(ARCH, 0).train(False), seeded_qnetwork(ARCH, 0).eval().requires_grad_(False)
     snapshots = [[p.detach().clone() for p in online.parameters()]]  # online weights after each step
 

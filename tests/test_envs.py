@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from recomb.training import envs
+from recomb.training import envs, tasks
 
 torch.set_num_threads(1)
 
@@ -61,20 +61,20 @@ def test_constant_action_fails_fast():
 
 
 def test_collect_states_shape_and_determinism():
-    a = envs.collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
-    b = envs.collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
+    a = tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=3)
+    b = tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=3)
     assert a.shape == (1001, envs.OBS_DIM) and a.dtype == np.float32
     assert np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, envs.collect_states([balance, wobbly], 1001, epsilon=0.1, seed=4))
+    assert not np.array_equal(a, tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=4))
 
 
 def test_collect_states_epsilon_one_is_random_play():
-    states = envs.collect_states([balance], 4000, epsilon=1.0, seed=0)
+    states = tasks.collect_states([balance], "CartPole-v1", 4000, epsilon=1.0, seed=0)
     # The policy's choices play no part. (|θ| ≤ 0.2094 and |x| ≤ 2.4 would hold by construction: terminal states
     # are never recorded.) Random play ends episodes by the pole falling, within a few dozen steps: the pole gets
     # near its limit while the cart stays well inside its own.
-    np.testing.assert_array_equal(states, envs.collect_states([always_left], 4000, epsilon=1.0, seed=0))
+    np.testing.assert_array_equal(states, tasks.collect_states([always_left], "CartPole-v1", 4000, epsilon=1.0, seed=0))
     assert np.abs(states[:, 2]).max() > 0.19
     assert np.abs(states[:, 0]).max() < 1.0
 
@@ -94,8 +94,9 @@ def test_batch_env_follows_gymnasium_through_an_autoreset_and_a_truncation():
     for policy, how in ((lambda obs: np.zeros(1, np.int64), "terminated"), (balance_np, "truncated")):
         for t in range(1, 501):
             action = policy(env.observe())
-            final_obs, terminated, truncated, next_obs = env.step(action)
-            gym_obs, _, gym_terminated, gym_truncated, _ = gym_env.step(int(action[0]))
+            final_obs, rewards, terminated, truncated, next_obs = env.step(action)
+            gym_obs, gym_reward, gym_terminated, gym_truncated, _ = gym_env.step(int(action[0]))
+            assert rewards[0] == gym_reward == 1.0
             np.testing.assert_array_equal(final_obs[0], gym_obs)  # the transition's own next state, before reset
             assert (terminated[0], truncated[0]) == (gym_terminated, gym_truncated)
             if gym_terminated or gym_truncated:
@@ -119,7 +120,7 @@ def test_batch_env_resets_only_the_copy_whose_episode_ended():
     used, lengths, since = 2, [], 0
     for t in range(1, 501):
         actions = np.array([0, balance_np(env.observe()[1:])[0]])
-        final_obs, terminated, truncated, next_obs = env.step(actions)
+        final_obs, rewards, terminated, truncated, next_obs = env.step(actions)
         since += 1
         if t < 500:
             assert not truncated.any() and not terminated[1]

@@ -169,7 +169,7 @@ def test_figures_of_each_network_on_a_set_by_hand():
     parent_a, parent_b = by_sign(0), by_sign(1)
     networks = {"parent_A": parent_a, "parent_B": parent_b, "always_1": lambda x: torch.tensor([0.0, 1.0]).expand(
         len(x), 2), "copy_of_A": by_sign(0)}
-    found, returns = gen.evaluate(parent_a, parent_b, networks, {"in_distribution": STATES}, None, config(), UNC)
+    found, returns = gen.evaluate(parent_a, parent_b, networks, {"in_distribution": STATES}, None, None, config(), UNC)
     assert returns is None
     s = found["in_distribution"]
     assert (s["n_states"], s["parents_agreement"]) == (8, 0.75)
@@ -312,7 +312,7 @@ def test_without_an_environment_the_report_and_figure_say_so():
     sets = {"in_distribution": STATES, "heldout": STATES[::-1].copy(), "gaussian_noise_0p5": STATES * 1.5,
             "input_scaling_2": STATES * 2}
     found, returns = gen.evaluate(parent_a, parent_b, {"parent_A": parent_a, "parent_B": parent_b, "child": by_sign(0)},
-                                  sets, None, config(), UNC)
+                                  sets, None, None, config(), UNC)
     summary = gen.with_gaps(found, config())
     text = gen.markdown(summary, config(), 0.95, None, returns)
     assert "No environment" in text and "| heldout | 8 |" in text

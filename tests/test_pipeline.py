@@ -128,9 +128,9 @@ def test_user_files_tracked_with_dvc_add_reach_a_queued_experiment(tmp_path):
 def test_the_default_cartpole_source_on_a_small_budget(project):
     """The default source end to end through distillation: DQN parents, their buffer, greedy returns reported."""
     p = project
-    p.set(**{"parents.cartpole.dqn.total_steps": 2048, "parents.cartpole.dqn.eval_interval": 1024,
-             "parents.cartpole.dqn.eval_episodes": 10, "parents.cartpole.dqn.pass_return": 9.0,
-             "parents.cartpole.dqn.stop_return": 500.0, "parents.cartpole.buffer.n_states": 300,
+    p.set(**{"parents.dqn.CartPole-v1.total_steps": 2048, "parents.dqn.CartPole-v1.eval_interval": 1024,
+             "parents.dqn.CartPole-v1.eval_episodes": 10, "parents.dqn.CartPole-v1.pass_return": 9.0,
+             "parents.dqn.CartPole-v1.stop_return": 500.0, "parents.cartpole.buffer.n_states": 300,
              "distill.epochs": 2, "validate_distillation.eval_episodes": 5})
     p.stage("inputs")
     p.stage("parents")

@@ -22,7 +22,7 @@ from ..parallel import map_processes
 from ..plots import new_figure
 from ..reports import checks_table, fmt, table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
-from ..training import envs
+from ..training import envs, tasks
 from ..training.parents import USER_FOLDER, in_user_folder
 from .metrics import bound
 from .validation import RobustnessConfig, all_passed, child_figures, gate, parent_hits, q_values, robustness_slices
@@ -125,13 +125,15 @@ def unshifted_level(kind: str) -> float:
     return 0.0 if kind == OBSERVATION_NOISE else 1.0
 
 
-def environment_shifts(cfg: GeneralizeConfig, feature_std: np.ndarray) -> dict[str, dict[float, envs.Condition]]:
-    """Per shift kind, its conditions by level, the unshifted level included (noise 0, multiplier 1)."""
+def environment_shifts(cfg: GeneralizeConfig, feature_std: np.ndarray,
+                       env: str) -> dict[str, dict[float, envs.Condition]]:
+    """Per shift kind, its conditions by level, the unshifted level included (noise 0, multiplier 1).
+    Observation noise applies to every task; physics shifts to CartPole-v1 only (`envs.Physics`)."""
     kinds = {}
     if cfg.noise_std:
         kinds[OBSERVATION_NOISE] = {level: envs.Condition(observation_noise=tuple(level * feature_std.astype(float)))
                                     for level in cfg.noise_std}
-    for key in envs.PHYSICS_KEYS:
+    for key in envs.PHYSICS_KEYS if env == envs.ENV_ID else ():
         if getattr(cfg.physics, key):
             kinds[key] = {f: envs.Condition(envs.NOMINAL.scaled(**{key: f})) for f in getattr(cfg.physics, key)}
     return {kind: dict(sorted({unshifted_level(kind): envs.Condition(), **levels}.items()))
@@ -149,6 +151,7 @@ class NetworkJob:
 
     model: torch.nn.Module
     sets: dict[str, tuple[np.ndarray, ...]] | None
+    env: str | None
     conditions: list[envs.Condition]
     cfg: GeneralizeConfig
     unc: UncertaintyConfig
@@ -164,14 +167,19 @@ def score_network(job: NetworkJob) -> tuple[dict | None, list[dict]]:
                                q_values(job.model, torch.from_numpy(states)))
             figures[name] = child_figures(hits, parents_agree, job.unc)
     returns = []
-    if job.conditions:
+    if job.conditions and job.env == envs.ENV_ID:  # every condition in one batch
         episodes = envs.condition_returns(job.model, job.conditions, job.cfg.eval_episodes, job.cfg.eval_seed,
                                           job.cfg.noise_seed)
         returns = [mean_interval(r, job.unc) for r in episodes]
+    elif job.conditions:  # observation noise only (`environment_shifts`)
+        returns = [mean_interval(tasks.greedy_returns(
+            job.model, job.env, job.cfg.eval_episodes, job.cfg.eval_seed,
+            None if c.observation_noise is None else np.asarray(c.observation_noise), job.cfg.noise_seed), job.unc)
+            for c in job.conditions]
     return figures, returns
 
 
-def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray],
+def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], env: str | None,
              shifts: dict[str, dict[float, envs.Condition]] | None, cfg: GeneralizeConfig,
              unc: UncertaintyConfig) -> tuple[dict, dict | None]:
     """Every network on every set of states and, with `shifts`, in every shifted environment.
@@ -195,7 +203,7 @@ def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray],
     conditions = [] if shifts is None else list(dict.fromkeys(
         [nominal, *(c for levels in shifts.values() for c in levels.values())]))
     jobs = [NetworkJob(model, None if any(model is parent for parent in (parent_a, parent_b)) else prepared,
-                       conditions, cfg, unc) for model in networks.values()]
+                       env, conditions, cfg, unc) for model in networks.values()]
     returns = {} if shifts is not None else None
     for name, (figures, intervals) in zip(networks, map_processes(score_network, jobs, cfg.workers,
                                                                   start_method="fork")):
@@ -322,7 +330,8 @@ def markdown(summary: dict, cfg: GeneralizeConfig, confidence: float, env: str |
         parts += [f"{env}: greedy return, mean [{pct} interval], over {cfg.eval_episodes} episodes (env seeds "
                   f"{cfg.eval_seed}..{cfg.eval_seed + cfg.eval_episodes - 1}) per condition, the same episodes in "
                   "every condition. Observation noise: std in units of each feature's held-out std, seen by the "
-                  "policy only; physics: multipliers of gymnasium's constants (pole_length: its half-length).", "",
+                  "policy only; physics (CartPole-v1 only): multipliers of gymnasium's constants (pole_length: its "
+                  "half-length).", "",
                   table(["shift", "level", *networks], rows)]
     parts += ["", "- primary: min(agreement with A, agreement with B); oracle: share of states where the network "
                   "picks A's greedy action or B's; U = a + (1 − a)/2 with a the parents' agreement on that set, "

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..training import envs
+from ..training import tasks
 
 from . import metrics
 from ..config import Section
@@ -104,7 +104,8 @@ def greedy_return(model, env: str | None, cfg: ValidateDistillConfig) -> float |
     """Mean greedy return over the fixed evaluation episodes; None when there is no environment."""
     if env is None:
         return None
-    return float(envs.greedy_returns(model, cfg.eval_episodes, cfg.eval_seed).mean())
+    tasks.check_network(model, tasks.task(env), "the evaluated network")
+    return float(tasks.greedy_returns(model, env, cfg.eval_episodes, cfg.eval_seed).mean())
 
 
 def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg: ValidateDistillConfig) -> dict:
@@ -350,7 +351,10 @@ def online_returns(networks: dict, env: str | None, episodes: int, seed: int,
     """Each network's greedy return over the same fixed-seed episodes: mean, std and interval; None without env."""
     if env is None:
         return {name: None for name in networks}
-    return {name: mean_interval(envs.greedy_returns(model, episodes, seed), unc) for name, model in networks.items()}
+    for name, model in networks.items():
+        tasks.check_network(model, tasks.task(env), name)
+    return {name: mean_interval(tasks.greedy_returns(model, env, episodes, seed), unc)
+            for name, model in networks.items()}
 
 
 def mean_returns(returns: dict[str, dict | None]) -> dict[str, float | None]:

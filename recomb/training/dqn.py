@@ -1,7 +1,7 @@
-"""DQN that trains a parent Q-network until it solves CartPole-v1.
+"""DQN that trains a parent Q-network until it solves its task (`parents.env`).
 
 Plain PyTorch, tuned for wall-clock speed on one CPU thread: numpy-vectorised
-environments (`envs.CartPoleBatch`), a preallocated replay buffer, training in
+environments (`envs.CartPoleBatch`; other tasks: Gymnasium's vector API), a preallocated replay buffer, training in
 rounds of many gradient steps (few Python round-trips per environment step),
 fused Adam (torch's functional kernel, without torch.optim's dynamo import),
 and cheap vectorised greedy evaluations that let training stop as soon as the
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import envs
+from . import envs, tasks
 from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork, seeded_qnetwork
@@ -27,7 +27,8 @@ from ..optim import Adam
 
 @dataclass(frozen=True)
 class DQNConfig(Section):
-    """`parents.cartpole.dqn`: every DQN knob; step counts are environment transitions summed over envs."""
+    """`parents.dqn.<env id>`: every DQN knob of one task's preset; step counts are environment transitions
+    summed over envs; returns are the task's (pass_return: the bar a parent must reach)."""
 
     total_steps: int
     num_envs: int
@@ -63,10 +64,7 @@ class DQNConfig(Section):
         for key in ("exploration_initial_eps", "exploration_final_eps"):
             self.require(0 <= getattr(self, key) <= 1, key, "must be in [0, 1]")
         self.require(self.eval_seed >= 0, "eval_seed", "must be >= 0")
-        limit = envs.MAX_EPISODE_STEPS
-        self.require(0 < self.pass_return <= limit, "pass_return", f"must be in (0, {limit}]")
-        self.require(self.pass_return <= self.stop_return <= limit, "stop_return",
-                     f"must be in [pass_return, {limit}]")
+        self.require(self.pass_return <= self.stop_return, "stop_return", "must be ≥ pass_return")
 
 
 @dataclass
@@ -83,19 +81,22 @@ class DQNResult:
 class _Replay:
     """Fixed-size ring buffer of transitions in preallocated tensors (no per-step allocation)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, obs_dim: int):
         self.size, self.pos, self.full = size, 0, False
-        self.obs = torch.zeros(size, envs.OBS_DIM)
-        self.next_obs = torch.zeros(size, envs.OBS_DIM)
+        self.obs = torch.zeros(size, obs_dim)
+        self.next_obs = torch.zeros(size, obs_dim)
         self.actions = torch.zeros(size, dtype=torch.int64)
+        self.rewards = torch.zeros(size)
         self.not_terminal = torch.zeros(size)
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray) -> None:
         n = len(obs)
         idx = (self.pos + np.arange(n)) % self.size
         self.obs[idx] = torch.from_numpy(obs)
         self.next_obs[idx] = torch.from_numpy(next_obs)
         self.actions[idx] = torch.from_numpy(actions)
+        self.rewards[idx] = torch.from_numpy(rewards)
         self.not_terminal[idx] = torch.from_numpy(1.0 - terminated.astype(np.float32))
         self.full = self.full or self.pos + n >= self.size
         self.pos = (self.pos + n) % self.size
@@ -118,14 +119,14 @@ def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: Adam,
     """
     idx = torch.from_numpy(rng.integers(0, len(replay), size=(cfg.gradient_steps, cfg.batch_size)))
     obs, next_obs = replay.obs[idx], replay.next_obs[idx]
-    actions, not_terminal = replay.actions[idx].unsqueeze(2), replay.not_terminal[idx]
+    actions, rewards, not_terminal = replay.actions[idx].unsqueeze(2), replay.rewards[idx], replay.not_terminal[idx]
     params = list(online.parameters())
     k = 0
     while k < cfg.gradient_steps:
-        # CartPole pays +1 per step; truncated transitions still bootstrap.
+        # truncated transitions still bootstrap
         chunk = min(cfg.gradient_steps - k, cfg.target_update_interval - grad_steps_done % cfg.target_update_interval)
         with torch.no_grad():
-            targets = 1.0 + cfg.gamma * not_terminal[k:k + chunk] * target(next_obs[k:k + chunk]).amax(dim=2)
+            targets = rewards[k:k + chunk] + cfg.gamma * not_terminal[k:k + chunk] * target(next_obs[k:k + chunk]).amax(dim=2)
         for j in range(k, k + chunk):
             q = online(obs[j]).gather(1, actions[j]).squeeze(1)
             loss = F.smooth_l1_loss(q, targets[j - k])
@@ -141,7 +142,7 @@ def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: Adam,
     return grad_steps_done
 
 
-def train_dqn(cfg: DQNConfig, arch: Architecture, seed: int,
+def train_dqn(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
               on_eval: Callable[[dict], None] | None = None) -> DQNResult:
     """Train one parent with `seed`; raise RecombError if it never reaches `pass_return`.
 
@@ -152,19 +153,19 @@ def train_dqn(cfg: DQNConfig, arch: Architecture, seed: int,
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout masks
-        return _train(cfg, arch, seed, on_eval)
+        return _train(cfg, env_id, arch, seed, on_eval)
 
 
-def _train(cfg: DQNConfig, arch: Architecture, seed: int,
+def _train(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
            on_eval: Callable[[dict], None] | None) -> DQNResult:
     env_seq, sample_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(sample_seq)
-    env = envs.CartPoleBatch(cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)))
+    env = tasks.batch(env_id, cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)))
     online = seeded_qnetwork(arch, seed)
     target = seeded_qnetwork(arch, seed).eval()
     target.requires_grad_(False)
     opt = Adam(online.parameters(), lr=cfg.learning_rate, fused=True)
-    replay = _Replay(cfg.buffer_size)
+    replay = _Replay(cfg.buffer_size, arch.input_dim)
 
     best_state, best_return, best_step = None, -np.inf, 0
     history: list[dict] = []
@@ -175,10 +176,10 @@ def _train(cfg: DQNConfig, arch: Architecture, seed: int,
     while step < cfg.total_steps:
         eps = _epsilon(cfg, step)
         explore = rng.random(cfg.num_envs) < eps
-        random_actions = rng.integers(0, envs.N_ACTIONS, cfg.num_envs)
+        random_actions = rng.integers(0, arch.output_dim, cfg.num_envs)
         actions = random_actions if explore.all() else np.where(explore, random_actions, envs.greedy_actions(online, obs))
-        final_obs, terminated, _, next_obs = env.step(actions)
-        replay.add(obs, actions, final_obs, terminated)
+        final_obs, rewards, terminated, _, next_obs = env.step(actions)
+        replay.add(obs, actions, rewards, final_obs, terminated)
         obs = next_obs
         step += cfg.num_envs
 
@@ -189,7 +190,7 @@ def _train(cfg: DQNConfig, arch: Architecture, seed: int,
             online.eval()
         if step >= next_eval or step >= cfg.total_steps:
             next_eval += cfg.eval_interval
-            returns = envs.greedy_returns(online, cfg.eval_episodes, cfg.eval_seed)
+            returns = tasks.greedy_returns(online, env_id, cfg.eval_episodes, cfg.eval_seed)
             row = {"step": step, "mean_return": float(returns.mean()), "min_return": float(returns.min()),
                    "epsilon": eps, "gradient_steps": grad_steps}
             history.append(row)
@@ -204,7 +205,7 @@ def _train(cfg: DQNConfig, arch: Architecture, seed: int,
     if best_return < cfg.pass_return:
         raise RecombError(
             f"parent seed {seed}: best greedy return {best_return:.1f} < pass_return {cfg.pass_return} within {cfg.total_steps} steps; "
-            "raise parents.cartpole.dqn.total_steps or try another seed"
+            f"raise parents.dqn.{env_id}.total_steps or try another seed"
         )
     network = QNetwork(arch)
     network.load_state_dict(best_state)

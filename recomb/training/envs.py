@@ -162,8 +162,8 @@ class CartPoleBatch:
     def observe(self) -> np.ndarray:
         return self.state.astype(np.float32)
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Returns (next obs before any reset, terminated, truncated, next obs after resets)."""
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (next obs before any reset, rewards (+1 a step), terminated, truncated, next obs after resets)."""
         state, terminated = physics_step(self.state, actions)
         self.steps += 1
         truncated = ~terminated & (self.steps >= MAX_EPISODE_STEPS)
@@ -173,34 +173,4 @@ class CartPoleBatch:
             state[done] = self._fresh(int(done.sum()))
             self.steps[done] = 0
         self.state = state
-        return final_obs, terminated, truncated, state.astype(np.float32)
-
-
-def collect_states(q_fns: list[QFunction], n_states: int, epsilon: float, seed: int,
-                   num_envs: int = 16) -> np.ndarray:
-    """States visited by ε-greedy rollouts of each policy, equal shares, shuffled.
-
-    The shared state buffer for distillation: covering every parent's own state
-    distribution lets a student imitate each of them where it matters.
-    """
-    if not q_fns:
-        raise ValueError("collect_states needs at least one policy")
-    seeds = np.random.SeedSequence(seed).spawn(len(q_fns) + 1)
-    shares = [n_states // len(q_fns) + (k < n_states % len(q_fns)) for k in range(len(q_fns))]
-    chunks = []
-    for q_fn, share, seq in zip(q_fns, shares, seeds):
-        rng = np.random.default_rng(seq)
-        env = CartPoleBatch(num_envs, int(rng.integers(2**63)))
-        obs = env.observe()
-        rows, got = [], 0
-        while got < share:
-            actions = greedy_actions(q_fn, obs)
-            explore = rng.random(num_envs) < epsilon
-            actions = np.where(explore, rng.integers(0, N_ACTIONS, num_envs), actions)
-            rows.append(obs)
-            got += num_envs
-            *_, obs = env.step(actions)
-        chunks.append(np.concatenate(rows)[:share])
-    states = np.concatenate(chunks)
-    np.random.default_rng(seeds[-1]).shuffle(states)
-    return states
+        return final_obs, np.ones(len(state), dtype=np.float32), terminated, truncated, state.astype(np.float32)

@@ -1,4 +1,4 @@
-"""Where parents and the shared state buffer come from: CartPole DQN, a synthetic harness, or files.
+"""Where parents and the shared state buffer come from: DQN on a task, a synthetic harness, or files.
 
 Whatever the source, the result is the same: two float parents and a state
 buffer split once into `train` and `heldout`. Held-out states are never used for
@@ -6,7 +6,9 @@ training, calibration or fine-tuning anywhere downstream.
 
 Each source has its own params section (`parents.cartpole`, `parents.synthetic`,
 `parents.files`) and only the chosen one is a dependency of the `parents` stage,
-so editing a source that is not in use re-runs nothing.
+so editing a source that is not in use re-runs nothing. The DQN source (named
+`cartpole` after its first task) trains on `parents.env`, any Gymnasium task with
+a flat observation and discrete actions, with the DQN preset `parents.dqn.<env>`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import envs
+from . import envs, tasks
 from ..artifacts import Checkpoint, load_parent, load_states
 from ..config import Section
 from ..errors import RecombError
@@ -45,13 +47,12 @@ class BufferConfig(Section):
 
 @dataclass(frozen=True)
 class CartPoleSource(Section):
-    """`parents.cartpole`: two DQN parents (seeds `seed`, `seed + 1`) and their shared state buffer."""
+    """`parents.cartpole`: two DQN parents (seeds `seed`, `seed + 1`) on `parents.env` and their state buffer."""
 
     seed: int
     hidden: int
     dropout: float
     workers: int
-    dqn: DQNConfig
     buffer: BufferConfig
 
     def check(self) -> None:
@@ -107,14 +108,32 @@ class FilesSource(Section):
 @dataclass(frozen=True)
 class ParentsConfig(Section):
     source: Literal["cartpole", "synthetic", "files"]
+    env: str
     heldout_fraction: float
     split_seed: int
     cartpole: CartPoleSource
     synthetic: SyntheticSource
     files: FilesSource
+    dqn: dict  # env id → its DQN preset (a DQNConfig mapping); the source cartpole uses parents.dqn.<env>
 
     def check(self) -> None:
         self.require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
+        presets = {env: DQNConfig.from_mapping(preset, f"{self._where}.dqn.{env}") for env, preset in self.dqn.items()}
+        if self.source == "cartpole":
+            spec = tasks.task(self.env, f"{self._where}.env")
+            self.require(self.env in presets, "env", f"no DQN preset parents.dqn.{self.env}; add one "
+                                                     f"(presets: {', '.join(map(str, presets))})")
+            bar = presets[self.env]
+            if self.env == envs.ENV_ID:  # CartPole pays +1 a step: no return above its time limit
+                for key in ("pass_return", "stop_return"):
+                    if not 0 < getattr(bar, key) <= spec.max_steps:
+                        raise RecombError(f"{self._where}.dqn.{self.env}.{key}: must be in (0, {spec.max_steps}] "
+                                          f"(got {getattr(bar, key)!r})")
+
+    @property
+    def preset(self) -> DQNConfig:
+        """The DQN preset of `env`."""
+        return DQNConfig.from_mapping(self.dqn[self.env], f"{self._where}.dqn.{self.env}")
 
     @property
     def chosen(self) -> CartPoleSource | SyntheticSource | FilesSource:
@@ -123,12 +142,15 @@ class ParentsConfig(Section):
     @property
     def input_dim(self) -> int:
         """The state width the chosen source's parents take."""
-        return envs.OBS_DIM if self.source == "cartpole" else self.chosen.input_dim
+        return tasks.task(self.env).obs_dim if self.source == "cartpole" else self.chosen.input_dim
 
     def provenance(self) -> dict:
         """The params the parents were made with: the chosen source's section only (what dvc.yaml hashes)."""
-        return {"source": self.source, "heldout_fraction": self.heldout_fraction, "split_seed": self.split_seed,
+        made = {"source": self.source, "heldout_fraction": self.heldout_fraction, "split_seed": self.split_seed,
                 self.source: self.chosen.to_dict()}
+        if self.source == "cartpole":
+            made.update(env=self.env, dqn=self.preset.to_dict())
+        return made
 
 
 @dataclass
@@ -164,31 +186,31 @@ def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tupl
     return states[order[n_heldout:]], states[order[:n_heldout]]
 
 
-def _train_one(args: tuple[DQNConfig, Architecture, int, int, Progress | None]) -> DQNResult:
-    dqn, arch, seed, slot, progress = args
+def _train_one(args: tuple[DQNConfig, str, Architecture, int, int, Progress | None]) -> DQNResult:
+    dqn, env_id, arch, seed, slot, progress = args
     label = f"parent {'AB'[slot]} (seed {seed}), env steps"
-    result = train_dqn(dqn, arch, seed, (lambda record: progress(slot, label, record["step"], dqn.total_steps))
-                       if progress else None)
+    result = train_dqn(dqn, env_id, arch, seed,
+                       (lambda record: progress(slot, label, record["step"], dqn.total_steps)) if progress else None)
     if progress:
         progress(slot, label, dqn.total_steps, dqn.total_steps)  # stopped early at stop_return: done all the same
     return result
 
 
 def cartpole_parents(cfg: ParentsConfig, progress: Progress | None = None) -> ParentSet:
-    """Two DQN parents (seeds `seed`, `seed + 1`) trained in parallel, then their shared buffer."""
-    src = cfg.cartpole
-    arch = Architecture(envs.OBS_DIM, envs.N_ACTIONS, src.hidden, src.dropout)
+    """Two DQN parents (seeds `seed`, `seed + 1`) trained on `parents.env` in parallel, then their shared buffer."""
+    src, spec = cfg.cartpole, tasks.task(cfg.env)
+    arch = Architecture(spec.obs_dim, spec.n_actions, src.hidden, src.dropout)
     seeds = [src.seed, src.seed + 1]
-    results = map_processes(_train_one, [(src.dqn, arch, s, slot, progress) for slot, s in enumerate(seeds)],
-                            src.workers)
+    jobs = [(cfg.preset, cfg.env, arch, s, slot, progress) for slot, s in enumerate(seeds)]
+    results = map_processes(_train_one, jobs, src.workers)
     parents = [r.network for r in results]
-    states = envs.collect_states(parents, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
+    states = tasks.collect_states(parents, cfg.env, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [
         {"seed": s, "greedy_return": r.best_return, "best_step": r.best_step, "env_steps": r.env_steps}
         for s, r in zip(seeds, results)
     ]
-    return ParentSet(parents, train, heldout, envs.ENV_ID, [r.history for r in results], summaries)
+    return ParentSet(parents, train, heldout, cfg.env, [r.history for r in results], summaries)
 
 
 def synthetic_parents(cfg: ParentsConfig) -> ParentSet:

@@ -1,0 +1,165 @@
+"""The task parents are trained on and every network is played in: any Gymnasium environment with a flat Box
+observation and a Discrete action space (`parents.env`).
+
+CartPole-v1 runs through `envs`' vectorised copy of its dynamics (exact, and far cheaper per episode); any other
+id runs through Gymnasium itself, its vector API. Either way episode i of an evaluation is seeded `seed + i`, so
+a return is reproducible to the bit, and every episode of a batch runs in lockstep with one Q-network forward
+per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from . import envs
+from ..errors import RecombError
+
+
+@dataclass(frozen=True)
+class Task:
+    env_id: str
+    obs_dim: int
+    n_actions: int
+    max_steps: int  # the time limit of the registered environment (its episodes' truncation)
+
+
+@lru_cache(maxsize=None)
+def task(env_id: str, where: str = "parents.env") -> Task:
+    """The task `env_id` names, its spaces checked; a one-line error naming `where` otherwise."""
+    if env_id == envs.ENV_ID:
+        return Task(env_id, envs.OBS_DIM, envs.N_ACTIONS, envs.MAX_EPISODE_STEPS)
+    import gymnasium
+    from gymnasium import spaces
+
+    try:
+        env = gymnasium.make(env_id)
+    except gymnasium.error.DependencyNotInstalled as exc:
+        raise RecombError(f"{where}: {env_id} needs a package that is not installed "
+                          f"({str(exc).splitlines()[0]})") from None
+    except gymnasium.error.Error as exc:
+        raise RecombError(f"{where}: no Gymnasium environment {env_id!r} ({str(exc).splitlines()[0]})") from None
+    try:
+        obs, act = env.observation_space, env.action_space
+        if not (isinstance(obs, spaces.Box) and len(obs.shape) == 1):
+            raise RecombError(f"{where}: {env_id} observes {obs}; a Q-network here takes a flat vector "
+                              "(a 1-D Box space), not images or nested spaces")
+        if not isinstance(act, spaces.Discrete):
+            raise RecombError(f"{where}: {env_id} has a continuous or non-discrete action space ({act}); "
+                              "DQN parents need a Discrete one")
+        limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else None
+        if limit is None:
+            raise RecombError(f"{where}: {env_id} registers no time limit (max_episode_steps): episodes "
+                              "could run forever")
+        return Task(env_id, int(obs.shape[0]), int(act.n), int(limit))
+    finally:
+        env.close()
+
+
+def check_network(q_fn, spec: Task, name: str) -> None:
+    """Refuse a network whose input or output width is not the task's (one line naming it)."""
+    try:
+        with torch.inference_mode():
+            width = q_fn(torch.zeros(1, spec.obs_dim)).shape[-1]
+    except RuntimeError:
+        width = None
+    if width != spec.n_actions:
+        raise RecombError(f"{name}: does not fit {spec.env_id} ({spec.obs_dim} observations → {spec.n_actions} "
+                          "actions): its dims differ")
+
+
+class GymBatch:
+    """`num_envs` copies of a Gymnasium environment that reset on the very step an episode ends (Gymnasium's
+    same-step autoreset), with the interface of `envs.CartPoleBatch`. Copy i is seeded `seed + i` once."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int):
+        import gymnasium
+        from gymnasium.vector import AutoresetMode
+
+        self.env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                                      vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+        self.obs, _ = self.env.reset(seed=seed)
+
+    def observe(self) -> np.ndarray:
+        return self.obs.astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(next obs before any reset, rewards, terminated, truncated, next obs after resets)."""
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        final = obs.astype(np.float32).copy()
+        if "_final_obs" in info:
+            ended = info["_final_obs"]
+            final[ended] = np.stack(info["final_obs"][ended]).astype(np.float32)
+        self.obs = obs
+        return final, rewards.astype(np.float32), terminated, truncated, obs.astype(np.float32)
+
+
+def batch(env_id: str, num_envs: int, seed: int):
+    """Training copies of the task: CartPole's own, or Gymnasium's."""
+    return envs.CartPoleBatch(num_envs, seed) if env_id == envs.ENV_ID else GymBatch(env_id, num_envs, seed)
+
+
+def greedy_returns(q_fn, env_id: str, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
+                   noise_seed: int = 0) -> np.ndarray:
+    """The greedy policy's return in each of `episodes` episodes (episode i seeded `seed + i`), run together.
+
+    `observation_noise`: per-feature std of Gaussian noise added to what the policy sees (the dynamics keep
+    the true state), one standard normal row per episode and step from `noise_seed`.
+    """
+    if env_id == envs.ENV_ID:
+        noise = None if observation_noise is None else tuple(float(s) for s in observation_noise)
+        return envs.condition_returns(q_fn, [envs.Condition(observation_noise=noise)], episodes, seed, noise_seed)[0]
+    import gymnasium
+
+    spec = task(env_id)
+    env = gymnasium.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
+    try:
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(noise_seed)
+        returns = np.zeros(episodes, dtype=np.float64)
+        running = np.ones(episodes, dtype=bool)
+        for _ in range(spec.max_steps):
+            seen = obs if observation_noise is None else obs + rng.standard_normal(obs.shape) * observation_noise
+            actions = envs.greedy_actions(q_fn, seen.astype(np.float32))
+            obs, rewards, terminated, truncated, _ = env.step(actions)
+            returns[running] += rewards[running]
+            running &= ~(terminated | truncated)
+            if not running.any():
+                break
+        return returns
+    finally:
+        env.close()
+
+
+def collect_states(q_fns: list, env_id: str, n_states: int, epsilon: float, seed: int,
+                   num_envs: int = 16) -> np.ndarray:
+    """States visited by ε-greedy rollouts of each policy in the task, equal shares, shuffled.
+
+    The shared state buffer for distillation: covering every parent's own state
+    distribution lets a student imitate each of them where it matters.
+    """
+    if not q_fns:
+        raise ValueError("collect_states needs at least one policy")
+    n_actions = task(env_id).n_actions
+    seeds = np.random.SeedSequence(seed).spawn(len(q_fns) + 1)
+    shares = [n_states // len(q_fns) + (k < n_states % len(q_fns)) for k in range(len(q_fns))]
+    chunks = []
+    for q_fn, share, seq in zip(q_fns, shares, seeds):
+        rng = np.random.default_rng(seq)
+        env = batch(env_id, num_envs, int(rng.integers(2**63)))
+        obs = env.observe()
+        rows, got = [], 0
+        while got < share:
+            actions = envs.greedy_actions(q_fn, obs)
+            explore = rng.random(num_envs) < epsilon
+            actions = np.where(explore, rng.integers(0, n_actions, num_envs), actions)
+            rows.append(obs)
+            got += num_envs
+            *_, obs = env.step(actions)
+        chunks.append(np.concatenate(rows)[:share])
+    states = np.concatenate(chunks)
+    np.random.default_rng(seeds[-1]).shuffle(states)
+    return states
