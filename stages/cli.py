@@ -30,7 +30,7 @@ from recomb.stats import UncertaintyConfig
 from . import paths, timing
 from .ablation import summary
 from .params_check import check_params, validate_section
-from .common import SECTIONS, run as run_stage
+from .common import SECTIONS, run as run_stage, with_task_bars
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
@@ -66,7 +66,7 @@ def project_defaults() -> tuple[float, float | None]:
 
     Outside a recomb project (no params.yaml, or no such sections) nothing is flagged and no return is asked.
     """
-    params = load_params(PARAMS_FILE) if PARAMS_FILE.is_file() else {}
+    params = with_task_bars(load_params(PARAMS_FILE)) if PARAMS_FILE.is_file() else {}
     cutoff = SearchConfig.from_params(params, "search").degenerate_threshold if "search" in params else 0.0
     bar = (ValidateRecombConfig.from_params(params, "validate_recombination").thresholds.min_child_return
            if "validate_recombination" in params else None)
@@ -110,7 +110,7 @@ def ablation(args: argparse.Namespace) -> None:
     """--dry-run: the plan, every override checked, written beside a stub summary; nothing trained.
     --from-exps: finished DVC experiments (one per seed) summarised as the ablation stage summarises its runs."""
     check_params()  # every section first, as `recomb params` does
-    params = load_params(PARAMS_FILE, SECTIONS)
+    params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
     if args.dry_run:
         planned = plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE))
         out = Outputs()

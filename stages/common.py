@@ -74,11 +74,29 @@ class WorkerBars:
             self._bars.pop(slot).close()
 
 
+TASK_BARS = (("validate_distillation", "min_greedy_return"), ("validate_quantized", "min_greedy_return"),
+             ("validate_recombination", "min_child_return"))  # return gates that follow the task when null
+
+
+def with_task_bars(params: dict) -> dict:
+    """`params` with each null return gate (`TASK_BARS`) set to the bar of the parents' task,
+    `parents.dqn.<parents.env>.pass_return` (left null when there is no preset for it)."""
+    bar = ((params.get("parents") or {}).get("dqn") or {}).get((params.get("parents") or {}).get("env"))
+    if not isinstance(bar, dict) or bar.get("pass_return") is None:
+        return params
+    resolved = {**params}
+    for section, key in TASK_BARS:
+        thresholds = (params.get(section) or {}).get("thresholds")
+        if isinstance(thresholds, dict) and thresholds.get(key, 0) is None:
+            resolved[section] = {**params[section], "thresholds": {**thresholds, key: float(bar["pass_return"])}}
+    return resolved
+
+
 def run(main: Callable[[dict], None]) -> None:
     """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        params = load_params(PARAMS_FILE, SECTIONS)
+        params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
         main(params)
     except RecombError as exc:
