@@ -2,6 +2,7 @@
 
     python benchmarks/tasks.py LunarLander-v3     # or Acrobot-v1, CartPole-v1; several ids run one after another
     python benchmarks/tasks.py Acrobot-v1 --keep DIR   # keep the scratch project in DIR
+    python benchmarks/tasks.py LunarLander-v3 --set parents.cartpole.buffer.n_states=50000   # other params too
 
 Each task runs in a scratch copy of the project (its own DVC repo, the shipped params with
 `parents.env` set, nothing else changed): the core stages one by one, each timed as a whole
@@ -19,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scratch import ROOT, Project  # noqa: E402
 
@@ -26,11 +29,11 @@ CORE = ("inputs", "parents", "distill", "validate_distillation", "ptq", "qat", "
         "finetune", "validate_recombination")
 
 
-def run_task(env_id: str, folder: Path) -> None:
+def run_task(env_id: str, folder: Path, changes: dict) -> None:
     p = Project(folder)
     shutil.copy(ROOT / "params.yaml", p.path / "params.yaml")
-    p.set(**{"parents.env": env_id})
-    print(f"## {env_id}")
+    p.set(**{"parents.env": env_id, **changes})
+    print(f"## {env_id}" + "".join(f", {k}={v}" for k, v in changes.items()))
     print("| stage | seconds |")
     print("|---|---|")
     for stage in CORE:
@@ -57,11 +60,14 @@ def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("envs", nargs="+")
     cli.add_argument("--keep", type=Path, help="build the scratch projects here (kept)")
+    cli.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="another params.yaml value (a YAML scalar), as `dvc exp run -S`")
     args = cli.parse_args()
+    changes = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
         for env_id in args.envs:
-            run_task(env_id, root / env_id)
+            run_task(env_id, root / env_id, changes)
 
 
 if __name__ == "__main__":
