@@ -122,7 +122,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         inner = [o for o in options if o is not type(None)]
-        return _coerce(value, inner[0], where)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for option in inner:  # the first that takes the value, e.g. float | Literal["task"]
+            try:
+                return _coerce(value, option, where)
+            except RecombError:
+                pass
+        kinds = [f"one of {', '.join(map(str, get_args(o)))}" if get_origin(o) is Literal else f"a {_type_name(o)}"
+                 for o in inner]
+        raise RecombError(f"{where}: must be {' or '.join(kinds)} (got {value!r})")
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:

@@ -75,20 +75,20 @@ class WorkerBars:
 
 
 TASK_BARS = (("validate_distillation", "min_greedy_return"), ("validate_quantized", "min_greedy_return"),
-             ("validate_recombination", "min_child_return"))  # return gates that follow the task when null
+             ("validate_recombination", "min_child_return"))  # return gates that follow the task when `task`
 
 
 def with_task_bars(params: dict) -> dict:
-    """`params` with each null return gate (`TASK_BARS`) set to the bar of the parents' task,
-    `parents.dqn.<parents.env>.pass_return` (left null when there is no preset for it)."""
-    bar = ((params.get("parents") or {}).get("dqn") or {}).get((params.get("parents") or {}).get("env"))
-    if not isinstance(bar, dict) or bar.get("pass_return") is None:
-        return params
+    """`params` with each return gate set to `task` (`TASK_BARS`) replaced by the bar of the parents' task,
+    `parents.dqn.<parents.env>.pass_return`, or by null (no gate) when no preset names that task."""
+    parents = params.get("parents") or {}
+    preset = (parents.get("dqn") or {}).get(parents.get("env"))
+    bar = preset.get("pass_return") if isinstance(preset, dict) else None
     resolved = {**params}
     for section, key in TASK_BARS:
         thresholds = (params.get(section) or {}).get("thresholds")
-        if isinstance(thresholds, dict) and thresholds.get(key, 0) is None:
-            resolved[section] = {**params[section], "thresholds": {**thresholds, key: float(bar["pass_return"])}}
+        if isinstance(thresholds, dict) and thresholds.get(key) == "task":
+            resolved[section] = {**params[section], "thresholds": {**thresholds, key: bar}}
     return resolved
 
 

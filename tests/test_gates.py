@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from recomb.config import load_params
+from stages.common import with_task_bars
 from recomb.training.envs import ENV_ID, N_ACTIONS, OBS_DIM
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantization.quantize import ptq
@@ -31,7 +32,7 @@ from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantiz
 from stages.common import warn_failed
 from scratch import TEST_PARAMS
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = with_task_bars(load_params(TEST_PARAMS))  # the return gates at the CartPole bar, as the stages see them
 DISTILL = ValidateDistillConfig.from_params(PARAMS, "validate_distillation")
 QUANT = ValidateQuantizedConfig.from_params(PARAMS, "validate_quantized")
 TEACHER = Architecture(OBS_DIM, N_ACTIONS, 64, 0.0)

@@ -139,7 +139,8 @@ def test_the_default_cartpole_source_on_a_small_budget(project):
     assert sidecar["metrics"]["seed"] == 5 and sidecar["metrics"]["env_steps"] == 2048  # seed + 1, whole budget
     assert [row["step"] for row in sidecar["history"]] == [1024, 2048]
     assert sidecar["params"] == {"source": "cartpole", "heldout_fraction": 0.2, "split_seed": 0,
-                                 "cartpole": p.params()["parents"]["cartpole"]}  # no other source's params
+                                 "cartpole": p.params()["parents"]["cartpole"], "env": "CartPole-v1",
+                                 "dqn": p.params()["parents"]["dqn"]["CartPole-v1"]}  # no other source's params
     assert len(np.load(p.path / "data/states/train.npy")) == 240
     p.stage("distill")
     p.stage("validate_distillation")

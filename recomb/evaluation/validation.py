@@ -45,7 +45,7 @@ class DistillThresholds(Section):
     min_centered_cosine: float
     max_latency_ratio: float
     min_robustness_agreement: float
-    min_greedy_return: float | None  # None: the bar of the parents' task (stages.common.with_task_bars)
+    min_greedy_return: float | Literal["task"] | None  # task: the parents' task's bar (stages.common.with_task_bars)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg
         ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
         *((f"robustness_{name}", value, ">=", t.min_robustness_agreement) for name, value in robustness.items()),
     ]
-    if returns["student"] is not None and t.min_greedy_return is not None:
+    if returns["student"] is not None and isinstance(t.min_greedy_return, float):
         checks.append(("student_greedy_return", returns["student"], ">=", t.min_greedy_return))
     gated = gate(checks)
     return {
@@ -151,7 +151,7 @@ class QuantThresholds(Section):
     max_advantage_relative_mse: float
     min_centered_cosine: float
     max_latency_ratio: float
-    min_greedy_return: float | None  # None: the bar of the parents' task
+    min_greedy_return: float | Literal["task"] | None  # task: the parents' task's bar
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
         ("advantage_relative_mse", fidelity["advantage_relative_mse"], "<=", t.max_advantage_relative_mse),
         ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
     ]
-    if returns["int8"] is not None and t.min_greedy_return is not None:
+    if returns["int8"] is not None and isinstance(t.min_greedy_return, float):
         checks.append(("int8_greedy_return", returns["int8"], ">=", t.min_greedy_return))
     gated = gate(checks)
     return {
@@ -241,7 +241,7 @@ def quantized_timing(float_student, int8_student, heldout: np.ndarray, cfg: Vali
 @dataclass(frozen=True)
 class RecombThresholds(Section):
     min_primary_over_bound: float
-    min_child_return: float | None  # None: the bar of the parents' task
+    min_child_return: float | Literal["task"] | None  # task: the parents' task's bar
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ class ValidateRecombConfig(Section):
 def child_checks(primary_over_bound: float, child_return: float | None, t: RecombThresholds) -> dict[str, dict]:
     """The recombination gates of one child: held-out primary / U, and its return when there is an environment."""
     checks = [("child_primary_over_bound", primary_over_bound, ">=", t.min_primary_over_bound)]
-    if child_return is not None and t.min_child_return is not None:
+    if child_return is not None and isinstance(t.min_child_return, float):
         checks.append(("child_greedy_return", child_return, ">=", t.min_child_return))
     return gate(checks)
 
