@@ -4,27 +4,16 @@ import shutil
 import time
 from pathlib import Path
 
-from recomb.artifacts import Outputs, read_json
-from recomb.evaluation.ablation import Plan, Run, plan, seed_rule
-from recomb.evaluation.ablation_summary import (aggregates, csv_rows, figure, improvement, markdown, metrics,
-                                                run_row)
+from recomb.artifacts import Outputs
+from recomb.evaluation.ablation import Plan, plan, seed_rule
+from recomb.evaluation.ablation_summary import aggregates, csv_rows, figure, improvement, markdown, metrics
 from recomb.parallel import map_processes, map_ray
 from recomb.stats import UncertaintyConfig
 
 from . import paths
-from .ablation_runs import execute, folder_of
+from .ablation_runs import execute, folder_of, row
 from .common import RuntimeConfig, log, run
 from .params_check import validate_section
-
-
-def row(run: Run, folder: Path) -> dict:
-    """The run's summary row, from the reports its stages wrote in its folder."""
-    def report(path: str, stage: str) -> dict | None:
-        return read_json(folder / Path(path).relative_to("data"), "report") if stage in run.stages else None
-    int8 = "qat" if run.params["crossover"]["parents"] == "qat" else "ptq"
-    return run_row(run.condition, run.seed, run.stages, int8, run.params["validate_recombination"]["parents_role"],
-                   report(paths.DISTILL_REPORT, "distill"), report(paths.QUANT_REPORT, "quantize"),
-                   report(paths.RECOMB_REPORT, "compare"))
 
 
 def build(planned: Plan, staging: Path, threads: int) -> tuple[list[dict], dict[str, float]]:

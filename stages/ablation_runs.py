@@ -19,7 +19,9 @@ from typing import Callable
 
 import torch
 
+from recomb.artifacts import read_json
 from recomb.evaluation.ablation import SHARED_SECTIONS, Plan, Run
+from recomb.evaluation.ablation_summary import run_row
 
 from . import (crossover, distill, finetune, parents, paths, ptq, qat, validate_distillation, validate_quantized,
                validate_recombination)
@@ -118,3 +120,13 @@ def execute(planned: Plan, root: Path, inputs: Path, threads: int, mapper: Mappe
     for run, spent in zip(own, took):
         seconds[id(run)] += spent
     return {f"{run.condition}/seed_{run.seed}": seconds[id(run)] for run in planned.runs}
+
+
+def row(run: Run, folder: Path) -> dict:
+    """The run's summary row, from the reports its stages wrote in its folder."""
+    def report(path: str, stage: str) -> dict | None:
+        return read_json(folder / Path(path).relative_to("data"), "report") if stage in run.stages else None
+    int8 = "qat" if run.params["crossover"]["parents"] == "qat" else "ptq"
+    return run_row(run.condition, run.seed, run.stages, int8, run.params["validate_recombination"]["parents_role"],
+                   report(paths.DISTILL_REPORT, "distill"), report(paths.QUANT_REPORT, "quantize"),
+                   report(paths.RECOMB_REPORT, "compare"))
