@@ -6,7 +6,7 @@ from pathlib import Path
 
 from recomb.artifacts import Outputs
 from recomb.evaluation.ablation import Plan, plan, seed_rule
-from recomb.evaluation.ablation_summary import aggregates, csv_rows, figure, improvement, markdown, metrics
+from recomb.evaluation.ablation_summary import summary
 from recomb.parallel import map_processes, map_ray
 from recomb.stats import UncertaintyConfig
 
@@ -31,19 +31,6 @@ def build(planned: Plan, staging: Path, threads: int) -> tuple[list[dict], dict[
             "params": {k: v for k, v in r.params.items() if k != "ablation"}})
     out.commit()
     return [row(r, folder_of(staging, r)) for r in planned.runs], seconds
-
-
-def summary(rows: list[dict], unc: UncertaintyConfig, pair: tuple[str, str] | None, seed_text: str, where: str,
-            files: dict[str, str]) -> Outputs:
-    """The summary files (`paths.ABLATION_SUMMARY`'s kinds) of these rows, not yet written."""
-    stats, wins = aggregates(rows, unc), improvement(rows, *pair, unc) if pair else []
-    out = Outputs()
-    out.add_csv(files["rows"], csv_rows(rows))
-    out.add_csv(files["aggregates"], stats)
-    out.add_json(files["metrics"], metrics(stats, wins))
-    out.add_text(files["markdown"], markdown(rows, stats, wins, pair, unc.confidence, seed_text, where))
-    out.add_figure(files["figure"], figure(rows, stats, unc.confidence))
-    return out
 
 
 def main(params: dict) -> None:

@@ -24,11 +24,10 @@ from recomb.evaluation.leaderboard import (experiment_rows, markdown, ranked, re
                                 rows_from_exp_show)
 from recomb.evaluation.verdict import check_lines
 from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown
-from recomb.evaluation.ablation_summary import rows_from_experiments
+from recomb.evaluation.ablation_summary import rows_from_experiments, summary
 from recomb.stats import UncertaintyConfig
 
 from . import paths, timing
-from .ablation import summary
 from .params_check import check_params, validate_section
 from .common import SECTIONS, run as run_stage, with_task_bars
 

@@ -15,6 +15,7 @@ import json
 
 import numpy as np
 
+from ..artifacts import Outputs
 from ..errors import RecombError
 from ..reports import fmt, table
 from ..stats import UncertaintyConfig, interval
@@ -272,3 +273,17 @@ def figure(rows: list[dict], stats: list[dict], confidence: float):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def summary(rows: list[dict], unc: UncertaintyConfig, pair: tuple[str, str] | None, seed_text: str, where: str,
+            files: dict[str, str]) -> Outputs:
+    """The summary files of these rows (`files`: rows, aggregates, metrics, markdown, figure → path), not yet
+    written: the ablation stage's and `recomb ablation --from-exps`'s."""
+    stats, wins = aggregates(rows, unc), improvement(rows, *pair, unc) if pair else []
+    out = Outputs()
+    out.add_csv(files["rows"], csv_rows(rows))
+    out.add_csv(files["aggregates"], stats)
+    out.add_json(files["metrics"], metrics(stats, wins))
+    out.add_text(files["markdown"], markdown(rows, stats, wins, pair, unc.confidence, seed_text, where))
+    out.add_figure(files["figure"], figure(rows, stats, unc.confidence))
+    return out

@@ -123,12 +123,12 @@ class ParentsConfig(Section):
             spec = tasks.task(self.env, f"{self._where}.env")
             self.require(self.env in presets, "env", f"no DQN preset parents.dqn.{self.env}; add one "
                                                      f"(presets: {', '.join(map(str, presets))})")
-            bar = presets[self.env]
+            preset = presets[self.env]
             if self.env == envs.ENV_ID:  # CartPole pays +1 a step: no return above its time limit
                 for key in ("pass_return", "stop_return"):
-                    if not 0 < getattr(bar, key) <= spec.max_steps:
+                    if not 0 < getattr(preset, key) <= spec.max_steps:
                         raise RecombError(f"{self._where}.dqn.{self.env}.{key}: must be in (0, {spec.max_steps}] "
-                                          f"(got {getattr(bar, key)!r})")
+                                          f"(got {getattr(preset, key)!r})")
 
     @property
     def preset(self) -> DQNConfig:

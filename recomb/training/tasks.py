@@ -89,7 +89,7 @@ class GymBatch:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(next obs before any reset, rewards, terminated, truncated, next obs after resets)."""
         obs, rewards, terminated, truncated, info = self.env.step(actions)
-        final = obs.astype(np.float32).copy()
+        final = obs.astype(np.float32)  # a copy: the final observations go in where episodes ended
         if "_final_obs" in info:
             ended = info["_final_obs"]
             final[ended] = np.stack(info["final_obs"][ended]).astype(np.float32)
