@@ -3,9 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# Same bits on every AVX2 x86 machine (recomb sets these too, if they are unset).
-export ATEN_CPU_CAPABILITY ?= avx2
-export MKL_CBWR ?= AVX2
 
 .PHONY: run test repro-check check timing ablation
 

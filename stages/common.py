@@ -10,6 +10,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from recomb import dispatch
 from recomb.config import Section, load_params
 from recomb.errors import RecombError
 from recomb.reports import rule
@@ -96,6 +97,9 @@ def run(main: Callable[[dict], None]) -> None:
     """Run `main(params)`; a user mistake ends as `error: <one line>` and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        unpinned = dispatch.check()
+        if unpinned:
+            raise RecombError("dispatch not pinned, results would depend on this CPU: " + "; ".join(unpinned))
         params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
         main(params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import recomb  # noqa: F401  (first: its dispatch pins must precede torch and numpy)
 import pytest
 import torch
 from scratch import Project
