@@ -25,10 +25,11 @@ run: $(VENV)/.runtime
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-# Two cold runs must agree: rebuild from scratch and compare with the committed lock.
+# Two cold runs must agree: rebuild from scratch and compare with the committed lock; when they do not,
+# `recomb lock-diff` names the first stage whose outputs differ and how this machine differs from the lock's.
 repro-check: $(VENV)/.runtime
 	$(BIN)/dvc repro --force
-	git diff --exit-code dvc.lock
+	$(BIN)/recomb lock-diff
 
 # Every quality gate of the last `dvc repro` (data/reports/pipeline.json) must have passed.
 check: $(VENV)/.runtime

@@ -1,5 +1,6 @@
 """The `recomb` subcommands (run by `recomb.cli`): `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
-`recomb timing` measures this machine's latencies, `recomb ablation` plans the ablation (--dry-run) or aggregates
+`recomb timing` measures this machine's latencies, `recomb machine` and `recomb lock-diff` say how
+this machine differs from the one that made the committed dvc.lock, `recomb ablation` plans the ablation (--dry-run) or aggregates
 DVC experiments over seeds (--from-exps).
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
@@ -12,10 +13,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from recomb import dispatch
 from recomb.artifacts import Outputs, read_json
+from recomb.reproducibility import describe_machine, explain, fingerprint_differences, lock_differences
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.recombination.search import SearchConfig
@@ -105,6 +111,40 @@ def check(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def machine(args: argparse.Namespace) -> None:
+    """This machine's CPU and dispatch pins, written to `--write` (default: the non-hashed reports);
+    with --compare, the fields in which another machine's fingerprint differs."""
+    here = dispatch.fingerprint()
+    out = Outputs()
+    out.add_json(args.write, here)
+    out.commit()
+    print(describe_machine(here))
+    print(f"wrote {args.write}")
+    if args.compare:
+        other = read_json(args.compare, "machine fingerprint")
+        changed = fingerprint_differences(other, here)
+        print(f"{args.compare} → this machine:" if changed else f"{args.compare}: same fingerprint")
+        print("\n".join(f"  {line}" for line in changed))
+
+
+def lock_diff(args: argparse.Namespace) -> None:
+    """Compare ./dvc.lock with the committed one; when they differ, say where the divergence starts and on
+    which machines, and exit 1."""
+    try:
+        committed = subprocess.run(["git", "show", f"{args.against}:dvc.lock"], capture_output=True, text=True,
+                                   check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RecombError(f"dvc.lock at {args.against}: cannot read it from git ({exc})") from None
+    current = Path("dvc.lock").read_text() if Path("dvc.lock").is_file() else ""
+    differences = lock_differences(yaml.safe_load(committed) or {}, yaml.safe_load(current) or {})
+    if not differences:
+        print(f"dvc.lock reproduces {args.against}'s: every stage's outputs are the same bits")
+        return
+    lock_machine = read_json(paths.LOCK_MACHINE, "lock machine") if Path(paths.LOCK_MACHINE).is_file() else None
+    print("\n".join(explain(differences, dispatch.fingerprint(), lock_machine)))
+    sys.exit(1)
+
+
 def ablation(args: argparse.Namespace) -> None:
     """--dry-run: the plan, every override checked, written beside a stub summary; nothing trained.
     --from-exps: finished DVC experiments (one per seed) summarised as the ablation stage summarises its runs."""
@@ -163,6 +203,21 @@ def parser() -> argparse.ArgumentParser:
                                 description="Check every params.yaml section as its stage would, so a mistake "
                                             "stops before DVC removes any stage's outputs.")
     valid.set_defaults(handler=lambda args: print(f"{PARAMS_FILE}: all {check_params()} sections valid"))
+    mach = commands.add_parser("machine", help=f"this machine's CPU and dispatch pins ({paths.MACHINE_REPORT})",
+                               description="Write this machine's fingerprint (CPU model, vendor and ISA flags, the "
+                                           "dispatch pins in effect, torch/MKL/numpy versions) as JSON; "
+                                           "--compare FILE lists the fields another machine's differs in.")
+    mach.add_argument("--write", type=Path, default=Path(paths.MACHINE_REPORT), metavar="FILE",
+                      help=f"where to write it (default: {paths.MACHINE_REPORT})")
+    mach.add_argument("--compare", type=Path, metavar="FILE", help="another machine's machine.json")
+    mach.set_defaults(handler=machine)
+    ldiff = commands.add_parser("lock-diff", help="does ./dvc.lock reproduce the committed one? (make repro-check)",
+                                description="Compare ./dvc.lock with the committed one; when they differ, print the "
+                                            "first stage in DAG order whose outputs differ, which files, and this "
+                                            f"machine against the one that made the lock ({paths.LOCK_MACHINE}); "
+                                            "exit 1.")
+    ldiff.add_argument("--against", default="HEAD", metavar="REV", help="the git revision to compare with (HEAD)")
+    ldiff.set_defaults(handler=lock_diff)
     abl = commands.add_parser("ablation", help="plan the ablation (--dry-run) or summarise seed experiments "
                                                "(--from-exps)",
                               description="--dry-run: check params.yaml's ablation section (every condition's "

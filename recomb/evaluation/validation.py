@@ -20,7 +20,7 @@ from ..training import tasks
 
 from . import metrics
 from ..config import Section
-from ..stats import UncertaintyConfig, mean_interval, primary_interval, primary_over_bound_interval
+from ..stats import UncertaintyConfig, agreement_intervals, mean_interval, primary_interval
 from .selection import SelectionConfig
 
 OPS = {">=": operator.ge, "<=": operator.le}
@@ -301,10 +301,8 @@ def agreement_figures(hits: tuple[np.ndarray, np.ndarray], parents_agree: np.nda
     `parents_agree` is the per-state agreement of the two parents, which U is made of.
     """
     figures = {}
-    for key, found in (("agreement_a", mean_interval(hits[0], unc)), ("agreement_b", mean_interval(hits[1], unc)),
-                       ("primary", primary_interval(*hits, unc)),
-                       ("primary_over_bound", primary_over_bound_interval(*hits, parents_agree, unc))):
-        figures[key] = found["mean" if "mean" in found else "value"]
+    for key, found in agreement_intervals(*hits, parents_agree, unc).items():
+        figures[key] = found["value"]
         figures[f"{key}_ci"] = {"low": found["low"], "high": found["high"]}
     return figures
 

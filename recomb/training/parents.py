@@ -202,7 +202,7 @@ def cartpole_parents(cfg: ParentsConfig, progress: Progress | None = None) -> Pa
     arch = Architecture(spec.obs_dim, spec.n_actions, src.hidden, src.dropout)
     seeds = [src.seed, src.seed + 1]
     jobs = [(cfg.preset, cfg.env, arch, s, slot, progress) for slot, s in enumerate(seeds)]
-    results = map_processes(_train_one, jobs, src.workers)
+    results = map_processes(_train_one, jobs, src.workers, start_method="fork")
     parents = [r.network for r in results]
     states = tasks.collect_states(parents, cfg.env, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)

@@ -1,0 +1,112 @@
+"""Why a cold run did not reproduce the committed `dvc.lock`: the first stage whose outputs differ, and the machines.
+
+`make repro-check` rebuilds every stage and compares the new lock with the committed one.
+A plain `git diff` shows hundreds of changed hashes; what a user needs is where the
+divergence starts (every later stage differs because its inputs do), which files, and
+how this machine differs from the one that made the lock (`dispatch.fingerprint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageDifference:
+    stage: str
+    outs: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # (path, committed, now)
+    deps: list[str] = field(default_factory=list)  # inputs whose hash differs (code, params files, data)
+    params: list[str] = field(default_factory=list)
+
+
+def _hashes(entries: list[dict] | None) -> dict[str, str | None]:
+    return {entry["path"]: entry.get("md5") or entry.get("hash") for entry in entries or []}
+
+
+def _inside(path: str, out: str) -> bool:
+    return path == out or path.startswith(out.rstrip("/") + "/")
+
+
+def stage_order(lock: dict) -> list[str]:
+    """The lock's stages in DAG order (a stage after every stage whose outputs it reads), file order kept
+    among independent stages."""
+    stages = lock.get("stages", {})
+    outs = {name: list(_hashes(s.get("outs"))) for name, s in stages.items()}
+    needs = {name: {other for dep in _hashes(s.get("deps")) for other, paths in outs.items()
+                    if other != name and any(_inside(dep, out) for out in paths)}
+             for name, s in stages.items()}
+    order: list[str] = []
+    while len(order) < len(stages):
+        ready = [name for name in stages if name not in order and needs[name] <= set(order)]
+        if not ready:  # a cycle cannot be in a DVC lock; keep the rest in file order rather than loop
+            ready = [name for name in stages if name not in order]
+        order.append(ready[0])
+    return order
+
+
+def lock_differences(committed: dict, current: dict) -> list[StageDifference]:
+    """Every stage whose recorded outputs, inputs or params differ between two locks, in DAG order."""
+    before, after = committed.get("stages", {}), current.get("stages", {})
+    differences = []
+    for name in stage_order(current):
+        old, new = before.get(name, {}), after[name]
+        diff = StageDifference(name)
+        old_outs, new_outs = _hashes(old.get("outs")), _hashes(new.get("outs"))
+        diff.outs = [(path, old_outs.get(path), new_outs.get(path)) for path in sorted({*old_outs, *new_outs})
+                     if old_outs.get(path) != new_outs.get(path)]
+        old_deps, new_deps = _hashes(old.get("deps")), _hashes(new.get("deps"))
+        diff.deps = sorted(path for path in {*old_deps, *new_deps} if old_deps.get(path) != new_deps.get(path))
+        diff.params = sorted(path for path in {*old.get("params", {}), *new.get("params", {})}
+                             if old.get("params", {}).get(path) != new.get("params", {}).get(path))
+        if diff.outs or diff.deps or diff.params:
+            differences.append(diff)
+    differences += [StageDifference(name, deps=["(stage gone from the new lock)"]) for name in before
+                    if name not in after]
+    return differences
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def fingerprint_differences(first: dict, second: dict) -> list[str]:
+    """`key: first → second` for every field two machine fingerprints disagree on."""
+    a, b = _flat(first), _flat(second)
+    return [f"{key}: {a.get(key)!r} → {b.get(key)!r}" for key in sorted({*a, *b}) if a.get(key) != b.get(key)]
+
+
+def describe_machine(fingerprint: dict) -> str:
+    """One line: CPU, vendor, ISA flags, the pins and the library versions."""
+    cpu = fingerprint.get("cpu", {})
+    pins = " ".join(f"{k}={v}" for k, v in fingerprint.get("pins", {}).items())
+    return (f"{cpu.get('model')} ({cpu.get('vendor')}; {' '.join(cpu.get('flags', []))}); pins: {pins}; "
+            f"torch {fingerprint.get('torch')}, MKL {fingerprint.get('mkl')}, numpy {fingerprint.get('numpy')} "
+            f"(dispatch {'/'.join(fingerprint.get('numpy_dispatch', []))}), aten {fingerprint.get('aten_capability')}")
+
+
+def explain(differences: list[StageDifference], here: dict, lock_machine: dict | None) -> list[str]:
+    """The lines `make repro-check` prints when the locks differ."""
+    if not differences:
+        return []
+    first = next((d for d in differences if d.outs), None)
+    lines = []
+    if first is None:
+        lines.append("dvc.lock differs from the committed one in recorded inputs only (code, params or data files "
+                     "changed without the lock being regenerated): " + ", ".join(d.stage for d in differences))
+    else:
+        lines.append(f"not reproduced: the first stage (DAG order) whose outputs differ is '{first.stage}':")
+        lines += [f"  {path}: committed {old or '(none)'}, this run {new or '(none)'}" for path, old, new in first.outs]
+        if first.deps:
+            lines.append(f"  its recorded inputs differ too: {', '.join(first.deps)}"
+                         " (an input changed upstream or in the code: not a machine difference alone)")
+        later = [d.stage for d in differences if d is not first and differences.index(d) > differences.index(first)]
+        if later:
+            lines.append(f"  later stages that differ (their inputs did): {', '.join(later)}")
+    lines.append(f"this machine: {describe_machine(here)}")
+    if lock_machine is not None:
+        lines.append(f"lock made on: {describe_machine(lock_machine)}")
+        changed = fingerprint_differences(lock_machine, here)
+        lines += [f"  {line}" for line in changed] if changed else ["  (same fingerprint)"]
+    return lines
