@@ -8,7 +8,57 @@ how this machine differs from the one that made the lock (`dispatch.fingerprint`
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 from dataclasses import dataclass, field
+
+from . import dispatch
+
+# Dispatch settings a machine may differ in that the pins make irrelevant (reported, never set).
+MACHINE_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS",
+                     "MKL_NUM_THREADS", "OPENBLAS_L2_SIZE", "NPY_ENABLE_CPU_FEATURES")
+
+
+def cpu() -> dict:
+    """This CPU: model, vendor and the instruction-set flags that decide kernel choice (Linux /proc/cpuinfo)."""
+    info = {"model": platform.processor() or "unknown", "vendor": "unknown", "family_model_stepping": "?", "flags": []}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            text = handle.read()
+    except OSError:
+        return info
+    fields = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    wanted = ("sse4_2", "avx", "fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_tile", "avx_vnni")
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", info["model"]), "vendor": fields.get("vendor_id", "unknown"),
+            "family_model_stepping": "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping")),
+            "flags": [f for f in wanted if f in flags]}
+
+
+def fingerprint() -> dict:
+    """The machine and the dispatch in effect: what to compare when two machines' bits differ."""
+    import numpy
+    import torch
+    from numpy._core._multiarray_umath import __cpu_features__, __cpu_dispatch__
+
+    mkl = re.search(r"Math Kernel Library Version (\S+)", torch.__config__.show())
+    return {
+        "cpu": cpu(),
+        "architecture": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mkl": mkl.group(1) if mkl else "not used",
+        "numpy": numpy.__version__,
+        "numpy_dispatch": [name for name in __cpu_dispatch__ if __cpu_features__.get(name)],
+        "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "pins": {key: os.environ.get(key) for key in (*dispatch.PINS, "NPY_DISABLE_CPU_FEATURES")},
+        "machine_variables": {key: os.environ[key] for key in MACHINE_VARIABLES if key in os.environ},
+        "unpinned": dispatch.check(),
+    }
 
 
 @dataclass
@@ -81,7 +131,8 @@ def describe_machine(fingerprint: dict) -> str:
     """One line: CPU, vendor, ISA flags, the pins and the library versions."""
     cpu = fingerprint.get("cpu", {})
     pins = " ".join(f"{k}={v}" for k, v in fingerprint.get("pins", {}).items())
-    return (f"{cpu.get('model')} ({cpu.get('vendor')}; {' '.join(cpu.get('flags', []))}); pins: {pins}; "
+    return (f"{cpu.get('model')} ({cpu.get('vendor')} {cpu.get('family_model_stepping', '?')}; "
+            f"{' '.join(cpu.get('flags', []))}); pins: {pins}; "
             f"torch {fingerprint.get('torch')}, MKL {fingerprint.get('mkl')}, numpy {fingerprint.get('numpy')} "
             f"(dispatch {'/'.join(fingerprint.get('numpy_dispatch', []))}), aten {fingerprint.get('aten_capability')}")
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from recomb import dispatch
 from recomb.artifacts import Outputs, read_json
-from recomb.reproducibility import describe_machine, explain, fingerprint_differences, lock_differences
+from recomb.reproducibility import describe_machine, explain, fingerprint, fingerprint_differences, lock_differences
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.recombination.search import SearchConfig
@@ -114,7 +113,7 @@ def check(args: argparse.Namespace) -> None:
 def machine(args: argparse.Namespace) -> None:
     """This machine's CPU and dispatch pins, written to `--write` (default: the non-hashed reports);
     with --compare, the fields in which another machine's fingerprint differs."""
-    here = dispatch.fingerprint()
+    here = fingerprint()
     out = Outputs()
     out.add_json(args.write, here)
     out.commit()
@@ -141,7 +140,7 @@ def lock_diff(args: argparse.Namespace) -> None:
         print(f"dvc.lock reproduces {args.against}'s: every stage's outputs are the same bits")
         return
     lock_machine = read_json(paths.LOCK_MACHINE, "lock machine") if Path(paths.LOCK_MACHINE).is_file() else None
-    print("\n".join(explain(differences, dispatch.fingerprint(), lock_machine)))
+    print("\n".join(explain(differences, fingerprint(), lock_machine)))
     sys.exit(1)
 
 

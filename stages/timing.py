@@ -9,7 +9,7 @@ time of one crossover per operator on the pipeline's pair (`compare_operators`).
 
 import resource
 
-from recomb import dispatch
+from recomb.reproducibility import fingerprint
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.quantization.quantize import QATConfig
@@ -60,7 +60,7 @@ def main(params: dict) -> None:
     out = Outputs()
     out.add_json(paths.TIMING_REPORT, timing)
     out.add_text(paths.TIMING_MARKDOWN, timing_markdown(timing))
-    out.add_json(paths.MACHINE_REPORT, dispatch.fingerprint())  # the machine these figures are from
+    out.add_json(paths.MACHINE_REPORT, fingerprint())  # the machine these figures are from
     out.commit()
     log.info("timing %s: %s", "passed" if timing["passed"] else "FAILED", paths.TIMING_MARKDOWN)
 

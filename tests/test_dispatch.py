@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from recomb import dispatch
+from recomb.reproducibility import cpu
 from scratch import Project
 
 DRIVER = Path(__file__).with_name("dispatch_core.py")
@@ -76,8 +77,8 @@ def test_the_pins_hold_in_this_process_and_its_children():
     assert dispatch.check() == []
     for key, value in dispatch.PINS.items():
         assert os.environ[key] == value
-    out = subprocess.run([sys.executable, "-c", "import recomb, json; from recomb import dispatch;"
-                          "print(json.dumps(dispatch.fingerprint()))"],
+    out = subprocess.run([sys.executable, "-c", "import recomb, json; from recomb.reproducibility import fingerprint;"
+                          "print(json.dumps(fingerprint()))"],
                          env={**os.environ, "MKL_CBWR": "AUTO", "ATEN_CPU_CAPABILITY": "default"},
                          capture_output=True, text=True, check=True).stdout
     fingerprint = json.loads(out)
@@ -90,5 +91,5 @@ def test_numpy_imported_before_recomb_is_named_and_stops_a_stage(tmp_path):
     code = "import numpy, recomb; from recomb import dispatch; print(dispatch.check())"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NPY_DISABLE_CPU_FEATURES": ""},
                          capture_output=True, text=True, check=True).stdout
-    has_avx512 = "avx512f" in dispatch.cpu()["flags"]
+    has_avx512 = "avx512f" in cpu()["flags"]
     assert ("imported before recomb" in out) == has_avx512, out
