@@ -43,3 +43,10 @@ timing: $(VENV)/.runtime
 ablation: $(VENV)/.runtime
 	$(BIN)/recomb params
 	$(BIN)/dvc repro ablation/dvc.yaml
+
+# Mutation testing of the code that chooses, gates and reports (issue 20; not part of `make test` or .ci/run):
+# mutmut (pyproject.toml [tool.mutmut]) on 2 processes against the fast unit tests only, stopped after 17 min;
+# prints the kill rate per module and every surviving mutant (equivalent ones: tests/mutants_allowed.txt).
+.PHONY: mutants
+mutants: $(VENV)/.installed
+	$(BIN)/python benchmarks/mutants.py --workers 2 --minutes 17
