@@ -15,8 +15,9 @@ import torch
 
 from recomb.config import load_params
 from recomb.evaluation.selection import SelectionConfig
-from recomb.evaluation.validation import (ValidateDistillConfig, ValidateRecombConfig, recombination_offline,
-                                          selection_figures, validate_student)
+from recomb.evaluation.metrics import parents_reference
+from recomb.evaluation.validation import (ValidateDistillConfig, ValidateRecombConfig, agreement_with_parents,
+                                          recombination_offline, selection_figures, validate_student)
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.recombination.operators import raw_scores
@@ -226,6 +227,27 @@ def test_selection_hits_are_the_childs_picks_against_each_parents_own_picks():
     assert figures["primary"] == 0.5
     assert figures["primary_low"] <= 0.5 <= figures["primary_high"]
     assert figures["return"] is None
+
+
+def test_the_parents_reference_is_their_own_agreement_and_the_bound_it_sets():
+    """Parents agreeing on 1 of 4 states: a = 1/4, U = a + (1 − a)/2 = 5/8, what a child's primary is read against."""
+    reference = parents_reference(table_network(PICKS_A), table_network(PICKS_B), torch.from_numpy(ONE_HOT))
+    assert reference == {"U": 0.625, "parents' agreement": 0.25}
+
+
+def test_agreement_with_parents_scores_each_network_against_each_parents_own_picks():
+    """The report's per-network agreement table: the mixed child hits A on 3 of 4 states and B on 2; a copy of
+    A hits A everywhere and B where the parents agree; primary / U divides by the parents' 5/8."""
+    table = agreement_with_parents(table_network(PICKS_A), table_network(PICKS_B),
+                                   {"mixed": table_network(PICKS_CHILD), "copy_of_a": table_network(PICKS_A)},
+                                   ONE_HOT, UNCERTAINTY)
+    expected = {"mixed": (0.75, 0.5, 0.5, 0.8), "copy_of_a": (1.0, 0.25, 0.25, 0.4)}
+    for name, (agree_a, agree_b, primary, over_bound) in expected.items():
+        figures = table[name]
+        assert (figures["agreement_a"], figures["agreement_b"], figures["primary"]) == (agree_a, agree_b, primary)
+        assert figures["primary_over_bound"] == pytest.approx(over_bound)
+        for key in ("agreement_a", "agreement_b", "primary", "primary_over_bound"):
+            assert figures[f"{key}_ci"]["low"] <= figures[key] <= figures[f"{key}_ci"]["high"]
 
 
 def test_operator_comparison_primary_is_the_smaller_agreement():
