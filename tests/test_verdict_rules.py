@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from recomb.config import load_params
-from recomb.evaluation.selection import SelectionConfig
+from recomb.errors import RecombError
 from recomb.evaluation.metrics import parents_reference
-from recomb.evaluation.validation import (ValidateDistillConfig, ValidateRecombConfig, agreement_with_parents,
-                                          recombination_offline, selection_figures, validate_student)
+from recomb.evaluation.selection import SelectionConfig
+from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig,
+                                          agreement_with_parents, recombination_offline, selection_figures,
+                                          validate_student)
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.recombination.operators import raw_scores
@@ -284,3 +286,38 @@ def test_the_bootstrap_is_seeded_same_seed_same_interval_other_seed_other_interv
     other = mean_interval(RETURNS, uncertainty(seed=1))
     assert (first["low"], first["high"]) == (again["low"], again["high"])
     assert (first["low"], first["high"]) != (other["low"], other["high"])
+
+
+# ----------------------------------------------------------------------------- the gates' own settings
+
+GATE_SETTINGS = [  # (section, dotted key, the lowest value allowed, a value just outside, the rule it breaks)
+    *[(section, key, ok, bad, rule) for section in ("validate_distillation", "validate_quantized")
+      for key, ok, bad, rule in (("top_k", 1, 0, "must be ≥ 1"), ("kl_temperature", 1e-9, 0.0, "must be > 0"),
+                                 ("eval_episodes", 1, 0, "must be ≥ 1"), ("latency_repeats", 10, 9, "must be ≥ 10"))],
+    ("validate_distillation", "robustness.noise_std", 0.0, -0.1, "must be ≥ 0"),
+    ("validate_distillation", "robustness.scale_factor", 1e-9, 0.0, "must be > 0"),
+    ("validate_quantized", "throughput_batch_size", 1, 0, "must be ≥ 1"),
+    ("validate_quantized", "throughput_repeats", 1, 0, "must be ≥ 1"),
+    ("validate_quantized", "batch_invariance_states", 2, 1, "must be ≥ 2"),
+]
+
+
+@pytest.mark.parametrize("section, key, ok, bad, rule", GATE_SETTINGS)
+def test_a_gate_setting_accepts_its_bound_and_names_itself_just_past_it(section, key, ok, bad, rule):
+    """A scoring budget or temperature at its bound is accepted; one step past it stops with the dotted key,
+    the rule and the value: the line a user reads after a typo in params.yaml."""
+    config = {"validate_distillation": ValidateDistillConfig, "validate_quantized": ValidateQuantizedConfig}[section]
+
+    def with_value(value) -> dict:
+        mapping = copy.deepcopy(PARAMS[section])
+        *parents, last = key.split(".")
+        node = mapping
+        for part in parents:
+            node = node[part]
+        node[last] = value
+        return mapping
+
+    config.from_mapping(with_value(ok), f"params.yaml: {section}")
+    with pytest.raises(RecombError) as error:
+        config.from_mapping(with_value(bad), f"params.yaml: {section}")
+    assert str(error.value) == f"params.yaml: {section}.{key}: {rule} (got {bad!r})"
