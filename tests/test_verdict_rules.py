@@ -20,6 +20,7 @@ from recomb.evaluation.selection import SelectionConfig
 from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig,
                                           agreement_with_parents, recombination_offline, selection_figures,
                                           validate_student)
+from recomb.evaluation.verdict import markdown
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.recombination.operators import raw_scores
@@ -321,3 +322,58 @@ def test_a_gate_setting_accepts_its_bound_and_names_itself_just_past_it(section,
     with pytest.raises(RecombError) as error:
         config.from_mapping(with_value(bad), f"params.yaml: {section}")
     assert str(error.value) == f"params.yaml: {section}.{key}: {rule} (got {bad!r})"
+
+
+# ----------------------------------------------------------------------------- the verdict a person reads
+
+def test_pipeline_markdown_is_the_verdict_line_areas_gates_mismatches_headline_and_artifacts():
+    """pipeline.md of a small failed run, written out by hand: the FAILED title, an area with a failed gate, an
+    area without gates, every gate with its rule, the reports whose own flag disagrees, headline and artifacts."""
+    report = {
+        "passed": False,
+        "distillation_passed": False,
+        "search_passed": True,
+        "gates": {"distillation.pairs.A.agreement": {"value": 0.75, "min": 0.8, "passed": False},
+                  "distillation.pairs.B.kl": {"value": 0.01, "max": 0.5, "passed": True}},
+        "flag_mismatches": ["distillation: passed is true, its gates say false"],
+        "headline": {"recombination.child.primary": 0.81234},
+        "artifacts": {"children": {"child": "data/children/finetuned/child.safetensors"}},
+    }
+    assert markdown(report) == "\n".join([
+        "# Pipeline — FAILED",
+        "",
+        "Every quality gate of the hashed reports; `recomb check` exits 1 when one of them failed. "
+        "Latency gates live in the timing report (`recomb timing`: `data/reports/latest/timing.json`): wall-clock "
+        "figures depend on the machine and its load, so they are not hashed and do not gate CI.",
+        "",
+        "| area | gates | failed | passed |",
+        "|---|---|---|---|",
+        "| distillation | 2 | 1 | **NO** |",
+        "| search | no gates | – | yes |",
+        "",
+        "## Gates",
+        "",
+        "| gate | value | rule | passed |",
+        "|---|---|---|---|",
+        "| distillation.pairs.A.agreement | 0.75 | >= 0.8 | **NO** |",
+        "| distillation.pairs.B.kl | 0.01 | <= 0.5 | yes |",
+        "",
+        "Reports whose own `passed` disagrees with their gates (the gates decide):",
+        "",
+        "- distillation: passed is true, its gates say false",
+        "",
+        "## Headline",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        "| recombination.child.primary | 0.8123 |",
+        "",
+        "## Artifacts",
+        "",
+        "| artifact | path |",
+        "|---|---|",
+        "| children: child | data/children/finetuned/child.safetensors |",
+    ]) + "\n"
+    passing = {**report, "passed": True, "distillation_passed": True, "flag_mismatches": []}
+    assert markdown(passing).startswith("# Pipeline — PASSED\n")
+    assert "Reports whose own" not in markdown(passing)
