@@ -9,7 +9,7 @@ choice in the hashed path to one that all AVX2 machines share:
   Intel's oneMKL guide documents as the one branch that is the same on Intel and
   compatible (AMD) processors; the `AVX2` branch holds on Intel CPUs only;
 - numpy's dispatched loops (exp, log, argsort…): nothing above x86-64-v3 (AVX2);
-- OpenBLAS (numpy's and matplotlib's small matrix products): the Haswell kernels,
+- OpenBLAS (numpy's matrix products and SVD, e.g. `analyze`'s PCA): the Haswell kernels,
   which every AVX2 CPU runs, on one thread.
 
 It must run before numpy or torch is first imported (numpy reads its variable at import,
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-# numpy's dispatch targets above AVX2 (numpy 2.x names); disabling one a CPU lacks is a no-op
+# numpy's dispatch targets above AVX2 (numpy 2.x names); numpy refuses to disable only its baseline ones
 NUMPY_ABOVE_AVX2 = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
 
 PINS = {

@@ -3,7 +3,7 @@
 `make repro-check` rebuilds every stage and compares the new lock with the committed one.
 A plain `git diff` shows hundreds of changed hashes; what a user needs is where the
 divergence starts (every later stage differs because its inputs do), which files, and
-how this machine differs from the one that made the lock (`dispatch.fingerprint`).
+how this machine differs from the one that made the lock (`fingerprint`).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def explain(differences: list[StageDifference], here: dict, lock_machine: dict |
         if first.deps:
             lines.append(f"  its recorded inputs differ too: {', '.join(first.deps)}"
                          " (an input changed upstream or in the code: not a machine difference alone)")
-        later = [d.stage for d in differences if d is not first and differences.index(d) > differences.index(first)]
+        later = [d.stage for d in differences[differences.index(first) + 1:]]
         if later:
             lines.append(f"  later stages that differ (their inputs did): {', '.join(later)}")
     lines.append(f"this machine: {describe_machine(here)}")

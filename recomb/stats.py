@@ -92,8 +92,8 @@ def _primary_difference(a1: np.ndarray, b1: np.ndarray, a2: np.ndarray, b2: np.n
 
 def mean_interval(values: np.ndarray, cfg: UncertaintyConfig) -> dict:
     """Mean, standard deviation and interval of per-state hits or per-episode returns."""
-    values = np.asarray(values, dtype=np.float64)
     low, high = interval((values,), _mean, cfg)
+    values = np.asarray(values, dtype=np.float64)
     return {"mean": float(values.mean()), "std": float(values.std()), "low": low, "high": high}
 
 
@@ -110,7 +110,7 @@ def _primary_over_bound(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: n
 def primary_over_bound_interval(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray,
                                 cfg: UncertaintyConfig) -> dict:
     """primary / U and its interval; U is recomputed on every resample, from the parents' per-state agreement."""
-    samples = tuple(np.asarray(s, dtype=np.float64) for s in (hits_a, hits_b, parents_agree))
+    samples = tuple(_resampleable(s) for s in (hits_a, hits_b, parents_agree))
     low, high = interval(samples, _primary_over_bound, cfg)
     return {"value": float(_primary_over_bound(*samples)), "low": low, "high": high}
 
