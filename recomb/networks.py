@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import portable
+
 LINEAR_INDICES = (0, 4, 8)
 NORM_INDICES = (1, 5)
 PARAM_KEYS = tuple(
@@ -141,6 +143,6 @@ class QNetworkStack(nn.Module):
             return
         # (P, tensors) summed along each row: a member's norm is then the same bits at any P.
         sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads], dim=1).sum(1)
-        scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+        scale = (max_norm / (portable.sqrt(sq) + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))

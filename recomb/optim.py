@@ -6,7 +6,12 @@ functional optimizers (`torch.optim.adam.adam`, ...) do not, and are what those
 classes run, so these wrappers only hold the parameters, the state and `lr` (an
 attribute the trainers change: schedules, plateaus) and hand each step to them.
 Every keyword keeps torch.optim's default and meaning; tests check each wrapper
-against its torch.optim class bit for bit.
+against its torch.optim class (bit for bit where no square root is taken).
+
+No step may call `torch.sqrt`: on CPU it runs MKL's VML, whose bits depend on the
+CPU (`recomb.portable`). torch's foreach Adam and RMSprop take it, so their steps
+are written out here with the same foreach operations around `portable.sqrt`
+(within a few ulp of torch's); the fused Adam kernel has its own square root.
 """
 
 from __future__ import annotations
@@ -15,13 +20,9 @@ import math
 
 import torch
 from torch.optim.adam import adam
-from torch.optim.rmsprop import rmsprop
 from torch.optim.sgd import sgd
 
-# The kernels every step runs, named rather than left to torch's per-device choice:
-# multi-tensor (foreach), neither fused nor differentiable. On CPU it gives the
-# same bits as torch.optim's default single-tensor loop, a third faster per step.
-FOREACH = True
+from . import portable
 
 
 class Optimizer:
@@ -47,9 +48,10 @@ class Optimizer:
 class Adam(Optimizer):
     """Adam (Kingma & Ba, bias-corrected); with `decoupled=True` it is AdamW (Loshchilov & Hutter).
 
-    `fused=True` runs torch's fused CPU kernel: about 3× faster per step, and not the
-    same bits as the other kernels (last-place differences). The DQN, with tens of
-    thousands of single-network steps, uses it; the trainers keep the default.
+    `fused=True` runs torch's fused CPU kernel: about 3× faster per step, but an element's bits
+    depend on where it lies in its tensor (vector body or scalar tail), so a member of a
+    `QNetworkStack` would not train as it does alone. The DQN, with tens of thousands of
+    single-network steps, uses it; the trainers take torch's foreach step with `portable.sqrt`.
     """
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -62,11 +64,28 @@ class Adam(Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        adam(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
-             foreach=FOREACH and not self.fused, fused=self.fused, differentiable=False,
-             decoupled_weight_decay=self.decoupled,
-             amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
-             weight_decay=self.weight_decay, eps=self.eps, maximize=False)
+        if self.fused:
+            adam(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
+                 foreach=False, fused=True, differentiable=False, decoupled_weight_decay=self.decoupled,
+                 amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
+                 weight_decay=self.weight_decay, eps=self.eps, maximize=False)
+            return
+        beta1, beta2 = self.betas
+        grads = self._grads()
+        torch._foreach_add_(self.steps, 1)
+        if self.weight_decay and self.decoupled:
+            torch._foreach_mul_(self.params, 1 - self.lr * self.weight_decay)
+        elif self.weight_decay:
+            grads = torch._foreach_add(grads, self.params, alpha=self.weight_decay)
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - beta2)
+        counts = [step.item() for step in self.steps]
+        step_sizes = [-self.lr / (1 - beta1 ** n) for n in counts]
+        denoms = [portable.sqrt(v) for v in self.exp_avg_sq]
+        torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])
+        torch._foreach_add_(denoms, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denoms, step_sizes)
 
 
 class SGD(Optimizer):
@@ -79,27 +98,37 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self) -> None:
-        sgd(self.params, self._grads(), self.buffers, foreach=FOREACH, fused=False,
+        sgd(self.params, self._grads(), self.buffers, foreach=True, fused=False,
             weight_decay=self.weight_decay, momentum=self.momentum, lr=self.lr, dampening=0.0,
             nesterov=self.nesterov, maximize=False)
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton's), torch.optim's formulation: optional momentum and L2 weight decay."""
+    """RMSprop (Hinton's), torch.optim's formulation: optional momentum and L2 weight decay.
+
+    torch has no fused RMSprop, and its others take `torch.sqrt`; this is torch's
+    single-tensor step with `portable.sqrt`, within a few ulp of it.
+    """
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
                  weight_decay: float = 0.0):
         super().__init__(params, lr)
         self.alpha, self.eps, self.momentum, self.weight_decay = alpha, eps, momentum, weight_decay
-        self.steps = self._step_counts()
         self.square_avg = self._zeros()
         self.buffers = self._zeros() if momentum else []
 
     @torch.no_grad()
     def step(self) -> None:
-        rmsprop(self.params, self._grads(), self.square_avg, [], self.buffers, self.steps,
-                foreach=FOREACH, differentiable=False, lr=self.lr, alpha=self.alpha, eps=self.eps,
-                weight_decay=self.weight_decay, momentum=self.momentum, centered=False)
+        for i, (param, grad) in enumerate(zip(self.params, self._grads())):
+            if self.weight_decay:
+                grad = grad.add(param, alpha=self.weight_decay)
+            self.square_avg[i].mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+            denom = portable.sqrt(self.square_avg[i]).add_(self.eps)
+            if self.momentum:
+                self.buffers[i].mul_(self.momentum).addcdiv_(grad, denom)
+                param.add_(self.buffers[i], alpha=-self.lr)
+            else:
+                param.addcdiv_(grad, denom, value=-self.lr)
 
 
 OPTIMIZERS = {

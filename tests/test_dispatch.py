@@ -4,7 +4,8 @@ The invariance tests run the pipeline's core in subprocesses under settings in w
 differ — MKL seeing an older instruction set, numpy without its AVX-512 loops (an AVX2-only CPU),
 OpenBLAS's and MKL's own kernel choice left to the environment, oneDNN capped at AVX2, one worker
 instead of two — and assert identical output hashes. Without the pins they differ (MKL's SSE4.2
-branch and OpenBLAS's SkylakeX kernels round otherwise on this machine).
+branch and OpenBLAS's SkylakeX kernels round otherwise on this machine). One run also checks that no
+operator reaching MKL's VML runs in the core: VML ignores every pin (`recomb.portable`).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ MACHINES = {  # CartPole takes them one at a time; Acrobot (numpy's sin/cos in i
 }
 
 
-def core_hashes(project: Project, env: dict[str, str]) -> dict[str, str]:
-    proc = subprocess.run([sys.executable, str(DRIVER)], cwd=project.path, env={**project.env(), **env},
+def core_hashes(project: Project, env: dict[str, str], *flags: str) -> dict[str, str]:
+    proc = subprocess.run([sys.executable, str(DRIVER), *flags], cwd=project.path, env={**project.env(), **env},
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
@@ -62,7 +63,11 @@ def test_the_core_gives_the_same_bits_under_every_machine_setting(tmp_path, task
         project = Project(tmp_path / name.replace(" ", "_").replace(",", "").replace("/", "_"))
         project.set(**CORE, **{"parents.env": task}, **params,
                     **{f"parents.dqn.{task}.{key}": value for key, value in TASKS[task].items()})
-        hashes = core_hashes(project, env)
+        # The one-worker run also records what reached MKL's VML (a forked worker's calls would be lost).
+        guarded = params == ONE_WORKER
+        hashes = core_hashes(project, env, *(["--vml-guard"] if guarded else []))
+        if guarded:
+            assert hashes.pop("vml_calls") == {}, f"{task}: operators that reach MKL's VML ran in the core"
         if reference is None:
             reference = hashes
             assert any(key.endswith(".safetensors") for key in hashes) and "pca" in hashes

@@ -86,9 +86,10 @@ def test_machine_writes_the_fingerprint_and_compares_another(tmp_path, monkeypat
     code, out, _ = run_recomb(capsys, "machine")
     written = json.loads((tmp_path / "data/reports/latest/machine.json").read_text())
     assert code == 0 and written["pins"]["MKL_CBWR"] == "COMPATIBLE" and written["unpinned"] == []
-    other = {**written, "cpu": {**written["cpu"], "vendor": "AuthenticAMD"}, "numpy": "2.0.0"}
+    vendor = "GenuineIntel" if written["cpu"]["vendor"] == "AuthenticAMD" else "AuthenticAMD"  # not this one's
+    other = {**written, "cpu": {**written["cpu"], "vendor": vendor}, "numpy": "2.0.0"}
     (tmp_path / "other.json").write_text(json.dumps(other))
     code, out, _ = run_recomb(capsys, "machine", "--compare", "other.json")
     assert code == 0
-    assert f"  cpu.vendor: 'AuthenticAMD' → {written['cpu']['vendor']!r}" in out
+    assert f"  cpu.vendor: {vendor!r} → {written['cpu']['vendor']!r}" in out
     assert f"  numpy: '2.0.0' → {written['numpy']!r}" in out

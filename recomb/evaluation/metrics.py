@@ -46,10 +46,10 @@ def topk_agreement(ref_q: torch.Tensor, other_q: torch.Tensor, k: int) -> float:
 
 
 def kl_per_state(ref_q: torch.Tensor, other_q: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """KL(softmax(ref/T) ‖ softmax(other/T)) of each state, in float64."""
+    """KL(softmax(ref/T) ‖ softmax(other/T)) of each state, in float64 (no `exp`: see `recomb.portable`)."""
     log_p = F.log_softmax(ref_q.double() / temperature, -1)
     log_q = F.log_softmax(other_q.double() / temperature, -1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1)
+    return (F.softmax(ref_q.double() / temperature, -1) * (log_p - log_q)).sum(-1)
 
 
 def kl_divergence(ref_q: torch.Tensor, other_q: torch.Tensor, temperature: float = 1.0) -> float:
@@ -108,7 +108,7 @@ def q_fidelity(ref_q: torch.Tensor, other_q: torch.Tensor) -> dict[str, float]:
 def _correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     """Pearson correlation; 0 when either side is constant (no preference to correlate with)."""
     x, y = x - x.mean(), y - y.mean()
-    norm = (x.pow(2).sum() * y.pow(2).sum()).sqrt().item()
+    norm = math.sqrt((x.pow(2).sum() * y.pow(2).sum()).item())
     return (x * y).sum().item() / norm if norm > 0 else 0.0
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..config import Section
 from ..networks import Architecture, QNetwork, QNetworkStack, seeded_qnetwork, student_hidden
 from ..optim import Adam
+from ..portable import probabilities
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,11 @@ def objective(student_q: torch.Tensor, teacher_q: torch.Tensor, q_scale: torch.T
     if teacher_logp is None:
         teacher_logp = F.log_softmax(teacher_q / t, -1)
     student_logp = F.log_softmax(student_q / t, -1)
+    teacher_p = probabilities(teacher_logp)
     if cfg.loss_fn == "kl":
-        soft = (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1).mean(-1) * t * t
+        soft = (teacher_p * (teacher_logp - student_logp)).sum(-1).mean(-1) * t * t
     else:
-        soft = (teacher_logp.exp() - student_logp.exp()).pow(2).mean((-1, -2))
+        soft = (teacher_p - F.softmax(student_q / t, -1)).pow(2).mean((-1, -2))
     targets = teacher_q.argmax(-1)
     hard = F.cross_entropy(student_q.transpose(1, 2), targets, reduction="none").mean(-1)
     q_reg = (student_q - teacher_q).pow(2).mean((-1, -2)) / q_scale[:, 0]

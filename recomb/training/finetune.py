@@ -34,6 +34,7 @@ from ..config import Section
 from ..errors import RecombError
 from ..evaluation.selection import epoch_key
 from ..networks import QNetwork, QNetworkStack
+from ..portable import LOG_FLOOR, log_mixture
 from ..optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
 from ..quantization.quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
 from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
@@ -148,7 +149,7 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, shar
         return Targets(q_a, lambda t: F.log_softmax(q_a / t, -1), {**balance, "weight_a": 1.0})
     if cfg.teacher_mode == "dual":
         w = cfg.weight_a
-        mix = lambda t: torch.log(w * F.softmax(q_a / t, -1) + (1 - w) * F.softmax(q_b / t, -1))  # noqa: E731
+        mix = lambda t: log_mixture(F.log_softmax(q_a / t, -1), F.log_softmax(q_b / t, -1), w)  # noqa: E731
         return Targets(w * q_a + (1 - w) * q_b, mix, {**balance, "weight_a": w})
     lean = normalised_margin(q_a, q_a) - normalised_margin(q_b, q_b)
     disagree = ~agree
@@ -159,9 +160,10 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, shar
     target_q = torch.where(side_a.unsqueeze(-1), q_a, torch.where(side_b.unsqueeze(-1), q_b, (q_a + q_b) / 2))
 
     def soft(t: float) -> torch.Tensor:
-        p_a, p_b = F.softmax(q_a / t, -1), F.softmax(q_b / t, -1)
-        mixed = torch.where(side_a.unsqueeze(-1), p_a, torch.where(side_b.unsqueeze(-1), p_b, (p_a + p_b) / 2))
-        return torch.log(mixed.clamp_min(1e-30))
+        log_a, log_b = F.log_softmax(q_a / t, -1), F.log_softmax(q_b / t, -1)
+        both = log_mixture(log_a, log_b, 0.5)
+        mixed = torch.where(side_a.unsqueeze(-1), log_a, torch.where(side_b.unsqueeze(-1), log_b, both))
+        return mixed.clamp_min(LOG_FLOOR)
 
     n_disagree = int(disagree.sum())
     balance.update({
