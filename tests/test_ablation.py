@@ -167,3 +167,16 @@ def test_its_own_pipeline_file_reruns_only_when_what_it_reads_changes(ablated, t
     assert "up to date" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
     p.set(**{"distill.epochs": 2})
     assert "changed" in p.run("dvc", "status", "ablation/dvc.yaml").stdout
+
+
+def test_a_clone_that_never_ran_it_still_checks_out(tmp_path):
+    """No ablation output is cached, so `dvc checkout` (and `dvc exp apply`, which runs it) in a clone that never
+    ran the ablation does not fail on outputs its cache cannot have (real DVC on the committed pipeline files)."""
+    origin = Project(tmp_path / "origin", git=True)
+    (origin.path / "ablation").mkdir()
+    for name in ("dvc.yaml", "dvc.lock"):
+        shutil.copy(ROOT / "ablation" / name, origin.path / "ablation" / name)
+    origin.commit("the committed ablation pipeline and its lock")
+    clone = Project.clone(origin, tmp_path / "clone")
+    checkout = clone.run("dvc", "checkout", "ablation/dvc.yaml", check=False)
+    assert checkout.returncode == 0, checkout.stderr
