@@ -18,7 +18,6 @@ $(VENV)/.installed: $(VENV)/.runtime
 	touch $@
 
 run: $(VENV)/.runtime
-	$(BIN)/recomb params
 	$(BIN)/dvc repro
 	$(BIN)/recomb timing
 
@@ -41,7 +40,6 @@ timing: $(VENV)/.runtime
 
 # Conditions × seeds (params.yaml `ablation`): its own pipeline file, so `make run` and `dvc exp run` never pay for it.
 ablation: $(VENV)/.runtime
-	$(BIN)/recomb params
 	$(BIN)/dvc repro ablation/dvc.yaml
 
 # Mutation testing of the code that chooses, gates and reports (issue 20; not part of `make test` or .ci/run):

@@ -1,8 +1,10 @@
-"""`recomb params`: every section of params.yaml validated at once, before DVC starts a run.
+"""Stage `params` and `recomb params`: every section of params.yaml validated at once, before any other stage.
 
 DVC removes a stage's outputs before running it, so a typo that stops a stage late
-in `dvc repro` has already cost that stage's previous outputs (`dvc checkout`
-restores cached ones). `make run` runs this first, so a mistake stops before any.
+in `dvc repro` or `dvc exp run -S` would already have cost that stage's previous outputs.
+As a stage at the root of both pipeline files, on which every other stage depends, it
+runs first whenever params.yaml changes and stops the run with one line before any
+output is touched. Its output never changes, so it never makes another stage stale.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
 
+from recomb.artifacts import Outputs
+
 from . import paths
-from .common import PARAMS_FILE, SECTIONS, RuntimeConfig
+from .common import PARAMS_FILE, SECTIONS, RuntimeConfig, run
 
 
 def _section(cls) -> Callable[[dict, str], object]:
@@ -70,3 +74,14 @@ def check_params(path: str = PARAMS_FILE) -> int:
     for name in SECTIONS:
         VALIDATORS[name](params, name)
     return len(SECTIONS)
+
+
+def main(params: dict) -> None:
+    check_params()
+    out = Outputs()
+    out.add_text(paths.PARAMS_CHECKED, "params.yaml: every section passed its check\n")
+    out.commit()
+
+
+if __name__ == "__main__":
+    run(main)

@@ -5,6 +5,7 @@ IMPORTED_PARENTS = "data/inputs/parent_{}.safetensors"
 IMPORTED_STATES = "data/inputs/states.npy"
 IMPORTED_SHIFTED = "data/inputs/shifted_states.npy"  # generalize.shifted_states, imported
 PARENTS = "data/parents/parent_{}.safetensors"
+PARAMS_CHECKED = "data/params_checked.txt"  # stage `params`: constant text; every other stage depends on it
 STATES_TRAIN = "data/states/train.npy"
 STATES_HELDOUT = "data/states/heldout.npy"
 PARENT_CURVES = "data/plots/parents/parent_{}.csv"

@@ -281,6 +281,25 @@ def test_each_param_edit_makes_exactly_its_readers_stale(built, tmp_path):
 
 
 @pytest.mark.longest
+def test_a_bad_value_through_dvc_exp_run_stops_in_one_line_and_costs_no_output(built, tmp_path):
+    """Stage `params` runs before every other whenever params.yaml changes, so a bad `-S` stops there, before
+    DVC removes any stage's outputs (it used to cost `data/students` or `data/parents`)."""
+    p = copy_of(built, tmp_path)
+    files = lambda: {str(f): f.read_bytes() for f in sorted((p.path / "data").rglob("*")) if f.is_file()}  # noqa: E731
+    before = files()
+    for change, message in (("distill.lr=-1", "error: params.yaml: distill.lr: must be > 0 (got -1.0)"),
+                            ("parents.env=Pendulum-v1", "error: params.yaml: parents.env:")):
+        proc = p.run("dvc", "exp", "run", "-S", change, check=False)
+        output = proc.stdout + proc.stderr  # DVC passes the stage's own stderr through on stdout
+        assert proc.returncode != 0
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(message), output[-2000:]
+        assert "Running stage 'params'" in output and "Running stage 'distill'" not in output
+        assert files() == before, change
+        p.run("git", "checkout", "--", "params.yaml")
+
+
+@pytest.mark.longest
 def test_an_int8_child_without_qat_reruns_only_its_stages(built, tmp_path):
     p = copy_of(built, tmp_path)
     p.set(**{"ptq.mode": "static", "qat.convert": False, "crossover.parents": "quantized",

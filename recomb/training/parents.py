@@ -121,8 +121,10 @@ class ParentsConfig(Section):
         presets = {env: DQNConfig.from_mapping(preset, f"{self._where}.dqn.{env}") for env, preset in self.dqn.items()}
         if self.source == "cartpole":
             spec = tasks.task(self.env, f"{self._where}.env")
-            self.require(self.env in presets, "env", f"no DQN preset parents.dqn.{self.env}; add one "
-                                                     f"(presets: {', '.join(map(str, presets))})")
+        # whatever the source: dvc.yaml reads parents.dqn.<env>.pass_return, the task's return bar
+        self.require(self.env in presets, "env", f"no DQN preset parents.dqn.{self.env}; add one "
+                                                 f"(presets: {', '.join(map(str, presets))})")
+        if self.source == "cartpole":
             preset = presets[self.env]
             if self.env == envs.ENV_ID:  # CartPole pays +1 a step: no return above its time limit
                 for key in ("pass_return", "stop_return"):
