@@ -172,7 +172,7 @@ def ablation(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="recomb", description=__doc__.splitlines()[0])
+    cli = argparse.ArgumentParser(prog="recomb", description=__doc__.split("\n\n")[0].replace("\n", " "))
     commands = cli.add_subparsers(dest="command", required=True)
     board = commands.add_parser("leaderboard", help="rank DVC crossover experiments by their recombination metrics",
                                 description="Rank this repo's DVC experiments as the search stage ranks its "

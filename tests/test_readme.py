@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from conftest import run_recomb
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 CELL_BAR = re.compile(r"(?<!\\)\|")  # a column bar; `\|` inside a cell is text
@@ -58,3 +60,11 @@ def test_the_stage_table_lists_every_stage_of_both_pipeline_files():
     for path in ("dvc.yaml", "ablation/dvc.yaml"):
         stages = set(yaml.safe_load((ROOT / path).read_text())["stages"])
         assert stages <= stage_rows, f"{path}: stages without a row in README's stage table: {sorted(stages - stage_rows)}"
+
+
+def test_recomb_help_says_every_subcommand_in_whole_sentences(capsys):
+    code, out, _ = run_recomb(capsys, "--help")
+    description = out.split("\n\n")[1].replace("\n", " ")
+    assert code == 0 and description.rstrip().endswith("(--from-exps).")
+    assert all(f"`recomb {name}`" in description for name in ("leaderboard", "check", "timing", "machine", "lock-diff",
+                                                               "ablation"))
