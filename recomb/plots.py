@@ -56,9 +56,10 @@ def learning_curves(histories: dict[str, list[dict]], x: str, panels: list[str],
 MARKERS = {"aligned": "o", "slerp": "s", "weighted": "^", "random": "D", "layer": "v"}
 
 
-def children_scatter(rows: list[dict], title: str):
+def children_scatter(rows: list[dict], title: str, return_bar: float | None = None):
     """Each ranked child as a point: held-out primary / U against its return (or, without an
-    environment, its validation primary), with interval bars; marker = crossover mode, colour = regime."""
+    environment, its validation primary), with interval bars; marker = crossover mode, colour = regime,
+    each point labelled with its α, and the return bar a child must reach drawn as a dashed line."""
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
     has_return = any(r["online_return"] is not None for r in rows)
@@ -70,11 +71,18 @@ def children_scatter(rows: list[dict], title: str):
         yerr = [[y - row[f"{y_key}_low"]], [row[f"{y_key}_high"] - y]]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=MARKERS.get(row["mode"], "o"), color=colours[row["regime"]],
                     alpha=0.8, capsize=2)
+        label = "" if row.get("alpha") is None or row["mode"] == "layer" else f"α={row['alpha']:g}"  # layer ignores α
         if row["rank"] == 1:
-            ax.annotate("recommended", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            label = f"{label} recommended".strip()
+        if label:
+            above = row["rank"] % 2 == 1  # neighbours in rank alternate above and below their point
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 6 if above else -12), fontsize=8)
+    if has_return and return_bar is not None:
+        ax.axhline(return_bar, color="grey", linestyle="--", linewidth=1, label=f"return bar {return_bar:g}")
     handles = [ax.plot([], [], MARKERS.get(mode, "o"), color="grey", label=mode)[0]
                for mode in dict.fromkeys(r["mode"] for r in rows)]
     handles += [ax.plot([], [], "s", color=colour, label=regime)[0] for regime, colour in colours.items()]
+    handles += [line for line in ax.get_lines() if line.get_label().startswith("return bar")]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_xlabel("held-out primary / U")
     ax.set_ylabel("return over the reported episodes" if has_return else "validation primary")

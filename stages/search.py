@@ -46,7 +46,7 @@ def main(params: dict) -> None:
                                       "agreement_a", "agreement_b", "online_return",
                                       "online_return_low", "online_return_high")}})
     out.add_figure(paths.SEARCH_PNG, children_scatter(rows, f"search preset {cfg.preset}: every child "
-                                                            f"({100 * confidence:g} % intervals)"))
+                                                            f"({100 * confidence:g} % intervals)", min_return))
     out.commit()
     log.info("best: %s, validation primary %.4f, held-out primary/U %.4f, return %s", best["experiment"],
              best["val_primary"], best["primary_over_bound"], ret(best["online_return"]))
