@@ -91,3 +91,13 @@ def test_relative_imports_resolve_against_the_right_package():
     found = imported_modules(ROOT / "recomb/training/parents.py")  # `from . import envs`, `from ..artifacts import`
     assert {"recomb.training.envs", "recomb.artifacts", "recomb.training.dqn"} <= found
     assert "recomb.training.artifacts" not in found
+
+
+def test_every_declared_curve_has_a_title_and_axis_titles():
+    """DVC titles an axis `y` when a plot has several y columns and no label: each curve says what it draws."""
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    curves = [next(iter(p.items())) for p in plots if isinstance(p, dict)]
+    assert len(curves) == 7
+    for name, spec in curves:
+        assert all(spec.get(key) for key in ("title", "x_label", "y_label")), name
+        assert spec["x"] in ("step", "epoch"), name  # a time axis; no shift kinds stacked on one `level` axis
