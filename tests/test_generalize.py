@@ -320,3 +320,16 @@ def test_without_an_environment_the_report_and_figure_say_so():
     figure = gen.robustness_figure(summary, config(), returns, 0.95, "no environment")
     assert [ax.get_title() for ax in figure.axes if ax.axison] == ["held-out states: gaussian noise",
                                                                    "held-out states: input scaling"]
+
+
+def test_the_child_is_drawn_over_an_identical_search_best():
+    """The search's best child can be the pipeline's child itself: the child's line comes last in every panel."""
+    parent_a, parent_b = by_sign(0), by_sign(1)
+    sets = {"in_distribution": STATES, "heldout": STATES[::-1].copy(), "gaussian_noise_0p5": STATES * 1.5,
+            "input_scaling_2": STATES * 2}
+    networks = {"parent_A": parent_a, "parent_B": parent_b, "child": by_sign(0), "search_best": by_sign(0)}
+    found, returns = gen.evaluate(parent_a, parent_b, networks, sets, None, None, config(), UNC)
+    figure = gen.robustness_figure(gen.with_gaps(found, config()), config(), returns, 0.95, "identical children")
+    for ax in (ax for ax in figure.axes if ax.axison):
+        drawn = [line.get_label() for line in ax.get_lines() if line.get_label() in networks]
+        assert drawn[-1] == "child" and "search_best" in drawn, drawn

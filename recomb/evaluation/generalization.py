@@ -407,7 +407,8 @@ def robustness_figure(summary: dict, cfg: GeneralizeConfig, returns: dict | None
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     handles = {}
     for ax, panel in zip(axes, panels):
-        for name, points in panel["lines"].items():
+        # the gated child last, so it is drawn on top: the search's best child may be the same network
+        for name, points in sorted(panel["lines"].items(), key=lambda item: item[0] == GATED):
             x, y, low, high = (list(v) for v in zip(*points))
             handles[name], = ax.plot(x, y, marker=".", color=colours[name], label=name, **_line_style(name))
             ax.fill_between(x, low, high, color=colours[name], alpha=0.12, linewidth=0)
