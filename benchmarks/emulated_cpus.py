@@ -14,9 +14,7 @@ Needs `qemu-x86_64` (Debian package `qemu-user`); each emulated run takes a few 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,17 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from scratch import Project  # noqa: E402
-from test_dispatch import CORE, DRIVER, TASKS  # noqa: E402
-
-
-def core_hashes(project: Project, prefix: list[str]) -> tuple[dict[str, str], float]:
-    start = time.perf_counter()
-    proc = subprocess.run([*prefix, sys.executable, str(DRIVER)], cwd=project.path, env=project.env(),
-                          capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{' '.join(prefix) or 'native'}: the core failed: {proc.stderr.strip()[-1500:]}")
-    return json.loads(proc.stdout.splitlines()[-1]), time.perf_counter() - start
+from test_dispatch import TASKS, core_hashes, core_project  # noqa: E402
 
 
 def main() -> None:
@@ -50,10 +38,13 @@ def main() -> None:
     reference, differing = None, 0
     with tempfile.TemporaryDirectory() as scratch:
         for name, prefix in runs.items():
-            project = Project(Path(scratch) / name)
-            project.set(**CORE, **{"parents.env": args.task},
-                        **{f"parents.dqn.{args.task}.{key}": value for key, value in TASKS[args.task].items()})
-            hashes, seconds = core_hashes(project, prefix)
+            project = core_project(Path(scratch) / name, args.task, {})
+            start = time.perf_counter()
+            try:
+                hashes = core_hashes(project, {}, prefix=prefix)
+            except AssertionError as failed:  # the core's own error, its stderr's tail
+                sys.exit(f"{name}: the core failed: {failed}")
+            seconds = time.perf_counter() - start
             if reference is None:
                 reference = hashes
                 print(f"native: {len(hashes)} outputs in {seconds:.0f} s")

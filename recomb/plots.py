@@ -77,12 +77,12 @@ def children_scatter(rows: list[dict], title: str, return_bar: float | None = No
         if label:
             above = row["rank"] % 2 == 1  # neighbours in rank alternate above and below their point
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 6 if above else -12), fontsize=8)
-    if has_return and return_bar is not None:
-        ax.axhline(return_bar, color="grey", linestyle="--", linewidth=1, label=f"return bar {return_bar:g}")
     handles = [ax.plot([], [], MARKERS.get(mode, "o"), color="grey", label=mode)[0]
                for mode in dict.fromkeys(r["mode"] for r in rows)]
     handles += [ax.plot([], [], "s", color=colour, label=regime)[0] for regime, colour in colours.items()]
-    handles += [line for line in ax.get_lines() if line.get_label().startswith("return bar")]
+    if has_return and return_bar is not None:
+        handles.append(ax.axhline(return_bar, color="grey", linestyle="--", linewidth=1,
+                                  label=f"return bar {return_bar:g}"))
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_xlabel("held-out primary / U")
     ax.set_ylabel("return over the reported episodes" if has_return else "validation primary")

@@ -27,7 +27,6 @@ from recomb.evaluation.generalization import GeneralizeConfig
 from recomb.evaluation.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
-
 from recomb.artifacts import Outputs
 
 from . import paths

@@ -11,6 +11,7 @@ import recomb  # noqa: F401  (first: the dispatch pins must precede torch and nu
 import hashlib
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,7 @@ def content(path: Path) -> bytes:
 def main() -> None:
     guard = VmlGuard() if "--vml-guard" in sys.argv else None
     for stage in (parents, distill, crossover, finetune):
-        if guard:
-            with guard:
-                run(stage.main)
-        else:
+        with guard or nullcontext():
             run(stage.main)
     train = np.load(paths.STATES_TRAIN)  # written just now by `parents`
     coords, _ = projection(train, None)  # the PCA every non-CartPole task's analysis draws: numpy's SVD, OpenBLAS

@@ -48,9 +48,18 @@ MACHINES = {  # CartPole takes them one at a time; Acrobot (numpy's sin/cos in i
 }
 
 
-def core_hashes(project: Project, env: dict[str, str], *flags: str) -> dict[str, str]:
-    proc = subprocess.run([sys.executable, str(DRIVER), *flags], cwd=project.path, env={**project.env(), **env},
-                          capture_output=True, text=True)
+def core_project(path: Path, task: str, params: dict) -> Project:
+    """A scratch project set up for the core of `task` on the small budgets above, with `params` on top."""
+    project = Project(path)
+    project.set(**CORE, **{"parents.env": task}, **params,
+                **{f"parents.dqn.{task}.{key}": value for key, value in TASKS[task].items()})
+    return project
+
+
+def core_hashes(project: Project, env: dict[str, str], *flags: str, prefix: tuple[str, ...] = ()) -> dict[str, str]:
+    """The core's output hashes, run in a subprocess (behind `prefix`, e.g. an emulator) with `env` on top."""
+    proc = subprocess.run([*prefix, sys.executable, str(DRIVER), *flags], cwd=project.path,
+                          env={**project.env(), **env}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -60,9 +69,7 @@ def core_hashes(project: Project, env: dict[str, str], *flags: str) -> dict[str,
 def test_the_core_gives_the_same_bits_under_every_machine_setting(tmp_path, task):
     reference = None
     for name, (env, params) in {"this machine": ({}, {}), **MACHINES[task]}.items():
-        project = Project(tmp_path / name.replace(" ", "_").replace(",", "").replace("/", "_"))
-        project.set(**CORE, **{"parents.env": task}, **params,
-                    **{f"parents.dqn.{task}.{key}": value for key, value in TASKS[task].items()})
+        project = core_project(tmp_path / name.replace(" ", "_").replace(",", "").replace("/", "_"), task, params)
         # The one-worker run also records what reached MKL's VML (a forked worker's calls would be lost).
         guarded = params == ONE_WORKER
         hashes = core_hashes(project, env, *(["--vml-guard"] if guarded else []))

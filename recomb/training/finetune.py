@@ -34,8 +34,8 @@ from ..config import Section
 from ..errors import RecombError
 from ..evaluation.selection import epoch_key
 from ..networks import QNetwork, QNetworkStack
-from ..portable import LOG_FLOOR, log_mixture
 from ..optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
+from ..portable import LOG_FLOOR, log_mixture
 from ..quantization.quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
 from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
 
