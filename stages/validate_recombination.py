@@ -7,8 +7,9 @@ from recomb.training.finetune import finetune_config
 from recomb.reports import recombination_markdown
 from recomb.evaluation.selection import SelectionConfig, split
 from recomb.stats import UncertaintyConfig
-from recomb.evaluation.validation import (RECOMB_DEFINITIONS, ValidateRecombConfig, agreement_with_parents, all_passed,
-                               child_checks, mean_returns, online_returns, recombination_offline, selection_figures)
+from recomb.evaluation.validation import (RECOMB_DEFINITIONS, ROLE_NETWORKS, ValidateRecombConfig,
+                                          agreement_with_parents, all_passed, child_checks, mean_returns,
+                                          online_returns, recombination_offline, selection_figures)
 
 from . import paths
 from .common import log, ret, run, warn_failed
@@ -32,9 +33,9 @@ def main(params: dict) -> None:
     report = recombination_offline(role_a.model, role_b.model, models, heldout, cfg, unc)
     report["n_heldout"] = len(heldout)
 
-    others = {f"{name}_{pair}": load_checkpoint(pattern.format(pair))
-              for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS), ("student_int8", paths.PTQ_INT8))
-              for pair in paths.PAIRS}
+    roles = dict.fromkeys(("parents", "students", "quantized", cfg.parents_role))  # the scoring role's are baselines
+    others = {f"{ROLE_NETWORKS[role]}_{pair}": load_checkpoint(paths.CROSSOVER_INPUTS[role].format(pair))
+              for role in roles for pair in paths.PAIRS}
     env = others["parent_A"].meta.get("env")
     report["selection"] = {name: selection_figures(role_a.model, role_b.model, model, validation, env, selection, unc)[0]
                            for name, model in models.items()}

@@ -9,9 +9,11 @@ those of tests/test_leaderboard.py (the real `dvc exp show` rows of tests/data).
 import pytest
 
 from recomb.evaluation.leaderboard import (experiment_rows, file_tree, finished_revisions, ranked, recipe,
-                                           recommendation, row_from_report, rows_from_csv, rows_from_exp_show)
+                                           recommendation, role_baselines, row_from_report, rows_from_csv,
+                                           rows_from_exp_show)
 from test_leaderboard import (BAR, RANKED, RANKED_WITHOUT_BAR, RECIPE, baselines_of, by_rev, child,  # noqa: F401
-                              exp_show, leaves, names, parsed, refused, report_of, set_leaves, to_csv)
+                              exp_show, leaves, names, parsed, refused, report_of, set_leaves, to_csv,
+                              with_report)
 
 FIRST = "slerp-quantized"  # the first experiment of the fixture: its report gives the baselines
 
@@ -115,9 +117,41 @@ def test_baselines_are_rows_with_the_childrens_columns_and_nothing_chose_them(pa
         "val_return": None, "primary": 0.5075}
 
 
+def with_students(rows: list[dict], agreement: float, student_return: float) -> None:
+    """Give every report students A and B as validate_recombination writes them: each agrees fully with itself,
+    on `agreement` of states with the other (so its primary is `agreement`), and returns `student_return`."""
+    for row in with_report(rows):
+        for side in ("A", "B"):
+            own = f"agreement.parent_{side}.agreement_{side.lower()}"
+            for column in leaves(row, f"agreement.parent_{side}"):
+                student = column.replace(f".parent_{side}", f".student_{side}")
+                row[student] = row[column] if own in column else agreement
+            for column in leaves(row, f"greedy_return_interval.parent_{side}"):
+                row[column.replace(f".parent_{side}", f".student_{side}")] = student_return
+
+
+def test_baselines_are_the_scoring_roles_networks_not_the_dqn_parents(exp_show):
+    """With the students as scoring roles the baselines, and the recommendation's "parents agree" figure, are the
+    students' (0.8 here), not the DQN parents' (0.5075) that every report also carries."""
+    with_students(exp_show, 0.8, 321.0)
+    for row in exp_show:
+        row["validate_recombination.parents_role"] = "students"
+    rows, baselines, confidence = rows_from_exp_show(exp_show)
+    assert [(b["parents"], b["primary"], b["online_return"]) for b in baselines] == [("students", 0.8, 321.0)] * 2
+    text = recommendation(ranked(rows, 0.0, BAR), baselines, "x", BAR, confidence, paired=False)
+    assert "the parents agree with each other on 0.8000 of held-out states" in text
+
+
 def test_baselines_take_the_scoring_role_of_the_first_report(exp_show):
+    with_students(exp_show, 0.8, 321.0)
     by_rev(exp_show)[FIRST]["validate_recombination.parents_role"] = "students"
-    assert [b["parents"] for b in rows_from_exp_show(exp_show)[1]] == ["students", "students"]
+    assert [(b["parents"], b["primary"]) for b in rows_from_exp_show(exp_show)[1]] == [("students", 0.8)] * 2
+
+
+def test_a_report_without_its_roles_networks_names_them():
+    """A report written before the role's networks were recorded: one line naming the missing network."""
+    report = {"agreement": {"parent_A": {}, "parent_B": {}}}
+    assert refused(role_baselines, report, "qat") == "baseline: recombination report has no student_qat_int8_A"
 
 
 @pytest.mark.parametrize("blank, missing", [("agreement.parent_B", "parent_B"),

@@ -332,6 +332,15 @@ def test_children_scored_against_the_students_instead_of_the_parents(built, tmp_
     after = json.loads((p.path / "data/reports/recombination.json").read_text())["agreement"]["parent_A"]
     distilled = json.loads((p.path / "data/reports/distillation.json").read_text())["pairs"]["A"]["fidelity"]
     assert after["agreement_a"] == distilled["action_agreement"]  # parent A against student A, same held-out states
+    report = json.loads((p.path / "data/reports/recombination.json").read_text())
+    roles = report["agreement"]["student_A"], report["agreement"]["student_B"]  # the baselines of the leaderboard
+    assert [r["agreement_a"] for r in roles] == [1.0, report["parents_agreement"]]
+    assert [r["agreement_b"] for r in roles] == [report["parents_agreement"], 1.0]
+    p.set(**{"validate_recombination.parents_role": "qat"})
+    p.run("dvc", "repro", "validate_recombination")
+    report = json.loads((p.path / "data/reports/recombination.json").read_text())
+    assert report["agreement"]["student_qat_int8_A"]["agreement_a"] == 1.0
+    assert {"student_qat_int8_A", "student_qat_int8_B"} <= set(report["greedy_return_interval"])
 
 
 @pytest.mark.longest

@@ -24,6 +24,7 @@ from ..errors import RecombError
 from ..reports import return_figure, table
 from ..reports import with_interval as interval_text
 from .selection import mark_ties, rank, reaches_bar
+from .validation import ROLE_NETWORKS
 
 METRICS_FILE = "data/reports/recombination.json"
 PARAMS_FILE = "params.yaml"
@@ -69,11 +70,11 @@ def row_from_report(experiment: str, crossover: dict, regime: str, report: dict)
 
 
 def baseline_rows(figures: dict, returns: dict, parents_role: str | None) -> list[dict]:
-    """Parents A and B as if they were children: the figures a child has to beat (held-out only).
+    """The scoring roles A and B as if they were children: the figures a child has to beat (held-out only).
 
-    `figures` maps `parent_A`/`parent_B` to their agreement figures against the two
-    scoring roles; each parent agrees fully with itself, so its primary is the parents'
-    agreement. Nothing chose them: the validation and recipe fields are None.
+    `figures` maps `parent_A`/`parent_B` to the roles' own agreement figures against the
+    two roles; each agrees fully with itself, so its primary is the roles' agreement.
+    Nothing chose them: the validation and recipe fields are None.
     """
     return [{"experiment": f"parent_{side} (baseline)", "parents": parents_role, "mode": None, "alpha": None,
              "seed": None, "regime": None, "val_primary": None, "val_primary_low": None, "val_primary_high": None,
@@ -98,8 +99,18 @@ def ranked(rows: list[dict], degenerate_threshold: float, min_return: float | No
 # What a row needs, as dotted names: params.yaml's recipe, and the parts of the report `row_from_report`
 # and `baseline_rows` read (not whole sections: params.yaml has a `selection` section too).
 PARAM_PARTS = ("crossover", "finetune.regime", "validate_recombination.parents_role")
-REPORT_PARTS = ("confidence", "selection.child", "children.child", "agreement.parent_A", "agreement.parent_B",
-                "greedy_return_interval.child", "greedy_return_interval.parent_A", "greedy_return_interval.parent_B")
+REPORT_PARTS = ("confidence", "selection.child", "children.child", "greedy_return_interval.child",
+                *(f"{part}.{name}_{side}" for part in ("agreement", "greedy_return_interval")
+                  for name in ROLE_NETWORKS.values() for side in ("A", "B")))
+
+
+def role_baselines(report: dict, parents_role: str | None) -> list[dict]:
+    """`baseline_rows` of a recombination report: its scoring role's networks (`ROLE_NETWORKS`), the parents' when
+    the role is not known."""
+    name = ROLE_NETWORKS.get(parents_role, "parent")
+    agreement, returns = _get(report, "agreement", "baseline"), _returns(report)
+    return baseline_rows({f"parent_{side}": _get(agreement, f"{name}_{side}", "baseline") for side in ("A", "B")},
+                         {f"parent_{side}": returns.get(f"{name}_{side}") for side in ("A", "B")}, parents_role)
 
 
 def _cell(value):
@@ -252,9 +263,7 @@ def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
         roles.append(role)
     if not taken:
         raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
-    first = reports[0]
-    return (taken, baseline_rows(_get(first, "agreement", "baseline"), _returns(first), roles[0]),
-            _get(first, "confidence", "baseline"))
+    return taken, role_baselines(reports[0], roles[0]), _get(reports[0], "confidence", "baseline")
 
 
 # ----------------------------------------------------------------------------- rendering

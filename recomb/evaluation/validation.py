@@ -244,6 +244,12 @@ class RecombThresholds(Section):
     min_child_return: float | Literal["task"] | None  # task: the parents' task's bar
 
 
+# The name under which a recombination report's `agreement` and `greedy_return_interval` hold each scoring
+# role's two networks (`<name>_A`, `<name>_B`): the baselines a child is compared with are the role's, not the
+# DQN parents', whenever `parents_role` is not `parents`.
+ROLE_NETWORKS = {"parents": "parent", "students": "student", "quantized": "student_int8", "qat": "student_qat_int8"}
+
+
 @dataclass(frozen=True)
 class ValidateRecombConfig(Section):
     parents_role: Literal["parents", "students", "quantized", "qat"]
