@@ -133,7 +133,7 @@ def recombination_markdown(report: dict, definitions: dict[str, str], parents_ro
         child = report["children"].get(name, {})
         rows.append([name, figure(agreement, "agreement_a"), figure(agreement, "agreement_b"),
                      child.get("oracle_agreement"), figure(agreement, "primary_over_bound"),
-                     return_figure(report["greedy_return_interval"][name])])
+                     figure(agreement, "gain_over_copy"), return_figure(report["greedy_return_interval"][name])])
     chosen = [[name, s["n_states"], s["agreement_a"], s["agreement_b"],
                with_interval(s["primary"], s["primary_low"], s["primary_high"]), s["return"]]
               for name, s in report["selection"].items()]
@@ -145,7 +145,8 @@ def recombination_markdown(report: dict, definitions: dict[str, str], parents_ro
         f"Parents agree on {report['parents_agreement']:.4f} of states, so U = {report['bound']:.4f}. "
         f"Brackets: {pct} bootstrap intervals over states (agreements) or episodes (returns).",
         "",
-        table(["network", "agreement A", "agreement B", "oracle", "primary / U", "greedy return (mean ± std)"], rows),
+        table(["network", "agreement A", "agreement B", "oracle", "primary / U", "gain over copy",
+               "greedy return (mean ± std)"], rows),
         "",
         checks_table(report["checks"]),
         "",
@@ -166,9 +167,10 @@ def multigen_markdown(summary: list[dict], selection: str, confidence: float) ->
         return with_interval(s[f"best_{key}"], s[f"best_{key}_low"], s[f"best_{key}_high"], digits)
 
     header = ["generation", "parents (A, B)", "best child", "its validation primary", "its held-out primary",
-              "its primary / U", "its return", "max return", "mean primary"]
+              "its primary / U", "its gain over copy", "its return", "max return", "mean primary"]
     rows = [[s["generation"], f"{s['parent_a']}, {s['parent_b']}", s["best_child"], s["best_val_primary"],
-             interval(s, "primary", 4), interval(s, "primary_over_bound", 4), interval(s, "online_return", 1),
+             interval(s, "primary", 4), interval(s, "primary_over_bound", 4), interval(s, "gain_over_copy", 4),
+             interval(s, "online_return", 1),
              s["max_online_return"], s["mean_primary"]] for s in summary]
     return "\n".join([f"# Multi-generation search ({selection})", "",
                       "The best child of each generation is the leader of the search ranking (validation states drawn "

@@ -115,12 +115,25 @@ def primary_over_bound_interval(hits_a: np.ndarray, hits_b: np.ndarray, parents_
     return {"value": float(_primary_over_bound(*samples)), "low": low, "high": high}
 
 
+def _gain_over_copy(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray, axis: int = -1) -> np.ndarray:
+    """(primary − a) / (U − a): 0 for a copy of either parent (its primary is the parents' agreement a), 1 at U.
+
+    primary / U cannot tell recombination from copying when the parents mostly agree (a copy scores a / U,
+    0.91 at a = 0.83); this share of the gain a child can make over a copy can. Parents that agree
+    everywhere leave no gain to make: 0.
+    """
+    a = np.asarray(parents_agree.mean(axis=axis), dtype=np.float64)
+    room = bound(a) - a
+    return np.divide(_primary(hits_a, hits_b, axis) - a, room, out=np.zeros_like(a), where=room > 0)
+
+
 def _agreement_figures(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.stack([hits_a.mean(axis=axis), hits_b.mean(axis=axis), _primary(hits_a, hits_b, axis),
-                     _primary_over_bound(hits_a, hits_b, parents_agree, axis)])
+                     _primary_over_bound(hits_a, hits_b, parents_agree, axis),
+                     _gain_over_copy(hits_a, hits_b, parents_agree, axis)])
 
 
-AGREEMENT_FIGURES = ("agreement_a", "agreement_b", "primary", "primary_over_bound")
+AGREEMENT_FIGURES = ("agreement_a", "agreement_b", "primary", "primary_over_bound", "gain_over_copy")
 
 
 def agreement_intervals(hits_a: np.ndarray, hits_b: np.ndarray, parents_agree: np.ndarray,

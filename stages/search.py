@@ -43,7 +43,7 @@ def main(params: dict) -> None:
         "tied_with_best": sum(r["tied"] for r in rows),
         "best": {k: best[k] for k in ("val_primary", "val_return", "primary", "primary_low", "primary_high",
                                       "primary_over_bound", "primary_over_bound_low", "primary_over_bound_high",
-                                      "agreement_a", "agreement_b", "online_return",
+                                      "gain_over_copy", "gain_over_copy_low", "gain_over_copy_high", "agreement_a", "agreement_b", "online_return",
                                       "online_return_low", "online_return_high")}})
     out.add_figure(paths.SEARCH_PNG, children_scatter(rows, f"search preset {cfg.preset}: every child "
                                                             f"({100 * confidence:g} % intervals)", min_return))

@@ -58,8 +58,8 @@ def test_an_unknown_section_is_refused_when_the_sections_are_given(tmp_path):
 def test_a_number_or_task_threshold_takes_either_and_names_both_when_neither():
     from recomb.evaluation.validation import RecombThresholds
     for value in (475, "task"):
-        assert RecombThresholds.from_mapping({"min_primary_over_bound": 0.9, "min_child_return": value},
+        assert RecombThresholds.from_mapping({"min_gain_over_copy": 0.5, "min_child_return": value},
                                              "x").min_child_return == value
     with pytest.raises(RecombError) as err:
-        RecombThresholds.from_mapping({"min_primary_over_bound": 0.9, "min_child_return": "tusk"}, "x")
+        RecombThresholds.from_mapping({"min_gain_over_copy": 0.5, "min_child_return": "tusk"}, "x")
     assert str(err.value) == "x.min_child_return: must be a float or one of task (got 'tusk')"

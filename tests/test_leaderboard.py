@@ -46,7 +46,7 @@ BAR = 475.0  # params.yaml validate_recombination.thresholds.min_child_return
 RANKED = ["main", "weighted-07", "slerp-quantized", "random-s1", "layer-short"]        # with the return bar
 RANKED_WITHOUT_BAR = ["random-s1", "main", "weighted-07", "slerp-quantized", "layer-short"]
 PARENTS_AGREEMENT = 0.5075
-HELD_OUT = ("primary", "agreement_a", "agreement_b", "primary_over_bound")
+HELD_OUT = ("primary", "agreement_a", "agreement_b", "primary_over_bound", "gain_over_copy")
 HELD_OUT_KEYS = tuple(f"{k}{s}" for k in HELD_OUT for s in ("", "_low", "_high")) + (
     "online_return", "online_return_std", "online_return_low", "online_return_high")
 
@@ -132,7 +132,8 @@ def child(name: str, val_primary: float, val_return: float | None = 500.0, half:
 
 def baselines_of(agreement: float = 0.5) -> list[dict]:
     figures = {"primary": agreement, "primary_ci": {"low": agreement - 0.02, "high": agreement + 0.02},
-               "primary_over_bound": agreement / 0.75, "primary_over_bound_ci": {"low": 0.6, "high": 0.7}}
+               "primary_over_bound": agreement / 0.75, "primary_over_bound_ci": {"low": 0.6, "high": 0.7},
+               "gain_over_copy": 0.0, "gain_over_copy_ci": {"low": 0.0, "high": 0.0}}
     one = {"agreement_a": 1.0, "agreement_a_ci": {"low": 1.0, "high": 1.0},
            "agreement_b": agreement, "agreement_b_ci": figures["primary_ci"], **figures}
     other = {**one, "agreement_a": agreement, "agreement_a_ci": figures["primary_ci"],
@@ -170,6 +171,7 @@ def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(e
         "agreement_a": 0.74, "agreement_a_low": 0.7208, "agreement_a_high": 0.7592,
         "agreement_b": 0.76, "agreement_b_low": 0.7413, "agreement_b_high": 0.7787,
         "primary_over_bound": 0.9817578772802654, "primary_over_bound_low": 0.9563, "primary_over_bound_high": 1.0,
+        "gain_over_copy": 0.9442, "gain_over_copy_low": 0.8662, "gain_over_copy_high": 1.0,
         "online_return": 480.0, "online_return_std": 40.0, "online_return_low": 452.5, "online_return_high": 497.5}
     assert type(by_name["random-s1"]["seed"]) is int  # DVC gives every number as a float
     assert by_name["slerp-quantized"]["parents"] == "quantized"
@@ -434,28 +436,28 @@ def test_the_paired_difference_is_used_when_given():
 
 
 HEADER = ("| rank | experiment | recipe | regime | val primary | val return | acts | tied | held-out primary "
-          "| agreement A | agreement B | primary/U | return (mean ± std) | degenerate |")
+          "| agreement A | agreement B | primary/U | gain over copy | return (mean ± std) | degenerate |")
 
 
 def test_markdown_lists_ranked_rows_then_baselines(parsed):
     rows, baselines, _ = parsed
     lines = markdown(ranked(rows, 0.5, BAR), baselines, BAR).splitlines()
-    assert lines[0] == HEADER and lines[1] == "|" + "---|" * 14
+    assert lines[0] == HEADER and lines[1] == "|" + "---|" * 15
     assert lines[2] == ("| 1 | main | aligned α=0.5 on students | tuned | 0.7520 [0.7300, 0.7740] | 500.0 | yes | no "
                         "| 0.7180 [0.6983, 0.7377] | 0.7715 [0.7531, 0.7899] | 0.7180 [0.6983, 0.7377] "
-                        "| 0.9526 [0.9264, 0.9787] | 500.0 ± 0.0 [500.0, 500.0] | no |")
+                        "| 0.9526 [0.9264, 0.9787] | 0.8548 [0.7748, 0.9348] | 500.0 ± 0.0 [500.0, 500.0] | no |")
     assert lines[3].startswith("| 2 | weighted-07 | weighted α=0.7 on students | tuned | 0.7450 [0.7225, 0.7680] "
                                "| 500.0 | yes | yes |")
     assert lines[4].startswith("| 3 | slerp-quantized | slerp α=0.3 on quantized | tuned |")
     assert lines[5] == ("| 4 | random-s1 | random α=0.5 seed=1 on students | short | 0.7800 [0.7513, 0.8075] | 310.0 "
                         "| no | no | 0.7400 [0.7208, 0.7592] | 0.7400 [0.7208, 0.7592] | 0.7600 [0.7413, 0.7787] "
-                        "| 0.9818 [0.9563, 1.0000] | 480.0 ± 40.0 [452.5, 497.5] | no |")
+                        "| 0.9818 [0.9563, 1.0000] | 0.9442 [0.8662, 1.0000] | 480.0 ± 40.0 [452.5, 497.5] | no |")
     assert lines[6] == ("| 5 | layer-short | layer on students | short | 0.3600 [0.3275, 0.3938] | 12.0 | no | no "
                         "| 0.3500 [0.3291, 0.3709] | 0.9200 [0.9081, 0.9319] | 0.3500 [0.3291, 0.3709] "
-                        "| 0.4643 [0.4366, 0.4921] | 9.4 ± 0.8 [9.0, 9.9] | yes |")
+                        "| 0.4643 [0.4366, 0.4921] | -0.6396 [-0.7245, -0.5547] | 9.4 ± 0.8 [9.0, 9.9] | yes |")
     assert lines[7] == ("| — | parent_A (baseline) | — | — | — | — | — | — | 0.5075 [0.4856, 0.5294] "
                         "| 1.0000 [1.0000, 1.0000] | 0.5075 [0.4856, 0.5294] | 0.6733 [0.6442, 0.7024] "
-                        "| 500.0 ± 0.0 [500.0, 500.0] | — |")
+                        "| 0.0000 [0.0000, 0.0000] | 500.0 ± 0.0 [500.0, 500.0] | — |")
     assert lines[8].startswith("| — | parent_B (baseline) |") and "| 498.5 ± 4.5 [495.6, 500.0] |" in lines[8]
     assert len(lines) == 9
 
@@ -473,7 +475,7 @@ def test_markdown_names_the_parents_only_when_rows_differ_in_them():
     text = markdown(rows, baselines_of(), BAR)
     assert ("| 1 | r | random α=0.5 seed=2 | short | 0.6000 [0.5900, 0.6100] | 500.0 | yes | no "
             "| 0.7000 [0.6800, 0.7200] | 0.7000 [0.6800, 0.7200] | 0.7000 [0.6800, 0.7200] "
-            "| 0.7000 [0.6800, 0.7200] | — | no |") in text
+            "| 0.7000 [0.6800, 0.7200] | 0.7000 [0.6800, 0.7200] | — | no |") in text
     assert "| 3 | w | weighted α=0.5 | short | 0.7000 [0.6900, 0.7100] | — | — |" in text
     assert "| layer |" in text and " on students" not in text
 
@@ -490,7 +492,8 @@ def test_recommendation_names_the_leader_its_figures_and_its_tie(parsed):
                         "(95% interval); return over the choosing episodes 500.0")
     assert lines[2] == ("  held-out (reported, never used to choose): primary 0.7180 [0.6983, 0.7377], "
                         "agreement A 0.7715 [0.7531, 0.7899], agreement B 0.7180 [0.6983, 0.7377]")
-    assert lines[3] == "  primary/U 0.9526 [0.9264, 0.9787]; return 500.0 ± 0.0 [500.0, 500.0]"
+    assert lines[3] == ("  primary/U 0.9526 [0.9264, 0.9787]; gain over a copy of either parent 0.8548 [0.7748, 0.9348]; "
+                        "return 500.0 ± 0.0 [500.0, 500.0]")
     assert lines[4].startswith("  tied: 1 other child(ren) cannot be told from it at 95%")
     assert lines[4].endswith(": weighted-07. It leads by rank order, not by a measured margin.")
     assert lines[5] == ("  the parents agree with each other on 0.5075 of held-out states; the child agrees more with "

@@ -11,9 +11,9 @@ import pytest
 from recomb.evaluation.leaderboard import (experiment_rows, file_tree, finished_revisions, ranked, recipe,
                                            recommendation, role_baselines, row_from_report, rows_from_csv,
                                            rows_from_exp_show)
-from test_leaderboard import (BAR, RANKED, RANKED_WITHOUT_BAR, RECIPE, baselines_of, by_rev, child,  # noqa: F401
-                              exp_show, leaves, names, parsed, refused, report_of, set_leaves, to_csv,
-                              with_report)
+from test_leaderboard import (BAR, PARENTS_AGREEMENT, RANKED, RANKED_WITHOUT_BAR, RECIPE,  # noqa: F401
+                              baselines_of, by_rev, child, exp_show, leaves, names, parsed, refused, report_of,
+                              set_leaves, to_csv, with_report)
 
 FIRST = "slerp-quantized"  # the first experiment of the fixture: its report gives the baselines
 
@@ -30,11 +30,12 @@ def without_report(row: dict) -> None:
 
 def test_revisions_come_as_experiments_then_the_commit_then_the_workspace(exp_show):
     """Every finished revision, with its kind; an experiment DVC gave no name is named by its rev."""
-    by_rev(exp_show)["random-s1"]["Experiment"] = None
+    unnamed = by_rev(exp_show)["random-s1"]
+    unnamed["Experiment"] = None
     assert [(kind, name) for kind, name, _ in finished_revisions(exp_show)] == [
         ("experiment", "slerp-quantized"), ("experiment", "weighted-07"), ("experiment", "layer-short"),
-        ("experiment", "c6e2724"), ("commit", "main"), ("workspace", "workspace")]
-    assert "c6e2724" in names(rows_from_exp_show(exp_show)[0])
+        ("experiment", unnamed["rev"]), ("commit", "main"), ("workspace", "workspace")]
+    assert unnamed["rev"] in names(rows_from_exp_show(exp_show)[0])
 
 
 def test_not_exp_show_rows_is_the_whole_message():
@@ -261,3 +262,23 @@ def test_a_child_merely_equal_to_the_parents_agreement_does_not_beat_them():
     row = {**child("c", 0.7), "agreement_b": 0.52, "agreement_b_low": 0.5, "agreement_b_high": 0.54}
     text = recommendation(ranked([row], 0.0, BAR), baselines_of(0.5), "x", BAR, 0.95, paired=False)
     assert "beyond its interval: NO" in text
+
+
+def test_a_row_without_a_scoring_role_takes_the_dqn_parents_as_baselines(exp_show):
+    """A params.yaml without `validate_recombination.parents_role` (older experiments): the parents, as the stage
+    defaulted to then."""
+    with_students(exp_show, 0.8, 321.0)
+    for row in exp_show:
+        row["validate_recombination.parents_role"] = None
+    baselines = rows_from_exp_show(exp_show)[1]
+    assert [(b["parents"], b["primary"]) for b in baselines] == [(None, PARENTS_AGREEMENT)] * 2
+
+
+def test_the_confidence_is_the_first_reports_like_its_baselines(exp_show):
+    second = by_rev(exp_show)["weighted-07"]
+    for column in leaves(second, "confidence"):
+        second[column] = 0.8
+    assert rows_from_exp_show(exp_show)[2] == 0.95  # the first experiment, slerp-quantized, says 0.95
+    for column in leaves(by_rev(exp_show)[FIRST], "confidence"):
+        by_rev(exp_show)[FIRST][column] = 0.9
+    assert rows_from_exp_show(exp_show)[2] == 0.9

@@ -268,7 +268,7 @@ def test_each_param_edit_makes_exactly_its_readers_stale(built, tmp_path):
     p.set(**{"crossover.alpha": 0.3})
     status = p.run("dvc", "status").stdout
     assert "crossover:" in status and "finetune:" not in status and "distill:" not in status
-    p.set(**{"validate_recombination.thresholds.min_primary_over_bound": 0.5})  # a gate, not a training input
+    p.set(**{"validate_recombination.thresholds.min_gain_over_copy": 0.2})  # a gate, not a training input
     status = p.run("dvc", "status").stdout
     assert "validate_recombination:" in status and "report:" in status
     assert "search:" not in status and "multigen:" not in status

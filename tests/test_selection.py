@@ -7,8 +7,8 @@ import torch
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.evaluation.selection import SelectionConfig, epoch_key, mark_ties, rank, split
-from recomb.stats import (UncertaintyConfig, mean_interval, primary_difference_interval, primary_interval,
-                          primary_over_bound_interval)
+from recomb.stats import (UncertaintyConfig, agreement_intervals, mean_interval, primary_difference_interval,
+                          primary_interval, primary_over_bound_interval)
 from scratch import TEST_PARAMS
 
 PARAMS = load_params(TEST_PARAMS)
@@ -101,3 +101,18 @@ def test_primary_intervals_and_the_paired_difference():
     much_better = np.ones(800, dtype=bool)
     low, high = primary_difference_interval((much_better, much_better), (hits_a, hits_b), UNC)
     assert low > 0.2
+
+
+def test_gain_over_copy_is_zero_for_a_copy_of_either_parent_and_one_at_the_bound():
+    """Ten states, the parents agree on the first six (a = 0.6, U = 0.8), disagree on the last four."""
+    agree = np.array([True] * 6 + [False] * 4)
+    copy_a = (np.ones(10, bool), agree)  # a copy of A agrees with B only where A does
+    copy_b = (agree, np.ones(10, bool))
+    split = (agree | (np.arange(10) < 8), agree | (np.arange(10) >= 8))  # 2 disagreements each: primary 0.8 = U
+    half = (agree | (np.arange(10) < 9), agree | (np.arange(10) >= 9))  # B on one disagreement only: primary 0.7
+    gains = [agreement_intervals(*hits, agree, UNC)["gain_over_copy"]["value"] for hits in (copy_a, copy_b, split, half)]
+    assert gains == pytest.approx([0.0, 0.0, 1.0, 0.5])
+    nowhere = agreement_intervals(np.zeros(10, bool), np.zeros(10, bool), agree, UNC)["gain_over_copy"]
+    assert nowhere["value"] == pytest.approx(-3.0)  # (0 − 0.6) / 0.2: worse than copying
+    same = agreement_intervals(np.ones(10, bool), np.ones(10, bool), np.ones(10, bool), UNC)["gain_over_copy"]
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}  # identical parents leave no gain to make

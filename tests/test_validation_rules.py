@@ -189,12 +189,13 @@ def test_gaussian_slice_adds_the_seeds_draws_scaled_by_noise_std_and_each_featur
 
 def test_grid_checks_gate_the_recommended_and_each_generations_best_child_on_its_return():
     """The search's recommended child and a generation's best child below the return bar fail the return gate;
-    one above it passes, each next to its primary / U gate."""
-    t = RecombThresholds.from_mapping({"min_primary_over_bound": 0.9, "min_child_return": 400.0}, "thresholds")
+    one above it passes, each next to its gain-over-copy gate (read from the gain, not primary / U)."""
+    t = RecombThresholds.from_mapping({"min_gain_over_copy": 0.5, "min_child_return": 400.0}, "thresholds")
     search, multigen = grid_checks(
-        {"best": {"primary_over_bound": 0.95, "online_return": 120.0}},
-        {"generations": [{"generation": 1, "best_primary_over_bound": 0.8, "best_online_return": 450.0}]}, t)
-    assert search == {"child_primary_over_bound": {"value": 0.95, "min": 0.9, "passed": True},
+        {"best": {"gain_over_copy": 0.7, "primary_over_bound": 0.2, "online_return": 120.0}},
+        {"generations": [{"generation": 1, "best_gain_over_copy": 0.3, "best_primary_over_bound": 0.99,
+                          "best_online_return": 450.0}]}, t)
+    assert search == {"child_gain_over_copy": {"value": 0.7, "min": 0.5, "passed": True},
                       "child_greedy_return": {"value": 120.0, "min": 400.0, "passed": False}}
-    assert multigen == {"generation_1_child_primary_over_bound": {"value": 0.8, "min": 0.9, "passed": False},
+    assert multigen == {"generation_1_child_gain_over_copy": {"value": 0.3, "min": 0.5, "passed": False},
                         "generation_1_child_greedy_return": {"value": 450.0, "min": 400.0, "passed": True}}

@@ -31,11 +31,13 @@ def fabricated_reports(agreement_a: float = 0.95) -> dict:
     distillation = {"pairs": {"A": pair(agreement_a), "B": pair(0.93)}, "passed": agreement_a >= 0.8}
     quantization = {"students": {"ptq_A": {"int8_vs_float": {"action_agreement": 0.99}, "passed": True,
                                            "checks": {"action_agreement": gate(0.99, 0.9)}}}, "passed": True}
-    recombination = {"children": {"child": {"primary_over_bound": 0.97}}, "greedy_return": {"child": None},
-                     "checks": {"child_primary_over_bound": gate(0.97, 0.9)}, "passed": True}
-    search = {"summary": {"best": {"primary": 0.74, "primary_over_bound": 0.97, "online_return": None}},
+    recombination = {"children": {"child": {"primary_over_bound": 0.97, "gain_over_copy": 0.8}},
+                     "greedy_return": {"child": None}, "checks": {"child_gain_over_copy": gate(0.8, 0.5)}, "passed": True}
+    search = {"summary": {"best": {"primary": 0.74, "primary_over_bound": 0.97, "gain_over_copy": 0.8,
+                                   "online_return": None}},
               "leaderboard": {"rows": [{"experiment": "007_weighted"}]}}
-    multigen = {"generations": [{"generation": g, "best_primary_over_bound": value, "best_online_return": None,
+    multigen = {"generations": [{"generation": g, "best_primary_over_bound": value, "best_gain_over_copy": value - 0.2,
+                                 "best_online_return": None,
                                  "checks": {"best_primary": gate(value, 0.5)}} for g, value in ((0, 0.93), (1, 0.94))]}
     return {"distillation": distillation, "quantization": quantization, "recombination": recombination,
             "search": search, "multigen": multigen}
@@ -62,7 +64,7 @@ def test_every_checks_mapping_at_any_depth_is_a_gate_named_by_its_path():
     assert list(gates) == [
         "distillation.pairs.A.action_agreement", "distillation.pairs.A.kl_divergence",
         "distillation.pairs.B.action_agreement", "distillation.pairs.B.kl_divergence",
-        "quantization.students.ptq_A.action_agreement", "recombination.child_primary_over_bound",
+        "quantization.students.ptq_A.action_agreement", "recombination.child_gain_over_copy",
         "multigen.generations.0.best_primary", "multigen.generations.1.best_primary"]
     assert gates["distillation.pairs.A.kl_divergence"] == {"value": 0.02, "max": 0.1, "passed": True}
     assert flags["distillation"] is True and flags["distillation.pairs.B"] is True
@@ -109,6 +111,8 @@ def test_headline_reads_fixed_paths_and_absent_ones_are_none():
     assert headline["distillation.pairs.A.fidelity.action_agreement"] == 0.95
     assert headline["search.leaderboard.rows.0.experiment"] == "007_weighted"
     assert headline["multigen.generations.-1.best_primary_over_bound"] == 0.94
+    assert headline["multigen.generations.-1.best_gain_over_copy"] == pytest.approx(0.74)
+    assert headline["recombination.children.child.gain_over_copy"] == 0.8
     assert headline["quantization.students.qat_A.int8_vs_float.action_agreement"] is None  # no QAT in this run
     assert headline["recombination.greedy_return.child"] is None
     assert lookup({"a": [1]}, "a.x") is None and lookup({"a": [1]}, "a.3") is None and lookup({"a": 1}, "a.b") is None

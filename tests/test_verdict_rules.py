@@ -33,7 +33,7 @@ PARAMS = load_params(TEST_PARAMS)
 UNCERTAINTY = UncertaintyConfig.from_mapping({"confidence": 0.95, "resamples": 200, "seed": 0}, "uncertainty")
 RECOMB = ValidateRecombConfig.from_mapping(
     {"parents_role": "parents", "top_k": 2, "kl_temperature": 1.0, "eval_episodes": 5, "eval_seed": 20000,
-     "thresholds": {"min_primary_over_bound": 0.9, "min_child_return": 400.0}}, "validate_recombination")
+     "thresholds": {"min_gain_over_copy": 0.5, "min_child_return": 400.0}}, "validate_recombination")
 SELECTION = SelectionConfig.from_mapping({"val_fraction": 0.1, "seed": 0, "eval_episodes": 5, "eval_seed": 30000},
                                          "selection")
 
@@ -128,7 +128,7 @@ def test_the_fine_tune_keeps_an_epoch_that_agrees_with_both_parents_over_the_raw
 
 def report(primary: float, val_return: float) -> dict:
     """A recombination report as `score_child` makes it, with the figures the ranking reads."""
-    figures = {key: value for name in ("primary", "agreement_a", "agreement_b", "primary_over_bound")
+    figures = {key: value for name in ("primary", "agreement_a", "agreement_b", "primary_over_bound", "gain_over_copy")
                for key, value in ((name, primary), (f"{name}_ci", {"low": primary - 0.05, "high": primary + 0.05}))}
     return {"selection": {"child": {"primary": primary, "primary_low": primary - 0.05,
                                     "primary_high": primary + 0.05, "return": val_return}},
@@ -240,16 +240,18 @@ def test_the_parents_reference_is_their_own_agreement_and_the_bound_it_sets():
 
 def test_agreement_with_parents_scores_each_network_against_each_parents_own_picks():
     """The report's per-network agreement table: the mixed child hits A on 3 of 4 states and B on 2; a copy of
-    A hits A everywhere and B where the parents agree; primary / U divides by the parents' 5/8."""
+    A hits A everywhere and B where the parents agree; primary / U divides by the parents' 5/8; the gain over a
+    copy is (primary − 1/4) / (5/8 − 1/4)."""
     table = agreement_with_parents(table_network(PICKS_A), table_network(PICKS_B),
                                    {"mixed": table_network(PICKS_CHILD), "copy_of_a": table_network(PICKS_A)},
                                    ONE_HOT, UNCERTAINTY)
-    expected = {"mixed": (0.75, 0.5, 0.5, 0.8), "copy_of_a": (1.0, 0.25, 0.25, 0.4)}
-    for name, (agree_a, agree_b, primary, over_bound) in expected.items():
+    expected = {"mixed": (0.75, 0.5, 0.5, 0.8, 2 / 3), "copy_of_a": (1.0, 0.25, 0.25, 0.4, 0.0)}
+    for name, (agree_a, agree_b, primary, over_bound, gain) in expected.items():
         figures = table[name]
         assert (figures["agreement_a"], figures["agreement_b"], figures["primary"]) == (agree_a, agree_b, primary)
         assert figures["primary_over_bound"] == pytest.approx(over_bound)
-        for key in ("agreement_a", "agreement_b", "primary", "primary_over_bound"):
+        assert figures["gain_over_copy"] == pytest.approx(gain)
+        for key in ("agreement_a", "agreement_b", "primary", "primary_over_bound", "gain_over_copy"):
             assert figures[f"{key}_ci"]["low"] <= figures[key] <= figures[f"{key}_ci"]["high"]
 
 

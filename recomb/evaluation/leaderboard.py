@@ -50,7 +50,7 @@ def _returns(report: dict) -> dict:
 def reported_figures(figures: dict, returns: dict | None, where: str) -> dict:
     """The held-out part of a row from one network's agreement figures and its return interval."""
     row = {}
-    for key in ("primary", "agreement_a", "agreement_b", "primary_over_bound"):
+    for key in ("primary", "agreement_a", "agreement_b", "primary_over_bound", "gain_over_copy"):
         row[key] = _get(figures, key, where)
         interval = _get(figures, f"{key}_ci", where)
         row[f"{key}_low"], row[f"{key}_high"] = interval["low"], interval["high"]
@@ -79,7 +79,7 @@ def baseline_rows(figures: dict, returns: dict, parents_role: str | None) -> lis
     return [{"experiment": f"parent_{side} (baseline)", "parents": parents_role, "mode": None, "alpha": None,
              "seed": None, "regime": None, "val_primary": None, "val_primary_low": None, "val_primary_high": None,
              "val_return": None,
-             **reported_figures(_get(figures, f"parent_{side}", "baseline"), returns.get(f"parent_{side}"), "baseline")}
+             **reported_figures(figures[f"parent_{side}"], returns.get(f"parent_{side}"), "baseline")}
             for side in ("A", "B")]
 
 
@@ -304,7 +304,8 @@ def markdown(rows: list[dict], baselines: list[dict], min_return: float | None) 
     """
     mixed_parents = len({row["parents"] for row in rows}) > 1
     header = ["rank", "experiment", "recipe", "regime", "val primary", "val return", "acts", "tied",
-              "held-out primary", "agreement A", "agreement B", "primary/U", "return (mean ± std)", "degenerate"]
+              "held-out primary", "agreement A", "agreement B", "primary/U", "gain over copy", "return (mean ± std)",
+              "degenerate"]
 
     def acts(row: dict) -> str:
         return NONE if row["val_return"] is None or min_return is None else (
@@ -313,11 +314,13 @@ def markdown(rows: list[dict], baselines: list[dict], min_return: float | None) 
     lines = [[row["rank"], row["experiment"], recipe(row, mixed_parents), row["regime"],
               with_interval(row, "val_primary"), _number(row["val_return"], 1), acts(row),
               "yes" if row["tied"] else "no", with_interval(row, "primary"), with_interval(row, "agreement_a"),
-              with_interval(row, "agreement_b"), with_interval(row, "primary_over_bound"), return_text(row),
-              "yes" if row["degenerate"] else "no"] for row in rows]
+              with_interval(row, "agreement_b"), with_interval(row, "primary_over_bound"),
+              with_interval(row, "gain_over_copy"), return_text(row), "yes" if row["degenerate"] else "no"]
+             for row in rows]
     lines += [[NONE, row["experiment"], NONE, NONE, NONE, NONE, NONE, NONE, with_interval(row, "primary"),
                with_interval(row, "agreement_a"), with_interval(row, "agreement_b"),
-               with_interval(row, "primary_over_bound"), return_text(row), NONE] for row in baselines]
+               with_interval(row, "primary_over_bound"), with_interval(row, "gain_over_copy"), return_text(row), NONE]
+              for row in baselines]
     return table(header, lines) + "\n"
 
 
@@ -335,7 +338,8 @@ def recommendation(rows: list[dict], baselines: list[dict], how_to_apply: str, m
         f" ({pct} interval); return over the choosing episodes {_number(best['val_return'], 1)}",
         f"  held-out (reported, never used to choose): primary {with_interval(best, 'primary')},"
         f" agreement A {with_interval(best, 'agreement_a')}, agreement B {with_interval(best, 'agreement_b')}",
-        f"  primary/U {with_interval(best, 'primary_over_bound')}; return {return_text(best)}",
+        f"  primary/U {with_interval(best, 'primary_over_bound')}; gain over a copy of either parent "
+        f"{with_interval(best, 'gain_over_copy')}; return {return_text(best)}",
     ]
     measured = min_return is not None and best["val_return"] is not None
     if measured and not reaches_bar(best["val_return"], min_return):

@@ -240,7 +240,7 @@ def quantized_timing(float_student, int8_student, heldout: np.ndarray, cfg: Vali
 
 @dataclass(frozen=True)
 class RecombThresholds(Section):
-    min_primary_over_bound: float
+    min_gain_over_copy: float  # a copy of either parent scores 0 (primary / U cannot fail one: a / U)
     min_child_return: float | Literal["task"] | None  # task: the parents' task's bar
 
 
@@ -265,9 +265,10 @@ class ValidateRecombConfig(Section):
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
 
 
-def child_checks(primary_over_bound: float, child_return: float | None, t: RecombThresholds) -> dict[str, dict]:
-    """The recombination gates of one child: held-out primary / U, and its return when there is an environment."""
-    checks = [("child_primary_over_bound", primary_over_bound, ">=", t.min_primary_over_bound)]
+def child_checks(gain_over_copy: float, child_return: float | None, t: RecombThresholds) -> dict[str, dict]:
+    """The recombination gates of one child: its held-out gain over a copy of either parent, and its return when
+    there is an environment (a copied parent passes the return gate, never the gain gate)."""
+    checks = [("child_gain_over_copy", gain_over_copy, ">=", t.min_gain_over_copy)]
     if child_return is not None and isinstance(t.min_child_return, float):
         checks.append(("child_greedy_return", child_return, ">=", t.min_child_return))
     return gate(checks)
@@ -280,9 +281,9 @@ def grid_checks(search_summary: dict, multigen_summary: dict, t: RecombThreshold
     threshold re-runs the verdict, not the training of every child.
     """
     best = search_summary["best"]
-    search = child_checks(best["primary_over_bound"], best["online_return"], t)
+    search = child_checks(best["gain_over_copy"], best["online_return"], t)
     multigen = {f"generation_{g['generation']}_{name}": check for g in multigen_summary["generations"]
-                for name, check in child_checks(g["best_primary_over_bound"], g["best_online_return"], t).items()}
+                for name, check in child_checks(g["best_gain_over_copy"], g["best_online_return"], t).items()}
     return search, multigen
 
 
@@ -291,6 +292,8 @@ RECOMB_DEFINITIONS = {
     "oracle_agreement": "share of states where the child picks A's greedy action or B's",
     "bound": "U = a + (1 − a)/2 with a = agreement(A, B): where the parents disagree a child can match only "
              "one of them, so min(agree_A, agree_B) ≤ U",
+    "gain_over_copy": "(primary − a) / (U − a): the share of the gain over copying one parent that the child makes; "
+                      "0 for a copy of A or of B, 1 at U (primary / U gives a copy a / U)",
     "kl": "KL(parent ‖ child) on softmax(Q / kl_temperature)",
 }
 

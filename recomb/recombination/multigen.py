@@ -135,7 +135,8 @@ def evolve(points: list[GridPoint], finetune_cfgs: dict, original: Pair, cfg: Mu
                         "best_child": best["experiment"], "best_val_primary": best["val_primary"],
                         **{f"best_{key}": best[key] for key in (
                             "primary", "primary_low", "primary_high", "primary_over_bound", "primary_over_bound_low",
-                            "primary_over_bound_high", "online_return", "online_return_low", "online_return_high")},
+                            "primary_over_bound_high", "gain_over_copy", "gain_over_copy_low", "gain_over_copy_high",
+                            "online_return", "online_return_low", "online_return_high")},
                         "max_online_return": max(returns) if returns else None,
                         "mean_primary": sum(r["primary"] for r in rows) / len(rows)})
         best_children[generation] = outcomes[best["experiment"]].result.child
