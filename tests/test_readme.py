@@ -68,3 +68,73 @@ def test_recomb_help_says_every_subcommand_in_whole_sentences(capsys):
     assert code == 0 and description.rstrip().endswith("(--from-exps).")
     assert all(f"`recomb {name}`" in description for name in ("leaderboard", "check", "timing", "machine", "lock-diff",
                                                                "ablation"))
+
+
+REPORT_PATH = re.compile(r"data/reports/[\w/.-]+\.(?:md|txt)")
+
+
+def report_excerpt_problems(text: str, reports: dict[str, str]) -> list[str]:
+    """README tables quoted from a committed report under data/reports: every row must be that report's, word
+    for word (rows may be left out, never edited), so a figure quoted from the committed run cannot drift.
+
+    A table is quoted from a report when the four lines above it name the report, or when its header row is
+    one of the report's.
+    """
+    problems, lines_of = [], text.splitlines()
+    for start, lines in tables(text):
+        named = [name for name in REPORT_PATH.findall(" ".join(lines_of[max(0, start - 5):start - 1]))
+                 if name in reports]
+        sources = named or [name for name, report in reports.items() if lines[0] in report.splitlines()]
+        rows = {line for name in sources for line in reports[name].splitlines()}
+        for offset, line in enumerate(lines, 0):
+            if sources and offset != 1 and line not in rows:
+                problems.append(f"line {start + offset}: not a row of {' or '.join(sources)}")
+    return problems
+
+
+def code_blocks(text: str) -> list[tuple[int, list[str]]]:
+    """Each fenced code block: (the line number of its opening fence, its lines)."""
+    found, block, start = [], None, 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("```") and block is None:
+            block, start = [], number
+        elif line.startswith("```"):
+            found.append((start, block))
+            block = None
+        elif block is not None:
+            block.append(line)
+    return found
+
+
+def quoted_output_problems(text: str, reports: dict[str, str]) -> list[str]:
+    """Code blocks quoting a committed report (named in the four lines above): every line must be the report's."""
+    problems, lines_of = [], text.splitlines()
+    for start, lines in code_blocks(text):
+        for name in REPORT_PATH.findall(" ".join(lines_of[max(0, start - 5):start - 1])):
+            if name in reports:
+                problems += [f"line {start + offset}: not a line of {name}" for offset, line in enumerate(lines, 1)
+                             if line not in reports[name].splitlines()]
+    return problems
+
+
+def committed_reports() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text() for suffix in ("*.md", "*.txt")
+            for p in sorted((ROOT / "data/reports").rglob(suffix)) if "latest" not in p.parts}
+
+
+def test_report_excerpts_are_the_committed_runs_rows():
+    assert report_excerpt_problems(README, committed_reports()) == []
+    assert quoted_output_problems(README, committed_reports()) == []
+
+
+def test_the_excerpt_check_catches_an_edited_figure():
+    report = "# r\n\n| a | b |\n|---|---|\n| x | 0.95 |\n| y | 0.90 |\n"
+    assert report_excerpt_problems("| a | b |\n|---|---|\n| y | 0.90 |\n", {"r.md": report}) == []
+    assert report_excerpt_problems("| a | b |\n|---|---|\n| x | 0.96 |\n", {"r.md": report}) == [
+        "line 3: not a row of r.md"]
+    renamed = "From `data/reports/r.md`:\n\n| a | b (old name) |\n|---|---|\n| y | 0.90 |\n"  # renamed since
+    assert report_excerpt_problems(renamed, {"data/reports/r.md": report}) == [
+        "line 3: not a row of data/reports/r.md"]
+    quoted = "Its `data/reports/r.txt`:\n\n```\nline one\nline 2\n```\n"
+    assert quoted_output_problems(quoted, {"data/reports/r.txt": "line one\nline two\n"}) == [
+        "line 5: not a line of data/reports/r.txt"]
