@@ -25,8 +25,9 @@ from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.recombination.search import SearchConfig
 from recomb.evaluation.validation import ValidateRecombConfig
-from recomb.evaluation.leaderboard import (experiment_rows, markdown, ranked, recommendation, recipe, rows_from_csv,
-                                rows_from_exp_show)
+from recomb.evaluation.leaderboard import (context_keys, context_params, differing_keys, experiment_rows,
+                                           groups_from_exp_show, markdown, ranked, recommendation, recipe,
+                                           rows_from_csv)
 from recomb.evaluation.verdict import check_lines
 from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown
 from recomb.evaluation.ablation_summary import rows_from_experiments, summary
@@ -37,6 +38,7 @@ from .params_check import check_params, validate_section
 from .common import SECTIONS, run as run_stage, with_task_bars
 
 PARAMS_FILE = Path("params.yaml")
+DVC_FILE = Path("dvc.yaml")
 DEFAULT_OUT = Path("data/reports/leaderboard")
 DEFAULT_VERDICT = Path(paths.PIPELINE_REPORT)
 
@@ -65,21 +67,40 @@ def threshold(value, where: str) -> float:
     return number
 
 
-def project_defaults() -> tuple[float, float | None]:
-    """(degenerate threshold, return bar) from this repo's params.yaml, checked as its stages check them.
-
-    Outside a recomb project (no params.yaml, or no such sections) nothing is flagged and no return is asked.
-    """
-    params = with_task_bars(load_params(PARAMS_FILE)) if PARAMS_FILE.is_file() else {}
-    cutoff = SearchConfig.from_params(params, "search").degenerate_threshold if "search" in params else 0.0
-    bar = (ValidateRecombConfig.from_params(params, "validate_recombination").thresholds.min_child_return
-           if "validate_recombination" in params else None)
-    return cutoff, bar
+def project_params() -> dict:
+    """This repo's params.yaml; outside a recomb project, none (nothing is flagged, no return is asked)."""
+    return load_params(PARAMS_FILE) if PARAMS_FILE.is_file() else {}
 
 
-def how_to_apply(best: dict) -> str:
-    """Commands that make the winner the pipeline's committed child."""
-    commit = f'git commit -am "Crossover {recipe(best, True)}, regime {best["regime"]}"'
+def degenerate_cutoff(params: dict) -> float:
+    """params.yaml's search.degenerate_threshold, checked as the search stage checks it; 0 without one."""
+    return SearchConfig.from_params(params, "search").degenerate_threshold if "search" in params else 0.0
+
+
+BAR_PARAMS = ("parents.env", "validate_recombination.thresholds.min_child_return")  # what a return bar depends on
+
+
+def return_bar(params: dict, context: dict) -> float | None:
+    """The return bar of a group of experiments: params.yaml's, with the group's own task and `min_child_return`
+    (`BAR_PARAMS`, when its rows have them) in place of the workspace's."""
+    params = {**params}
+    for name in BAR_PARAMS:
+        if context.get(name) is None:
+            continue
+        *branch, leaf = name.split(".")
+        node = params
+        for key in branch:
+            node[key] = node = dict(node.get(key) or {})
+        node[leaf] = context[name]
+    params = with_task_bars(params)
+    return (ValidateRecombConfig.from_params(params, "validate_recombination").thresholds.min_child_return
+            if "validate_recombination" in params else None)
+
+
+def how_to_apply(best: dict, context: str = "") -> str:
+    """Commands that make the winner the pipeline's committed child; `context` names the params its group
+    differs in from the others (they change with it)."""
+    commit = f'git commit -am "Crossover {recipe(best, True)}, regime {best["regime"]}{context}"'
     if best["experiment"] == "workspace":
         return ("  it is your workspace already:\n  dvc repro            # nothing should re-run\n"
                 f"  {commit}")
@@ -88,17 +109,33 @@ def how_to_apply(best: dict) -> str:
 
 
 def leaderboard(args: argparse.Namespace) -> None:
-    cutoff, min_return = project_defaults()
-    if args.degenerate_threshold is not None:
-        cutoff = threshold(args.degenerate_threshold, "--degenerate-threshold")
-    rows, baselines, confidence = rows_from_exp_show(read_exp_show(args.exp_show))
-    rows = ranked(rows, cutoff, min_return)
-    table = markdown(rows, baselines, min_return)
+    """One leaderboard per group of experiments that share their context params (`groups_from_exp_show`)."""
+    params = project_params()
+    cutoff = (threshold(args.degenerate_threshold, "--degenerate-threshold") if args.degenerate_threshold is not None
+              else degenerate_cutoff(params))
+    stages = (yaml.safe_load(DVC_FILE.read_text()) or {}).get("stages", {}) if DVC_FILE.is_file() else {}
+    keys = context_keys(params, context_params(stages)) if "validate_recombination" in stages else []
+    groups = groups_from_exp_show(read_exp_show(args.exp_show), keys)
+    shown = differing_keys(groups)
+    tables, advice, saved = [], [], []
+    for group in groups:
+        label = ", ".join(f"{key}={group.context[key]}" for key in shown)
+        bar = return_bar(params, group.context)
+        rows = ranked(group.rows, cutoff, bar)
+        heading = [f"## Experiments with {label}", ""] if shown else []
+        tables.append("\n".join([*heading, markdown(rows, group.baselines, bar)]))
+        advice.append("\n".join([*heading, recommendation(rows, group.baselines,
+                                                          how_to_apply(rows[0], f" ({label})" if shown else ""),
+                                                          bar, group.confidence, paired=False)]))
+        saved.append({"context": {key: group.context[key] for key in shown}, "return_bar": bar, "rows": rows,
+                      "baselines": group.baselines, "confidence": group.confidence})
+    intro = ([f"Experiments differ in {', '.join(shown)}: each group is ranked on its own, against its own "
+              "parents and return bar.", ""] if shown else [])
+    table = "\n".join([*intro, *tables])
     out = Outputs()
     out.add_text(args.out / "leaderboard.md", table)
-    out.add_json(args.out / "leaderboard.json", {"rows": rows, "baselines": baselines, "confidence": confidence})
-    out.add_text(args.out / "recommendation.txt",
-                 recommendation(rows, baselines, how_to_apply(rows[0]), min_return, confidence, paired=False))
+    out.add_json(args.out / "leaderboard.json", {"groups": saved})
+    out.add_text(args.out / "recommendation.txt", "\n".join(advice))
     out.commit()
     print(table, end="")
 

@@ -562,13 +562,19 @@ def project_params(**search) -> str:
     return yaml.safe_dump(params)
 
 
+def board_rows(folder: str) -> list[dict]:
+    """The ranked rows of the one group of a leaderboard.json the CLI wrote to `folder`."""
+    [group] = json.loads((Path(folder) / "leaderboard.json").read_text())["groups"]
+    return group["rows"]
+
+
 def test_cli_writes_the_three_reports_and_prints_the_table(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no params.yaml here: threshold 0, no return bar
     code, out, err = run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "board")
     assert (code, err) == (0, "")
     assert out == (tmp_path / "board" / "leaderboard.md").read_text()
     assert out.splitlines()[0] == HEADER and "| yes |" not in out  # nothing acts, is tied or is degenerate
-    saved = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
+    [saved] = json.loads((tmp_path / "board" / "leaderboard.json").read_text())["groups"]  # one context
     assert names(saved["rows"]) == RANKED_WITHOUT_BAR and len(saved["baselines"]) == 2
     assert saved["confidence"] == 0.95 and not any(r["degenerate"] or r["tied"] for r in saved["rows"])
     advice = (tmp_path / "board" / "recommendation.txt").read_text()
@@ -580,7 +586,7 @@ def test_cli_reads_the_return_bar_from_params_yaml(tmp_path, monkeypatch, capsys
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(project_params())
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "board")[0] == 0
-    saved = json.loads(Path("board/leaderboard.json").read_text())
+    [saved] = json.loads(Path("board/leaderboard.json").read_text())["groups"]
     assert names(saved["rows"]) == RANKED
     assert [r["experiment"] for r in saved["rows"] if r["tied"]] == ["weighted-07"]
     advice = Path("board/recommendation.txt").read_text()
@@ -592,13 +598,13 @@ def test_cli_threshold_from_params_yaml_and_the_flag_overrides_it(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(project_params(degenerate_threshold=0.5))
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "a")[0] == 0
-    flagged = [r["experiment"] for r in json.loads(Path("a/leaderboard.json").read_text())["rows"] if r["degenerate"]]
+    flagged = [r["experiment"] for r in board_rows("a") if r["degenerate"]]
     assert flagged == ["layer-short"]
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "b", "--degenerate-threshold", "0")[0] == 0
-    assert not any(r["degenerate"] for r in json.loads(Path("b/leaderboard.json").read_text())["rows"])
+    assert not any(r["degenerate"] for r in board_rows("b"))
     # the flag flags by validation primary: 0.75 catches slerp-quantized (0.69) but not main (0.752)
     assert run_cli(capsys, "--exp-show", str(FIXTURE), "--out", "c", "--degenerate-threshold", "0.75")[0] == 0
-    flagged = [r["experiment"] for r in json.loads(Path("c/leaderboard.json").read_text())["rows"] if r["degenerate"]]
+    flagged = [r["experiment"] for r in board_rows("c") if r["degenerate"]]
     assert flagged == ["weighted-07", "slerp-quantized", "layer-short"]
 
 
@@ -607,7 +613,7 @@ def test_cli_confidence_comes_from_the_reports(tmp_path, exp_show, monkeypatch, 
     set_leaves(exp_show, "confidence", 0.9)
     (tmp_path / "exp.csv").write_text(to_csv(exp_show))
     assert run_cli(capsys, "--exp-show", "exp.csv", "--out", "board")[0] == 0
-    assert json.loads(Path("board/leaderboard.json").read_text())["confidence"] == 0.9
+    assert json.loads(Path("board/leaderboard.json").read_text())["groups"][0]["confidence"] == 0.9
     advice = Path("board/recommendation.txt").read_text()
     assert "(90% interval)" in advice and "beyond the 90% interval" in advice and "95%" not in advice
 
@@ -628,7 +634,7 @@ def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path
     monkeypatch.chdir(tmp_path)
     assert run_cli(capsys, "--out", "a")[0] == 0
     assert fake_dvc == [{"repo": "/project"}]
-    assert names(json.loads(Path("a/leaderboard.json").read_text())["rows"]) == RANKED_WITHOUT_BAR
+    assert names(board_rows("a")) == RANKED_WITHOUT_BAR
     monkeypatch.setattr(cli.sys, "stdin", io.StringIO(FIXTURE.read_text()))
     code, out, _ = run_cli(capsys, "--exp-show", "-", "--out", "b")
     assert code == 0 and out.splitlines()[2].startswith("| 1 | random-s1 |")

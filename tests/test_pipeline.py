@@ -407,7 +407,8 @@ def check_experiment_grid(p):
 
     board = p.run(str(BIN / "recomb"), "leaderboard").stdout
     assert "| 1 |" in board and "parent_A (baseline)" in board
-    experiments = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["rows"]
+    [group] = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["groups"]
+    experiments = group["rows"]
     winner = experiments[0]["experiment"]
     assert f"dvc exp apply {winner}" in (p.path / "data/reports/leaderboard/recommendation.txt").read_text()
     check_ablation_from_experiments(p, experiments)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import RecombError
@@ -236,20 +237,10 @@ def _params_and_report(row: dict) -> tuple[dict, str, dict, str | None] | None:
     return crossover, regime, report, (params.get("validate_recombination") or {}).get("parents_role")
 
 
-def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
-    """Unranked rows of every finished experiment with a recombination report, the parents' baselines,
-    and the confidence level of the reports' intervals, from `dvc exp show` rows (`finished_revisions`).
-
-    The baseline commit and the workspace are rows too (named after the branch or
-    short rev, and `workspace`): they may hold a child no experiment has. They are
-    left out when their recipe and report equal a row already taken (experiments
-    first, then commits), e.g. the workspace after `dvc exp apply`; so each child
-    appears once, under the name `dvc exp apply` accepts. The workspace row trusts
-    that its metrics match its params (`dvc repro` ran). Baselines come from the
-    first report taken.
-    """
+def _rows_of(revisions: list[tuple[str, str, dict]]) -> tuple[list[dict], list[dict], float] | None:
+    """`rows_from_exp_show` of some finished revisions; None when none has a recombination report."""
     taken, reports, roles, seen = [], [], [], set()
-    for kind, name, revision in finished_revisions(rows):
+    for kind, name, revision in revisions:
         found = _params_and_report(revision)
         if found is None:
             continue
@@ -262,8 +253,107 @@ def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
         reports.append(report)
         roles.append(role)
     if not taken:
-        raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
+        return None
     return taken, role_baselines(reports[0], roles[0]), _get(reports[0], "confidence", "baseline")
+
+
+def rows_from_exp_show(rows) -> tuple[list[dict], list[dict], float]:
+    """Unranked rows of every finished experiment with a recombination report, the parents' baselines,
+    and the confidence level of the reports' intervals, from `dvc exp show` rows (`finished_revisions`).
+
+    The baseline commit and the workspace are rows too (named after the branch or
+    short rev, and `workspace`): they may hold a child no experiment has. They are
+    left out when their recipe and report equal a row already taken (experiments
+    first, then commits), e.g. the workspace after `dvc exp apply`; so each child
+    appears once, under the name `dvc exp apply` accepts. The workspace row trusts
+    that its metrics match its params (`dvc repro` ran). Baselines come from the
+    first report taken.
+    """
+    found = _rows_of(finished_revisions(rows))
+    if found is None:
+        raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
+    return found
+
+
+RECIPE_SECTIONS = ("crossover", "finetune", "regimes")  # the params that make a child's recipe
+
+
+def _outputs(stage: dict) -> list[str]:
+    return [entry if isinstance(entry, str) else next(iter(entry))
+            for kind in ("outs", "metrics", "plots") for entry in stage.get(kind) or []]
+
+
+def context_params(stages: dict, target: str = "validate_recombination") -> list[str]:
+    """The params (dotted prefixes) that make a child's context rather than its recipe: those read by `target`
+    and the stages upstream of it in dvc.yaml's `stages`, but the recipe's (`RECIPE_SECTIONS`) and the
+    whole-file check of the `params` stage. An interpolated entry (`parents.${parents.source}`) stands for
+    everything under its fixed part (`parents`). Children that differ in any of them are not ranked together.
+    """
+    upstream, todo = {target}, [target]
+    while todo:
+        deps = stages[todo.pop()].get("deps") or []
+        for name, stage in stages.items():
+            if name not in upstream and any(dep == out or dep.startswith(out.rstrip("/") + "/")
+                                            for dep in deps for out in _outputs(stage)):
+                upstream.add(name)
+                todo.append(name)
+    prefixes = set()
+    for name in upstream:
+        for entry in stages[name].get("params") or []:
+            if isinstance(entry, str):
+                fixed = entry.split(".${")[0]
+                if fixed.split(".")[0] not in RECIPE_SECTIONS:
+                    prefixes.add(fixed)
+    return sorted(prefixes)
+
+
+def context_keys(params: dict, prefixes: list[str]) -> list[str]:
+    """The dotted name of every leaf of a params.yaml tree that lies under one of `prefixes`."""
+    def leaves(node, name: str) -> list[str]:
+        if isinstance(node, dict) and node:
+            return [leaf for key, value in node.items() for leaf in leaves(value, f"{name}.{key}" if name else key)]
+        return [name]
+    return [leaf for leaf in leaves(params, "")
+            if any(leaf == prefix or leaf.startswith(f"{prefix}.") for prefix in prefixes)]
+
+
+def param_value(row: dict, name: str):
+    """One params.yaml leaf of a `dvc exp show` row (its column is `params.yaml:name` when a metric shares the
+    name), None when the revision's params.yaml has no such key."""
+    return _cell(row.get(f"{PARAMS_FILE}:{name}", row.get(name)))
+
+
+@dataclass(frozen=True)
+class Group:
+    """Experiments that share every context param (`context`): ranked together, against their own baselines."""
+
+    context: dict
+    rows: list[dict]
+    baselines: list[dict]
+    confidence: float
+
+
+def groups_from_exp_show(rows, keys: list[str]) -> list[Group]:
+    """`rows_from_exp_show` per group of revisions that agree on the params `keys`, in order of first appearance.
+
+    A revision's parents, task, students or scoring make its child's figures; rows that differ in them
+    do not compare like with like, so each group gets its own ranking and baselines.
+    """
+    partitions: dict[str, tuple[dict, list]] = {}
+    for revision in finished_revisions(rows):
+        context = {name: param_value(revision[2], name) for name in keys}
+        partitions.setdefault(json.dumps(context, sort_keys=True, default=str), (context, []))[1].append(revision)
+    groups = [Group(context, *found) for context, revisions in partitions.values()
+              if (found := _rows_of(revisions)) is not None]
+    if not groups:
+        raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
+    return groups
+
+
+def differing_keys(groups: list[Group]) -> list[str]:
+    """The context params whose values are not the same in every group: what tells the groups apart."""
+    keys = groups[0].context if groups else {}
+    return [key for key in keys if len({json.dumps(g.context.get(key), default=str) for g in groups}) > 1]
 
 
 # ----------------------------------------------------------------------------- rendering
