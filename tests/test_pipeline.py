@@ -18,7 +18,7 @@ from test_verdict import check_pipeline_verdict
 
 # `dvc exp show` as the README gives it: the key figures and the recipe, in 120 columns.
 EXP_SHOW = ("dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep",
-            "Experiment|^child_|^crossover.mode$|^crossover.alpha$|^finetune.regime$", "--sort-by", "child_pu")
+            "Experiment|^child_|^crossover.mode$|^crossover.alpha$|^finetune.regime$", "--sort-by", "child_gain")
 
 
 def one_line_error(proc) -> str:
@@ -218,6 +218,8 @@ def test_a_cold_repro_runs_every_stage_and_writes_every_report(built, tmp_path):
                 "children.child.primary_over_bound", "child_pu"):
         assert key in metrics.stdout, key
     assert "failed to load" not in metrics.stdout + metrics.stderr
+    headline = p.run("dvc", "metrics", "show", "data/reports/headline.json").stdout.splitlines()  # the README's
+    assert len(headline) == 2 and all(len(line) <= 120 for line in headline), headline
     p.run("dvc", "plots", "show", "-o", "plots_html")
     page = (p.path / "plots_html" / "index.html").read_text()
     declared = [plot for plot in yaml.safe_load((p.path / "dvc.yaml").read_text())["plots"] if isinstance(plot, dict)]
@@ -399,7 +401,8 @@ def check_experiment_grid(p):
     shown = p.run(*EXP_SHOW).stdout.splitlines()  # the README's readable table
     assert all(len(line) <= 120 for line in shown), shown
     header = next(line for line in shown if "Experiment" in line).split()
-    for column in ("child_pu", "crossover.mode", "crossover.alpha", "finetune.regime"):  # no return: synthetic task
+    # no return column: a synthetic task
+    for column in ("child_pu", "child_gain", "crossover.mode", "crossover.alpha", "finetune.regime"):
         assert column in header, (column, header)
     assert sum(line.split()[0] in ("├──", "└──") for line in shown if line.split()) == 2  # both experiments
     readme = (ROOT / "README.md").read_text()
