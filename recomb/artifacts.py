@@ -297,7 +297,7 @@ def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise RecombError(f"{path}: refused: holds objects other than tensors (unsafe pickle)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:  # OSError: a zip cut short
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise RecombError(f"{path}: truncated or not a torch state dict ({first_line})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -19,23 +19,23 @@ import yaml
 from .errors import RecombError
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key written twice in one mapping is an error, not "the last one wins"."""
-
-    def construct_mapping(self, node, deep=False):
+def _first_duplicate(node, path: tuple[str, ...] = ()) -> tuple[str, int] | None:
+    """(dotted key, line) of the first key written twice in one mapping of a composed YAML document: YAML would
+    keep the last one silently."""
+    if isinstance(node, yaml.MappingNode):
         seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _DuplicateKey(key, key_node.start_mark.line + 1)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, line: int):
-        super().__init__(key, line)
-        self.key, self.line = key, line
+        for key_node, value_node in node.value:
+            key = (*path, str(key_node.value))
+            if key_node.value in seen:
+                return ".".join(key), key_node.start_mark.line + 1
+            seen.add(key_node.value)
+            if found := _first_duplicate(value_node, key):
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            if found := _first_duplicate(item, (*path, str(index))):
+                return found
+    return None
 
 
 def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> dict:
@@ -48,9 +48,13 @@ def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> di
     if not path.is_file():
         raise RecombError(f"{path}: params file not found")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except _DuplicateKey as dup:
-        raise RecombError(f"{path}: key {dup.key!r} is written twice in one section (line {dup.line})") from None
+        text = path.read_text()
+        duplicate = _first_duplicate(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicate:
+            raise RecombError(f"{path}: key '{duplicate[0]}' is written twice (line {duplicate[1]})")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise RecombError(f"{path}: not a text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

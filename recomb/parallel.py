@@ -52,15 +52,18 @@ def import_ray(section: str):
 
 
 def map_ray(fn: Callable[[T], R], jobs: Sequence[T], address: str, section: str, threads: int = 1) -> list[R]:
-    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` ('': a local Ray), in order;
+    """`[fn(job) for job in jobs]` as Ray tasks on the cluster at `address` ('': a private local Ray), in order;
     `section` is the params section whose `ray_address` a connection error names.
+
+    '' starts a new local Ray (`address="local"`): `ray.init(address=None)` would attach to whatever cluster
+    RAY_ADDRESS or this machine's last Ray session names, a stranger's or a dead one.
 
     Workers import `fn` by its module path, so recomb must be installed on every node.
     """
     ray = import_ray(section)
     if not ray.is_initialized():
         try:
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         except ConnectionError as exc:
             raise RecombError(f"{section}.ray_address: cannot connect to Ray at {address!r} ({exc})") from None
 

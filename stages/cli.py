@@ -48,12 +48,13 @@ def read_exp_show(source: str | None) -> list[dict]:
     stdin (`-`) or a file."""
     if source is None:
         return experiment_rows()
-    if source == "-":
-        return rows_from_csv(sys.stdin.read(), "stdin")
+    name = "stdin" if source == "-" else source
     try:
-        return rows_from_csv(Path(source).read_text(), source)
+        return rows_from_csv(sys.stdin.read() if source == "-" else Path(source).read_text(), name)
     except OSError as exc:
-        raise RecombError(f"{source}: cannot read ({exc.strerror})") from None
+        raise RecombError(f"{name}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecombError(f"{name}: not `dvc exp show --csv` output (not UTF-8 text)") from None
 
 
 def threshold(value, where: str) -> float:
@@ -115,7 +116,8 @@ def leaderboard(args: argparse.Namespace) -> None:
               else degenerate_cutoff(params))
     stages = (yaml.safe_load(DVC_FILE.read_text()) or {}).get("stages", {}) if DVC_FILE.is_file() else {}
     keys = context_keys(params, context_params(stages)) if "validate_recombination" in stages else []
-    groups = groups_from_exp_show(read_exp_show(args.exp_show), keys)
+    source = {None: "dvc.api.exp_show()", "-": "stdin"}.get(args.exp_show, args.exp_show)
+    groups = groups_from_exp_show(read_exp_show(args.exp_show), keys, source)
     shown = differing_keys(groups)
     tables, advice, saved = [], [], []
     for group in groups:

@@ -121,8 +121,11 @@ def test_a_run_is_what_the_pipeline_builds_with_its_params(ablated, tmp_path, mo
             tmp_path / "copy/data/ablation/full_recipe/seed_1" / made).read_bytes()
 
 
-def test_ray_builds_the_same_run_as_local_workers(ablated, tmp_path):
-    """The fixture ran locally (one worker, in process); full_recipe/seed_1 alone as Ray tasks: the same bits."""
+def test_ray_builds_the_same_run_as_local_workers(ablated, tmp_path, monkeypatch):
+    """The fixture ran locally (one worker, in process); full_recipe/seed_1 alone as Ray tasks: the same bits.
+    `ray_address: ''` starts a private local Ray even where RAY_ADDRESS names a dead cluster (it used to retry
+    that address for minutes)."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
     origin, _ = ablated
     p = Project.at(tmp_path / "copy")
     shutil.copytree(origin.path, p.path, symlinks=True)

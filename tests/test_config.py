@@ -43,7 +43,19 @@ def test_a_key_written_twice_is_refused_with_its_line(tmp_path):
     path.write_text("distill:\n  lr: 0.01\n  epochs: 3\n  lr: 0.5\n")
     with pytest.raises(RecombError) as err:
         load_params(path)
-    assert str(err.value) == f"{path}: key 'lr' is written twice in one section (line 4)"
+    assert str(err.value) == f"{path}: key 'distill.lr' is written twice (line 4)"  # lr is in qat, finetune… too
+    path.write_text("distill:\n  lr: 0.01\nregimes:\n  short:\n    epochs: 1\n    lr: 0.1\n    epochs: 2\n")
+    with pytest.raises(RecombError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: key 'regimes.short.epochs' is written twice (line 7)"
+
+
+def test_a_params_file_of_random_bytes_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(bytes(range(128, 256)) * 8)
+    with pytest.raises(RecombError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: not a text file (not UTF-8)"
 
 
 def test_an_unknown_section_is_refused_when_the_sections_are_given(tmp_path):

@@ -650,6 +650,9 @@ def test_cli_runs_dvc_exp_show_without_a_file_and_reads_stdin_with_dash(tmp_path
     (["--exp-show", "exp.json"], "error: exp.json: JSON, not `dvc exp show --csv` output "
                                  "(save `dvc exp show --csv > FILE`)"),
     (["--exp-show", "missing.csv"], "error: missing.csv: cannot read (No such file or directory)"),
+    (["--exp-show", "random.bin"], "error: random.bin: not `dvc exp show --csv` output (not UTF-8 text)"),
+    (["--exp-show", "header.csv"], "error: header.csv: no finished experiment with a recombination report "
+                                   "(data/reports/recombination.json) and crossover/finetune params"),
     (["--exp-show", "old.csv"], "error: slerp-quantized: recombination report has no selection.child"),
     (["--exp-show", str(FIXTURE), "--degenerate-threshold", "high"],
      "error: --degenerate-threshold: must be a number in [0, 1] (got 'high')"),
@@ -660,7 +663,9 @@ def test_cli_user_mistakes_are_one_line_and_exit_1(tmp_path, exp_show, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "garbage.csv").write_text("not csv\n")
     (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "random.bin").write_bytes(bytes(range(128, 256)) * 8)
     lines = FIXTURE.read_text().splitlines()
+    (tmp_path / "header.csv").write_text(lines[0] + "\n")  # the header, no experiment
     (tmp_path / "ragged.csv").write_text("\n".join([*lines[:2], "a,b", *lines[2:]]) + "\n")
     (tmp_path / "exp.json").write_text(ROWS.read_text())  # the API's rows, or `dvc exp show --json`: not read
     set_leaves(exp_show, "selection", None)  # reports written before the selection section existed

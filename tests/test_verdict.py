@@ -125,9 +125,9 @@ def test_nest_turns_dotted_report_names_into_one_tree():
 
 def test_markdown_escapes_pipes_inside_cells():
     reports = fabricated_reports()
-    reports["recombination"]["checks"]["odd"] = {"value": "a|b", "min": 0.5, "passed": True}
+    reports["recombination"]["checks"]["a|b"] = {"value": 0.75, "min": 0.5, "passed": True}
     text = markdown(verdict(reports, {"reports": {"x|y": "data/x|y.json"}}))
-    assert "| recombination.odd | a\\|b | >= 0.5 | yes |" in text
+    assert "| recombination.a\\|b | 0.75 | >= 0.5 | yes |" in text
     assert "| reports: x\\|y | data/x\\|y.json |" in text
     assert "Latency gates live in the timing report (`recomb timing`" in text
 
@@ -182,6 +182,10 @@ def test_check_exits_0_when_every_gate_passed(tmp_path, capsys):
                                                 "writes it)"),
     (json.dumps({"passed": True, "gates": {"x": {"value": 1}}}), "x: not a gate (needs value, min or max, passed "
                                                                   "(true or false))"),
+    (json.dumps({"passed": False, "gates": {"x": {"value": None, "min": 0.5, "passed": False}}}),
+     "x: the gate's value must be a number (got null)"),  # hand-edited, or written by an older version
+    (json.dumps({"passed": False, "gates": {"x": {"value": 0.3, "max": "0.2", "passed": False}}}),
+     "x: the gate's max must be a number (got \"0.2\")"),
 ])
 def test_check_refuses_a_missing_or_foreign_file_in_one_line(tmp_path, capsys, content, message):
     path = tmp_path / "pipeline.json"

@@ -309,11 +309,11 @@ def context_params(stages: dict, target: str = "validate_recombination") -> list
 
 def context_keys(params: dict, prefixes: list[str]) -> list[str]:
     """The dotted name of every leaf of a params.yaml tree that lies under one of `prefixes`."""
-    def leaves(node, name: str) -> list[str]:
+    def leaves(node, path: tuple[str, ...]) -> list[str]:
         if isinstance(node, dict) and node:
-            return [leaf for key, value in node.items() for leaf in leaves(value, f"{name}.{key}" if name else key)]
-        return [name]
-    return [leaf for leaf in leaves(params, "")
+            return [leaf for key, value in node.items() for leaf in leaves(value, (*path, str(key)))]
+        return [".".join(path)]
+    return [leaf for leaf in leaves(params, ())
             if any(leaf == prefix or leaf.startswith(f"{prefix}.") for prefix in prefixes)]
 
 
@@ -333,27 +333,29 @@ class Group:
     confidence: float
 
 
-def groups_from_exp_show(rows, keys: list[str]) -> list[Group]:
+def groups_from_exp_show(rows, keys: list[str], source: str = "dvc exp show") -> list[Group]:
     """`rows_from_exp_show` per group of revisions that agree on the params `keys`, in order of first appearance.
 
     A revision's parents, task, students or scoring make its child's figures; rows that differ in them
-    do not compare like with like, so each group gets its own ranking and baselines.
+    do not compare like with like, so each group gets its own ranking and baselines. `source` names where
+    the rows came from in the error when none has a child.
     """
     partitions: dict[str, tuple[dict, list]] = {}
     for revision in finished_revisions(rows):
         context = {name: param_value(revision[2], name) for name in keys}
-        partitions.setdefault(json.dumps(context, sort_keys=True, default=str), (context, []))[1].append(revision)
+        partitions.setdefault(repr(list(context.values())), (context, []))[1].append(revision)
     groups = [Group(context, *found) for context, revisions in partitions.values()
               if (found := _rows_of(revisions)) is not None]
     if not groups:
-        raise RecombError(f"no finished experiment with {METRICS_FILE} and crossover/finetune params")
+        raise RecombError(f"{source}: no finished experiment with a recombination report ({METRICS_FILE}) and "
+                          "crossover/finetune params")
     return groups
 
 
 def differing_keys(groups: list[Group]) -> list[str]:
     """The context params whose values are not the same in every group: what tells the groups apart."""
     keys = groups[0].context if groups else {}
-    return [key for key in keys if len({json.dumps(g.context.get(key), default=str) for g in groups}) > 1]
+    return [key for key in keys if len({repr(g.context.get(key)) for g in groups}) > 1]
 
 
 # ----------------------------------------------------------------------------- rendering

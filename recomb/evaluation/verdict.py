@@ -7,6 +7,8 @@ so a gate added to a report gates CI without a change here. Pure: dicts in, dict
 
 from __future__ import annotations
 
+import json
+
 from ..errors import RecombError
 from ..reports import rule, table
 
@@ -78,6 +80,9 @@ def _gate(name: str, check) -> dict:
     keys = set(check) if isinstance(check, dict) else set()
     if keys not in ({"value", "min", "passed"}, {"value", "max", "passed"}) or not isinstance(check["passed"], bool):
         raise RecombError(f"{name}: not a gate (needs {GATE_SHAPE})")
+    for key in ("value", "min" if "min" in check else "max"):
+        if isinstance(check[key], bool) or not isinstance(check[key], (int, float)):
+            raise RecombError(f"{name}: the gate's {key} must be a number (got {json.dumps(check[key])})")
     return dict(check)
 
 
