@@ -386,6 +386,22 @@ def check_ablation_from_experiments(p, experiments: list[dict]):
     assert "beats finetune.regime=short" in shown and (p.path / "data/reports/latest/ablation_exps/seeds.png").is_file()
 
 
+def check_a_mixed_grid_is_ranked_in_groups(p, experiments: list[dict]):
+    """One more experiment scored with other bootstrap draws (`uncertainty.seed`, a context param: only its
+    validation re-runs): `recomb leaderboard` ranks it apart from the first two and says why."""
+    p.run("dvc", "exp", "run", "validate_recombination", "-S", "uncertainty.seed=7", "-S", "crossover.mode=weighted",
+          "-S", "finetune.regime=short")
+    p.run(str(BIN / "recomb"), "leaderboard")
+    groups = json.loads((p.path / "data/reports/leaderboard/leaderboard.json").read_text())["groups"]
+    sizes = {g["context"]["uncertainty.seed"]: len(g["rows"]) for g in groups}
+    assert sizes == {7: 1, 0: len(experiments)}, groups  # the baseline commit's child is one of the two
+    board = (p.path / "data/reports/leaderboard/leaderboard.md").read_text()
+    assert board.startswith("Experiments differ in uncertainty.seed:") and board.count("## Experiments with") == 2
+    assert (p.path / "data/reports/leaderboard/recommendation.txt").read_text().count("Recommended:") == 2
+    p.run("git", "checkout", "--", ".")
+    p.run("dvc", "checkout")
+
+
 def check_experiment_grid(p):
     """A two-child grid through `dvc exp`: only the child's stages run; the same children as the search stage,
     the static int8 child of `short_qat` included."""
@@ -440,6 +456,8 @@ def check_experiment_grid(p):
         run_config = json.loads((p.path / f"data/search/{row['experiment']}/run_config.json").read_text())
         assert run_config["reproduce"].startswith(f"dvc exp run -S crossover.parents=students -S crossover.mode={row['mode']}")
         assert run_config["finetune"]["epochs"] == 5 and run_config["torch_version"] == torch.__version__
+
+    check_a_mixed_grid_is_ranked_in_groups(p, experiments)
 
     lineage = json.loads((p.path / "data/multigen/lineage.json").read_text())
     assert [c["generation"] for c in lineage["children"]] == [0, 0, 1, 1, 1]  # the elite competes again
