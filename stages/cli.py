@@ -68,6 +68,28 @@ def threshold(value, where: str) -> float:
     return number
 
 
+def pipeline_yaml(text: str, name: str) -> dict:
+    """A DVC pipeline file (dvc.yaml, dvc.lock) as a mapping; a damaged one is a one-line error naming it."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise RecombError(f"{name}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(data, dict):
+        raise RecombError(f"{name}: expected a mapping (a DVC pipeline file)")
+    return data
+
+
+def read_text(path: Path) -> str:
+    """A text file the user may have damaged: unreadable or not UTF-8 is a one-line error naming it."""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise RecombError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecombError(f"{path}: not a text file (not UTF-8)") from None
+
+
 def project_params() -> dict:
     """This repo's params.yaml; outside a recomb project, none (nothing is flagged, no return is asked)."""
     return load_params(PARAMS_FILE) if PARAMS_FILE.is_file() else {}
@@ -114,7 +136,7 @@ def leaderboard(args: argparse.Namespace) -> None:
     params = project_params()
     cutoff = (threshold(args.degenerate_threshold, "--degenerate-threshold") if args.degenerate_threshold is not None
               else degenerate_cutoff(params))
-    stages = (yaml.safe_load(DVC_FILE.read_text()) or {}).get("stages", {}) if DVC_FILE.is_file() else {}
+    stages = pipeline_yaml(read_text(DVC_FILE), str(DVC_FILE)).get("stages") or {} if DVC_FILE.is_file() else {}
     keys = context_keys(params, context_params(stages)) if "validate_recombination" in stages else []
     source = {None: "dvc.api.exp_show()", "-": "stdin"}.get(args.exp_show, args.exp_show)
     groups = groups_from_exp_show(read_exp_show(args.exp_show), keys, source)
@@ -173,8 +195,9 @@ def lock_diff(args: argparse.Namespace) -> None:
                                    check=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RecombError(f"dvc.lock at {args.against}: cannot read it from git ({exc})") from None
-    current = Path("dvc.lock").read_text() if Path("dvc.lock").is_file() else ""
-    differences = lock_differences(yaml.safe_load(committed) or {}, yaml.safe_load(current) or {})
+    current = read_text(Path("dvc.lock")) if Path("dvc.lock").is_file() else ""
+    differences = lock_differences(pipeline_yaml(committed, f"dvc.lock at {args.against}"),
+                                   pipeline_yaml(current, "dvc.lock"))
     if not differences:
         print(f"dvc.lock reproduces {args.against}'s: every stage's outputs are the same bits")
         return

@@ -107,3 +107,13 @@ def test_the_cli_writes_one_ranking_per_group_with_its_own_bar_and_says_what_dif
     assert advice.count("Recommended:") == 2
     assert 'regime tuned (parents.env=CartPole-v1)"' in advice
     assert "(parents.env=Acrobot-v1)\"" in advice and "the parents agree with each other on 0.8000" in advice
+
+
+def test_a_damaged_dvc_yaml_is_one_line(tmp_path, exp_show, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.csv").write_text(to_csv(exp_show))
+    for damage, message in ((b"stages: [unclosed\n", "dvc.yaml: not valid YAML at line 2"),
+                            (bytes(range(128, 256)), "dvc.yaml: not a text file (not UTF-8)")):
+        (tmp_path / "dvc.yaml").write_bytes(damage)
+        assert run_cli(capsys, "--exp-show", "exp.csv", "--out", "board") == (1, "", f"error: {message}\n")
+    assert not (tmp_path / "board").exists()

@@ -78,6 +78,11 @@ def test_lock_diff_exits_1_naming_the_stage_and_0_when_reproduced(tmp_path, monk
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock(students="s2", report="r2")))
     code, out, _ = run_recomb(capsys, "lock-diff")
     assert code == 1 and "whose outputs differ is 'students'" in out and "this machine:" in out
+    for damage, message in ((b"stages: [unclosed\n", "dvc.lock: not valid YAML at line 2"),
+                            (bytes(range(128, 256)), "dvc.lock: not a text file (not UTF-8)"),
+                            (b"- a list\n", "dvc.lock: expected a mapping (a DVC pipeline file)")):
+        (tmp_path / "dvc.lock").write_bytes(damage)  # a lock cut short, overwritten or hand-edited
+        assert run_recomb(capsys, "lock-diff") == (1, "", f"error: {message}\n")
 
 
 def test_machine_writes_the_fingerprint_and_compares_another(tmp_path, monkeypatch, capsys):
