@@ -8,8 +8,10 @@ context params a mixed grid has: two experiments moved to Acrobot-v1 (other pare
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
+from recomb.errors import RecombError
 from recomb.evaluation.leaderboard import (context_keys, context_params, differing_keys, groups_from_exp_show,
                                            rows_from_exp_show)
 from scratch import ROOT, TEST_PARAMS
@@ -82,6 +84,14 @@ def test_a_toy_pipeline_reads_its_context_through_deps_and_interpolated_params()
     assert context_params(stages, "score") == ["curves", "data", "evaluate.k", "score", "train"]
     assert context_params({"alone": {"params": ["p"], "plots": ["a.csv"]},
                            "reader": {"deps": ["a.csv"], "params": ["r"]}}, "reader") == ["p", "r"]
+    assert context_params({"beside": {"params": ["b"], "outs": ["data/X/"]},  # a sibling, not an input
+                           "reader": {"deps": ["data/other.csv"], "params": ["r"]}}, "reader") == ["r"]
+
+
+def test_rows_without_a_child_name_their_source():
+    with pytest.raises(RecombError) as err:
+        groups_from_exp_show([], [])
+    assert str(err.value).startswith("dvc exp show: no finished experiment with a recombination report")
 
 
 def test_no_groups_differ_in_nothing():
