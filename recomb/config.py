@@ -38,6 +38,22 @@ def _first_duplicate(node, path: tuple[str, ...] = ()) -> tuple[str, int] | None
     return None
 
 
+def read_text(path: Path) -> str:
+    """A text file the user may have damaged: unreadable or not UTF-8 is a one-line error naming it."""
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise RecombError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecombError(f"{path}: not a text file (not UTF-8)") from None
+
+
+def not_yaml(name: str, exc: yaml.YAMLError) -> RecombError:
+    """The one-line error of a file that is not valid YAML, at the line YAML names when it names one."""
+    mark = getattr(exc, "problem_mark", None)
+    return RecombError(f"{name}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}")
+
+
 def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> dict:
     """Read the whole params file; a missing or malformed file is a one-line error.
 
@@ -47,18 +63,14 @@ def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> di
     path = Path(path)
     if not path.is_file():
         raise RecombError(f"{path}: params file not found")
+    text = read_text(path)
     try:
-        text = path.read_text()
         duplicate = _first_duplicate(yaml.compose(text, Loader=yaml.SafeLoader))
         if duplicate:
             raise RecombError(f"{path}: key '{duplicate[0]}' is written twice (line {duplicate[1]})")
         data = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise RecombError(f"{path}: not a text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RecombError(f"{path}: not valid YAML{where}") from None
+        raise not_yaml(str(path), exc) from None
     if not isinstance(data, dict):
         raise RecombError(f"{path}: expected a mapping of sections at the top level")
     unknown = [name for name in data if sections is not None and name not in sections]

@@ -21,7 +21,7 @@ import yaml
 
 from recomb.artifacts import Outputs, read_json
 from recomb.reproducibility import describe_machine, explain, fingerprint, fingerprint_differences, lock_differences
-from recomb.config import load_params
+from recomb.config import load_params, not_yaml, read_text
 from recomb.errors import RecombError
 from recomb.recombination.search import SearchConfig
 from recomb.evaluation.validation import ValidateRecombConfig
@@ -73,21 +73,10 @@ def pipeline_yaml(text: str, name: str) -> dict:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise RecombError(f"{name}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+        raise not_yaml(name, exc) from None
     if not isinstance(data, dict):
         raise RecombError(f"{name}: expected a mapping (a DVC pipeline file)")
     return data
-
-
-def read_text(path: Path) -> str:
-    """A text file the user may have damaged: unreadable or not UTF-8 is a one-line error naming it."""
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise RecombError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise RecombError(f"{path}: not a text file (not UTF-8)") from None
 
 
 def project_params() -> dict:
