@@ -29,7 +29,7 @@ from safetensors.torch import save as st_save
 
 from .errors import RecombError
 from .networks import PARAM_KEYS, Architecture, QNetwork
-from .quantization.quantize import Int8QNetwork, int8_tensor_spec
+from .quantization.int8 import Int8QNetwork, int8_tensor_spec
 
 CHECKPOINT_FORMAT = "recomb.checkpoint"
 CHECKPOINT_VERSION = 1

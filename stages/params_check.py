@@ -19,7 +19,8 @@ from recomb.training.finetune import finetune_config
 from recomb.recombination.multigen import MultigenConfig
 from recomb.recombination.operators import OperatorsConfig
 from recomb.training.parents import ParentsConfig
-from recomb.quantization.quantize import PTQConfig, QATConfig
+from recomb.quantization.quantize import PTQConfig
+from recomb.training.qat import QATConfig
 from recomb.recombination.search import SearchConfig, grid
 from recomb.evaluation.ablation import plan
 from recomb.evaluation.analysis import AnalyzeConfig

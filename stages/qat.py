@@ -4,7 +4,8 @@ import torch
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.plots import learning_curves
-from recomb.quantization.quantize import PTQConfig, QATConfig, ptq, qat
+from recomb.quantization.quantize import PTQConfig, ptq
+from recomb.training.qat import QATConfig, qat
 
 from . import paths
 from .common import log, progress, run

@@ -12,7 +12,7 @@ import resource
 from recomb.reproducibility import fingerprint
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
-from recomb.quantization.quantize import QATConfig
+from recomb.training.qat import QATConfig
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.recombination.operators import OperatorsConfig, time_operators
 from recomb.reports import timing_markdown

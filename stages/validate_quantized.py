@@ -2,7 +2,8 @@
 float student and teacher on held-out states, online, and for size (speed: `recomb timing`)."""
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
-from recomb.quantization.quantize import QATConfig, tensor_bytes
+from recomb.quantization.int8 import tensor_bytes
+from recomb.training.qat import QATConfig
 from recomb.reports import quantized_markdown
 from recomb.evaluation.validation import ValidateQuantizedConfig, greedy_return, validate_quantized
 

@@ -10,8 +10,10 @@ from recomb.config import load_params
 from recomb.training.distill import distill
 from recomb.errors import RecombError
 from recomb.networks import Architecture, QNetworkStack, seeded_qnetwork
-from recomb.quantization.quantize import (QATConfig, activation_qparams, calibration_batches, fake_quantize_weight, import_torchao,
-                             ptq, qat, quantize_weight, tensor_bytes)
+from recomb.quantization.int8 import tensor_bytes
+from recomb.quantization.quantize import (activation_qparams, calibration_batches, fake_quantize_weight, import_torchao, ptq,
+                                          quantize_weight)
+from recomb.training.qat import QATConfig, qat
 from scratch import TEST_PARAMS
 
 ARCH = Architecture(8, 4, 32, 0.0)

@@ -27,7 +27,8 @@ from ..evaluation.selection import SelectionConfig
 from ..evaluation.validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 from ..networks import QNetwork
 from ..parallel import Progress, map_processes, map_ray
-from ..quantization.quantize import Int8QNetwork, PTQConfig
+from ..quantization.int8 import Int8QNetwork
+from ..quantization.quantize import PTQConfig
 from ..stats import UncertaintyConfig, primary_difference_interval
 from ..training.finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
 from .crossover import OPERATORS, CrossoverConfig, crossover

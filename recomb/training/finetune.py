@@ -36,7 +36,8 @@ from ..evaluation.selection import epoch_key
 from ..networks import QNetwork, QNetworkStack
 from ..optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
 from ..portable import LOG_FLOOR, log_mixture
-from ..quantization.quantize import Int8QNetwork, PTQConfig, calibration_batches, fake_quantize_weight, ptq
+from ..quantization.int8 import Int8QNetwork
+from ..quantization.quantize import PTQConfig, calibration_batches, fake_quantize_weight, ptq
 from .distill import _dropout_masks, check_budget, check_training_knobs, lr_factor, objective
 
 
