@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from recomb.artifacts import load_checkpoint, load_states
-from recomb.evaluation.metrics import action_agreement, batch1_latency_ms
+from recomb.metrics import action_agreement, batch1_latency_ms
 from recomb.quantization.quantize import calibration_batches, import_torchao, ptq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Section
-from .evaluation.metrics import bound
+from .metrics import bound
 
 
 @dataclass(frozen=True)

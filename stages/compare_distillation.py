@@ -7,7 +7,7 @@ import torch
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.stats import UncertaintyConfig
 from recomb.training.distill import DistillConfig, initial_students
-from recomb.training.objectives import (CompareObjectivesConfig, curve_rows, curves_figure,
+from recomb.evaluation.objectives import (CompareObjectivesConfig, curve_rows, curves_figure,
                                         mode_configs, objectives_markdown, score_modes, train_modes)
 
 from . import paths

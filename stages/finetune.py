@@ -6,8 +6,8 @@ from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.training.finetune import finetune, finetune_config, int8_child
 from recomb.plots import learning_curves
 from recomb.quantization.quantize import PTQConfig
-from recomb.evaluation.selection import SelectionConfig, split
-from recomb.evaluation.metrics import parents_reference
+from recomb.selection import SelectionConfig, split
+from recomb.metrics import parents_reference
 
 from . import paths
 from .common import log, progress, run

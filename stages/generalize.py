@@ -5,7 +5,7 @@ from pathlib import Path
 from recomb.artifacts import Outputs, load_checkpoint, load_states, read_json
 from recomb.evaluation.generalization import (GATED, GeneralizeConfig, environment_shifts, evaluate, markdown,
                                               metrics, returns_rows, robustness_figure, state_sets, with_gaps)
-from recomb.evaluation.selection import SelectionConfig
+from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 
 from . import paths

@@ -10,7 +10,7 @@ from recomb.training.finetune import finetune_config, regimes
 from recomb.quantization.quantize import PTQConfig
 from recomb.recombination.search import (GridPoint, Outcome, Pair, Scoring, SearchConfig, crossover_config, grid, rank_outcomes,
                            run_grid)
-from recomb.evaluation.selection import SelectionConfig, split
+from recomb.selection import SelectionConfig, split
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateRecombConfig
 

@@ -3,7 +3,7 @@
 import torch
 
 from recomb.artifacts import Outputs
-from recomb.evaluation.metrics import parents_reference
+from recomb.metrics import parents_reference
 from recomb.recombination.multigen import MultigenConfig, evolve
 from recomb.plots import learning_curves
 from recomb.reports import multigen_markdown

@@ -14,7 +14,7 @@ from typing import Callable
 from recomb.config import load_params
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.training.distill import DistillConfig
-from recomb.training.objectives import CompareObjectivesConfig
+from recomb.evaluation.objectives import CompareObjectivesConfig
 from recomb.training.finetune import finetune_config
 from recomb.recombination.multigen import MultigenConfig
 from recomb.recombination.operators import OperatorsConfig
@@ -25,7 +25,7 @@ from recomb.recombination.search import SearchConfig, grid
 from recomb.evaluation.ablation import plan
 from recomb.evaluation.analysis import AnalyzeConfig
 from recomb.evaluation.generalization import GeneralizeConfig
-from recomb.evaluation.selection import SelectionConfig
+from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig
 from recomb.artifacts import Outputs

@@ -5,7 +5,7 @@ import torch
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.training.finetune import finetune_config
 from recomb.reports import recombination_markdown
-from recomb.evaluation.selection import SelectionConfig, split
+from recomb.selection import SelectionConfig, split
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import (RECOMB_DEFINITIONS, ROLE_NETWORKS, ValidateRecombConfig,
                                           agreement_with_parents, all_passed, child_checks, mean_returns,

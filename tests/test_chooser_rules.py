@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from recomb.errors import RecombError
-from recomb.evaluation.metrics import batch1_latency_ms
-from recomb.evaluation.selection import SelectionConfig, mark_ties, rank
+from recomb.metrics import batch1_latency_ms
+from recomb.selection import SelectionConfig, mark_ties, rank
 from recomb.evaluation.verdict import check_lines, markdown, numbers_only, short_headline, verdict
 from recomb.networks import seeded_qnetwork
 from recomb.recombination import search

@@ -15,7 +15,7 @@ from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.stats import UncertaintyConfig
 from recomb.training.distill import DistillConfig, DistillResult
-from recomb.training.objectives import (CompareObjectivesConfig, curve_rows, mode_configs, objectives_markdown,
+from recomb.evaluation.objectives import (CompareObjectivesConfig, curve_rows, mode_configs, objectives_markdown,
                                         score_modes, train_modes)
 from scratch import TEST_PARAMS
 from test_pipeline import one_line_error

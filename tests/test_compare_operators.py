@@ -12,7 +12,7 @@ from torch import nn
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.evaluation.selection import SelectionConfig
+from recomb.selection import SelectionConfig
 from recomb.evaluation.validation import ValidateRecombConfig
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.recombination.crossover import OPERATORS, CrossoverConfig

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from recomb.evaluation import metrics
-from recomb.training.distill import DistillConfig, distill, objective, split_indices
+from recomb import metrics
+from recomb.selection import split_indices
+from recomb.training.distill import DistillConfig, distill, objective
 from recomb.networks import Architecture, seeded_qnetwork
 
 TEACHER = Architecture(8, 4, 64, 0.1)

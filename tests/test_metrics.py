@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from recomb.evaluation import metrics
+from recomb import metrics
 
 
 def test_agreement_and_topk():
@@ -61,7 +61,7 @@ def test_advantage_correlation_ignores_the_size_of_the_gaps_but_not_their_patter
 
 
 class FakeClock:
-    """Stands in for `time` in recomb.evaluation.metrics: `perf_counter` reads a virtual clock that only
+    """Stands in for `time` in recomb.metrics: `perf_counter` reads a virtual clock that only
     the fake models below advance, so each timed forward takes exactly the scripted time."""
 
     def __init__(self):

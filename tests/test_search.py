@@ -16,7 +16,7 @@ from recomb.networks import Architecture, seeded_qnetwork
 from recomb.parallel import RAY_MISSING, import_ray
 from recomb.quantization.quantize import PTQConfig
 from recomb.recombination.search import Pair, Scoring, SearchConfig, crossover_config, grid, parse_recipe, run_grid
-from recomb.evaluation.selection import SelectionConfig
+from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateRecombConfig
 from scratch import TEST_PARAMS

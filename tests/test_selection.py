@@ -6,7 +6,7 @@ import torch
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.evaluation.selection import SelectionConfig, epoch_key, mark_ties, rank, split
+from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split
 from recomb.stats import (UncertaintyConfig, agreement_intervals, mean_interval, primary_difference_interval,
                           primary_interval, primary_over_bound_interval)
 from scratch import TEST_PARAMS

@@ -15,8 +15,8 @@ import torch
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.evaluation.metrics import parents_reference
-from recomb.evaluation.selection import SelectionConfig
+from recomb.metrics import parents_reference
+from recomb.selection import SelectionConfig
 from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig,
                                           agreement_with_parents, recombination_offline, selection_figures,
                                           validate_student)

@@ -26,7 +26,7 @@ from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
 from ..training.envs import ENV_ID
 from ..training.finetune import normalised_margin
-from . import metrics
+from .. import metrics
 from .validation import q_values
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Callable
 from ..errors import RecombError
 from ..reports import return_figure, table
 from ..reports import with_interval as interval_text
-from .selection import mark_ties, rank, reaches_bar
+from ..selection import mark_ties, rank, reaches_bar
 from .validation import ROLE_NETWORKS
 
 METRICS_FILE = "data/reports/recombination.json"

@@ -18,10 +18,10 @@ import torch
 
 from ..training import tasks
 
-from . import metrics
+from .. import metrics
 from ..config import Section
 from ..stats import UncertaintyConfig, agreement_intervals, mean_interval, primary_interval
-from .selection import SelectionConfig
+from ..selection import SelectionConfig
 
 OPS = {">=": operator.ge, "<=": operator.le}
 

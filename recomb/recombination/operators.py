@@ -23,7 +23,7 @@ import torch
 
 from ..config import Section
 from ..evaluation.leaderboard import recipe as recipe_text
-from ..evaluation.metrics import bound
+from ..metrics import bound
 from ..evaluation.validation import online_returns, parent_hits, q_values
 from ..networks import QNetwork
 from ..plots import new_figure

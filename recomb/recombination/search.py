@@ -23,7 +23,7 @@ import torch
 from ..config import Section
 from ..errors import RecombError
 from ..evaluation.leaderboard import ranked, row_from_report
-from ..evaluation.selection import SelectionConfig
+from ..selection import SelectionConfig
 from ..evaluation.validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 from ..networks import QNetwork
 from ..parallel import Progress, map_processes, map_ray

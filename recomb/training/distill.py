@@ -32,6 +32,7 @@ from ..config import Section
 from ..networks import Architecture, QNetwork, QNetworkStack, seeded_qnetwork, student_hidden
 from ..optim import Adam
 from ..portable import probabilities
+from ..selection import split_indices
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,6 @@ def lr_factor(step: int, total: int, schedule: str, warmup_fraction: float) -> f
         return 1.0
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded train/validation split of range(n); at least one state on each side."""
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen)
-    n_val = min(max(1, round(n * val_fraction)), n - 1)
-    return perm[n_val:], perm[:n_val]
 
 
 @dataclass

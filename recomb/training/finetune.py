@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..config import Section
 from ..errors import RecombError
-from ..evaluation.selection import epoch_key
+from ..selection import epoch_key
 from ..networks import QNetwork, QNetworkStack
 from ..optim import OPTIMIZERS, ReduceOnPlateau, kwargs_problem, make_optimizer
 from ..portable import LOG_FLOOR, log_mixture

@@ -16,8 +16,15 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Section
-from ..training.distill import split_indices
+from .config import Section
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded train/validation split of range(n); at least one state on each side."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    n_val = min(max(1, round(n * val_fraction)), n - 1)
+    return perm[n_val:], perm[:n_val]
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,13 @@ import torch
 
 from ..config import Section
 from ..parallel import map_processes
-from ..evaluation import metrics
-from ..evaluation.validation import online_returns, q_values
+from .. import metrics
+from .validation import online_returns, q_values
 from ..networks import QNetwork
 from ..plots import learning_curves
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, interval, mean_interval
-from .distill import DistillConfig, DistillResult, distill
+from ..training.distill import DistillConfig, DistillResult, distill
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_agreement", "val_prob_similarity")
 PAIR_LINESTYLES = ("-", "--", ":", "-.")
