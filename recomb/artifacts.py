@@ -18,7 +18,7 @@ import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,14 @@ CHECKPOINT_FORMAT = "recomb.checkpoint"
 CHECKPOINT_VERSION = 1
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
 NPY_MAGIC = b"\x93NUMPY"
+
+
+USER_FOLDER = "data/user"  # the folder dvc.yaml tracks for the user's files: files elsewhere would go unnoticed
+
+
+def in_user_folder(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    return parts[:2] == tuple(USER_FOLDER.split("/")) and ".." not in parts
 
 
 def sidecar_path(path: str | Path) -> Path:

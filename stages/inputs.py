@@ -7,7 +7,6 @@ never the parents or the analyses.
 """
 
 from recomb.artifacts import Outputs, load_states
-from recomb.evaluation.generalization import GeneralizeConfig
 from recomb.training.parents import ParentsConfig, import_files
 
 from . import paths
@@ -26,7 +25,7 @@ def main(params: dict) -> None:
             files[f"parent_{pair}"] = user_file
         out.add_states(paths.IMPORTED_STATES, imported.states)
         files["states"] = cfg.files.states
-    shifted = GeneralizeConfig.from_params(params, "generalize").shifted_states
+    shifted = params["generalize"]["shifted_states"]  # checked by the params stage, upstream of every stage
     if shifted:
         out.add_states(paths.IMPORTED_SHIFTED, load_states(shifted, cfg.input_dim))
         files["shifted_states"] = shifted

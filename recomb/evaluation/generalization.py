@@ -23,7 +23,7 @@ from ..plots import new_figure
 from ..reports import checks_table, fmt, table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
 from ..training import envs, tasks
-from ..training.parents import USER_FOLDER, in_user_folder
+from ..artifacts import USER_FOLDER, in_user_folder
 from ..metrics import bound
 from .validation import RobustnessConfig, all_passed, child_figures, gate, parent_hits, q_values, robustness_slices
 

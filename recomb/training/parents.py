@@ -14,14 +14,13 @@ a flat observation and discrete actions, with the DQN preset `parents.dqn.<env>`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Literal
 
 import numpy as np
 import torch
 
 from . import envs, tasks
-from ..artifacts import Checkpoint, load_parent, load_states
+from ..artifacts import USER_FOLDER, Checkpoint, in_user_folder, load_parent, load_states
 from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork, seeded_qnetwork
@@ -77,14 +76,6 @@ class SyntheticSource(Section):
         self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
         self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
         self.require(self.n_states >= 10, "n_states", "must be ≥ 10")
-
-
-USER_FOLDER = "data/user"  # the folder dvc.yaml tracks for the user's files: files elsewhere would go unnoticed
-
-
-def in_user_folder(path: str) -> bool:
-    parts = PurePosixPath(path).parts
-    return parts[:2] == tuple(USER_FOLDER.split("/")) and ".." not in parts
 
 
 @dataclass(frozen=True)
