@@ -23,7 +23,7 @@ from scratch import Project  # noqa: E402
 from foundation import SYNTHETIC  # noqa: E402  (the seeds' harness, as the foundation benchmark runs it)
 
 OPERATORS = ("aligned", "weighted", "random", "layer", "slerp")
-CARTPOLE_SEEDS = (4, 0, 2, 8)  # parents.cartpole.seed: parent A uses it, parent B seed + 1; 4 is the default
+CARTPOLE_SEEDS = (4, 0, 2, 8)  # parents.dqn.seed: parent A uses it, parent B seed + 1; 4 is the default
 
 
 def rerun_child(p: Project, **settings) -> dict:
@@ -67,13 +67,13 @@ def cartpole(workdir: Path) -> None:
     print("## CartPole-v1, default params, per parent seed pair")
     for seed in CARTPOLE_SEEDS:
         p = Project(workdir / f"cartpole{seed}")
-        p.set(**{"parents.cartpole.seed": seed})
+        p.set(**{"parents.dqn.seed": seed})
         start = time.perf_counter()
         p.run("dvc", "repro")
         cold = time.perf_counter() - start
         report = json.loads((p.path / "data/reports/recombination.json").read_text())
         returns = report["greedy_return"]
-        print(f"\n### parents.cartpole.seed {seed} (parents {seed}/{seed + 1})")
+        print(f"\n### parents.dqn.seed {seed} (parents {seed}/{seed + 1})")
         print(f"cold `dvc repro` of the whole pipeline: {cold:.1f} s (≤ 60 s); parents agree "
               f"{report['parents_agreement']:.4f}, U = {report['bound']:.4f}; returns: "
               + ", ".join(f"{k} {v:.1f}" for k, v in returns.items() if not k.startswith("child")))

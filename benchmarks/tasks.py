@@ -2,7 +2,7 @@
 
     python benchmarks/tasks.py LunarLander-v3     # or Acrobot-v1, CartPole-v1; several ids run one after another
     python benchmarks/tasks.py Acrobot-v1 --keep DIR   # keep the scratch project in DIR
-    python benchmarks/tasks.py LunarLander-v3 --set parents.cartpole.buffer.n_states=50000   # other params too
+    python benchmarks/tasks.py LunarLander-v3 --set parents.dqn.buffer.n_states=50000   # other params too
 
 Each task runs in a scratch copy of the project (its own DVC repo, the shipped params with
 `parents.env` set, nothing else changed): the core stages one by one, each timed as a whole

@@ -2,6 +2,7 @@
 
 import torch
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.evaluation import analysis
 from recomb.evaluation.validation import q_values
@@ -43,8 +44,8 @@ def main(params: dict) -> None:
                                                   cfg.activation_layer)
         out.add_states(paths.ANALYSIS_ACTIVATIONS.format(cfg.activation_layer), activations)
     out.add_json(paths.ANALYSIS_SUMMARY, summary)
-    env = parent_a.meta.get("env")
-    out.add_figure(paths.ANALYSIS_STATE_PNG, analysis.state_space_figure(heldout[index], env, columns))
+    task = of_parents(parent_a.meta)
+    out.add_figure(paths.ANALYSIS_STATE_PNG, analysis.state_space_figure(heldout[index], task, columns))
     out.add_figure(paths.ANALYSIS_MARGIN_PNG, analysis.margin_figure(margins, cfg, unc.confidence))
     files = [str(path) for path in out.files if path.suffix != ".md"]
     report = analysis.analysis_markdown(summary, margins, worst, cfg, unc.confidence, files)

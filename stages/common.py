@@ -81,9 +81,9 @@ TASK_BARS = (("validate_distillation", "min_greedy_return"), ("validate_quantize
 
 def with_task_bars(params: dict) -> dict:
     """`params` with each return gate set to `task` (`TASK_BARS`) replaced by the bar of the parents' task,
-    `parents.dqn.<parents.env>.pass_return`, or by null (no gate) when no preset names that task."""
+    `parents.presets.<parents.env>.pass_return`, or by null (no gate) when no preset names that task."""
     parents = params.get("parents") or {}
-    preset = (parents.get("dqn") or {}).get(parents.get("env"))
+    preset = (parents.get("presets") or {}).get(parents.get("env"))
     bar = preset.get("pass_return") if isinstance(preset, dict) else None
     resolved = {**params}
     for section, key in TASK_BARS:

@@ -4,6 +4,7 @@ import time
 
 import torch
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.stats import UncertaintyConfig
 from recomb.training.distill import DistillConfig, initial_students
@@ -32,7 +33,7 @@ def main(params: dict) -> None:
     start = time.perf_counter()
     results = train_modes(students, list(teachers.values()), train, configs, seeds, cfg.workers)
     log.info("trained %d modes × %d students in %.2f s", len(results), len(students), time.perf_counter() - start)
-    summary = score_modes(teachers, results, configs, heldout, first.meta.get("env"), cfg, unc)
+    summary = score_modes(teachers, results, configs, heldout, of_parents(first.meta), cfg, unc)
     for mode, entry in summary["modes"].items():
         for pair, f in entry["pairs"].items():
             log.info("%s %s: agreement %.4g [%.4g, %.4g], prob. similarity %.4g, centred cosine %.4g, "

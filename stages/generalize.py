@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states, read_json
 from recomb.evaluation.generalization import (GATED, GeneralizeConfig, environment_shifts, evaluate, markdown,
                                               metrics, returns_rows, robustness_figure, state_sets, with_gaps)
@@ -37,17 +38,17 @@ def main(params: dict) -> None:
         checkpoint.expect_dims(dims, parent_a.arch.output_dim, str(parent_a.path))
     shifted = load_states(paths.IMPORTED_SHIFTED, dims) if cfg.shifted_states else None  # the `inputs` stage's
     sets = state_sets(load_states(paths.STATES_TRAIN, dims), load_states(paths.STATES_HELDOUT, dims), cfg, shifted)
-    env = parent_a.meta.get("env")
-    shifts = environment_shifts(cfg, sets["heldout"].std(axis=0), env) if env else None
+    task = of_parents(parent_a.meta)
+    shifts = environment_shifts(cfg, sets["heldout"].std(axis=0), task) if task else None
     models = {name: c.model for name, c in checkpoints.items()}
-    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, env, shifts, cfg, unc)
+    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, task, shifts, cfg, unc)
     summary = with_gaps(found, cfg)
     out = Outputs()
     out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns))
-    out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, env, returns))
+    out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, task, returns))
     out.add_csv(paths.GENERALIZE_CURVES, returns_rows(returns) if returns else [], empty_header=["shift", "level"])
     out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, unc.confidence,
-                                                           f"generalization, {env or 'no environment'}"))
+                                                           f"generalization, {task.env_id if task else 'no environment'}"))
     out.commit()
     for name, s in summary["sets"].items():
         child = s["networks"][GATED]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.training.finetune import finetune_config, regimes
@@ -42,7 +43,7 @@ class GridInputs:
         self.inputs = {"crossed": [str(c.path) for c in crossed], "teachers": [str(t.path) for t in teachers],
                        "scored_against": [str(r.path) for r in roles]}
         self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
-        self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, teachers[0].meta.get("env"),
+        self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, of_parents(teachers[0].meta),
                                scoring_cfg, selection, UncertaintyConfig.from_params(params, "uncertainty"))
         self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads
 

@@ -27,7 +27,7 @@ def main(params: dict) -> None:
     out.add_json(paths.MULTIGEN_SUMMARY, {"generations": numbers})
     out.add_text(paths.MULTIGEN_MARKDOWN, multigen_markdown(summary, cfg.selection_strategy,
                                                             inputs.scoring.uncertainty.confidence))
-    panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.env else [])
+    panels = ["best_primary_over_bound"] + (["best_online_return"] if inputs.scoring.task else [])
     parents = parents_reference(inputs.scoring.role_a, inputs.scoring.role_b, torch.from_numpy(inputs.scoring.heldout))
     references = {"best_primary_over_bound": {"either parent (a / U)": parents["parents' agreement"] / parents["U"]},
                   "best_online_return": {"return bar": inputs.scoring.cfg.thresholds.min_child_return}}

@@ -26,7 +26,7 @@ def main(params: dict) -> None:
         out.add_checkpoint(paths.PARENTS.format(pair), model, f"parent_{pair}", meta)
         out.add_csv(paths.PARENT_CURVES.format(pair), history, empty_header=["step", "mean_return"])
         log.info("parent %s: %s", pair, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
-    trained = cfg.source == "cartpole"
+    trained = cfg.source == "dqn"
     out.add_figure(paths.PARENT_PNG, learning_curves(
         dict(zip(paths.PAIRS, result.histories)), "step", ["mean_return"],
         f"DQN parents on {cfg.env}: greedy return over the evaluation episodes" if trained

@@ -1,5 +1,6 @@
 """Stage `validate_distillation`: each student against its teacher on held-out states and online."""
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.reports import distillation_markdown
 from recomb.evaluation.validation import ValidateDistillConfig, validate_student
@@ -18,7 +19,7 @@ def main(params: dict) -> None:
         student = load_checkpoint(paths.STUDENTS.format(pair))
         student.expect_dims(teacher.arch.input_dim, teacher.arch.output_dim, str(teacher.path))
         report = quality["pairs"][pair] = validate_student(teacher.model, student.model, heldout,
-                                                           teacher.meta.get("env"), cfg)
+                                                           of_parents(teacher.meta), cfg)
         log.info("pair %s: agreement %.4f, %s", pair, report["fidelity"]["action_agreement"],
                  "passed" if report["passed"] else "FAILED")
         warn_failed(f"distillation pair {pair}", report["checks"])

@@ -1,6 +1,7 @@
 """Stage `validate_quantized`: each int8 student (PTQ, and QAT when converted) against its
 float student and teacher on held-out states, online, and for size (speed: `recomb timing`)."""
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states, stored_bytes
 from recomb.quantization.int8 import tensor_bytes
 from recomb.training.qat import QATConfig
@@ -28,12 +29,12 @@ def main(params: dict) -> None:
         student = load_checkpoint(paths.STUDENTS.format(pair))
         heldout = load_states(paths.STATES_HELDOUT, teacher.arch.input_dim) if heldout is None else heldout
         student.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
-        env = teacher.meta.get("env")
-        float_return = greedy_return(student.model, env, cfg)
+        task = of_parents(teacher.meta)
+        float_return = greedy_return(student.model, task, cfg)
         for method, pattern in int8_paths.items():
             int8 = load_checkpoint(pattern.format(pair))
             int8.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
-            report = validate_quantized(teacher.model, student.model, int8.model, heldout, env, cfg, float_return)
+            report = validate_quantized(teacher.model, student.model, int8.model, heldout, task, cfg, float_return)
             on_disk = {"float": stored_bytes(student.path), "int8": stored_bytes(int8.path)}
             report["size_bytes"] = {
                 "tensors": {"float": tensor_bytes(student.model), "int8": tensor_bytes(int8.model)},

@@ -2,6 +2,7 @@
 
 import torch
 
+from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.training.finetune import finetune_config
 from recomb.reports import recombination_markdown
@@ -36,12 +37,12 @@ def main(params: dict) -> None:
     roles = dict.fromkeys(("parents", "students", "quantized", cfg.parents_role))  # the scoring role's are baselines
     others = {f"{ROLE_NETWORKS[role]}_{pair}": load_checkpoint(paths.CROSSOVER_INPUTS[role].format(pair))
               for role in roles for pair in paths.PAIRS}
-    env = others["parent_A"].meta.get("env")
-    report["selection"] = {name: selection_figures(role_a.model, role_b.model, model, validation, env, selection, unc)[0]
+    task = of_parents(others["parent_A"].meta)
+    report["selection"] = {name: selection_figures(role_a.model, role_b.model, model, validation, task, selection, unc)[0]
                            for name, model in models.items()}
     everyone = {name: c.model for name, c in {**others, **children}.items()}
     report["agreement"] = agreement_with_parents(role_a.model, role_b.model, everyone, heldout, unc)
-    report["greedy_return_interval"] = online_returns(everyone, env, cfg.eval_episodes, cfg.eval_seed, unc)
+    report["greedy_return_interval"] = online_returns(everyone, task, cfg.eval_episodes, cfg.eval_seed, unc)
     report["greedy_return"] = mean_returns(report["greedy_return_interval"])
 
     child = report["children"]["child"]

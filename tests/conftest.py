@@ -8,6 +8,7 @@ from pathlib import Path
 import recomb  # noqa: F401  (first: its dispatch pins must precede torch and numpy)
 import pytest
 import torch
+import yaml
 from scratch import Project
 
 torch.set_num_threads(1)
@@ -15,27 +16,8 @@ torch.set_num_threads(1)
 # ~/.ray/auth_token, and a head started by another test process at the same moment may not see it.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 
-SMALL_SYNTHETIC = {
-    "parents.source": "synthetic",
-    "parents.synthetic.seed": 42,
-    "parents.synthetic.n_states": 400,
-    "distill.epochs": 3,
-    "validate_distillation.latency_repeats": 20,
-    "qat.epochs": 1,
-    "validate_quantized.latency_repeats": 20,
-    "validate_quantized.throughput_batch_size": 64,
-    "validate_quantized.throughput_repeats": 2,
-    "regimes.tuned.epochs": 1,
-    "search.max_runs": 2,
-    "multigen.generations": 2,
-    "generalize.states": 50,
-    "generalize.noise_std": [0.5],
-    "generalize.input_scaling": [2.0],
-    "analyze.max_states": 100,
-    "analyze.activation_states": 10,
-    "compare_distillation.epochs": 1,
-    "compare_operators.seeds": [0],
-}
+# For Project.set: synthetic parents and small budgets (dotted key → value), checked against params.yaml
+SMALL_SYNTHETIC = yaml.safe_load((Path(__file__).parent / "data" / "small_budgets.yaml").read_text())
 
 
 @pytest.fixture

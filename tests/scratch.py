@@ -16,7 +16,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TEST_PARAMS = ROOT / "tests" / "data" / "params.yaml"  # the tests' own params: the defaults, whatever params.yaml says
 
 
 class Project:
@@ -27,7 +26,7 @@ class Project:
         self.path = path
         for name in ("recomb", "stages"):
             shutil.copytree(ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(TEST_PARAMS, path / "params.yaml")
+        shutil.copy(ROOT / "params.yaml", path / "params.yaml")
         shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
         (path / "data" / "user").mkdir(parents=True)
         (path / "data" / "user" / ".gitkeep").touch()

@@ -13,10 +13,10 @@ from conftest import run_recomb
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.evaluation.ablation import plan
-from scratch import TEST_PARAMS, Project
+from scratch import ROOT, Project
 from stages.params_check import VALIDATORS
 
-BASE = load_params(TEST_PARAMS)
+BASE = load_params(ROOT / "params.yaml")
 STAGES_ALL = ["distill", "quantize", "crossover", "compare"]
 
 
@@ -24,7 +24,7 @@ def validate(params: dict, section: str) -> object:
     return VALIDATORS[section](params, section)
 
 
-def with_ablation(conditions: dict, seeds=(4,), source: str = "cartpole") -> dict:
+def with_ablation(conditions: dict, seeds=(4,), source: str = "dqn") -> dict:
     params = copy.deepcopy(BASE)
     params["parents"]["source"] = source
     params["ablation"] = {"seeds": list(seeds), "conditions": conditions, "improvement": {}, "workers": 2,
@@ -98,9 +98,9 @@ def test_crossing_int8_students_needs_the_quantize_stage():
 
 
 def test_a_condition_cannot_override_what_the_seed_sets():
-    assert error({"c": {"stages": ["distill"], "overrides": {"parents.cartpole.seed": 3}}}) == (
-        "params.yaml: ablation.conditions.c.overrides.parents.cartpole.seed: each seed of ablation.seeds sets it "
-        "(parents.source cartpole); remove the override")
+    assert error({"c": {"stages": ["distill"], "overrides": {"parents.dqn.seed": 3}}}) == (
+        "params.yaml: ablation.conditions.c.overrides.parents.dqn.seed: each seed of ablation.seeds sets it "
+        "(parents.source dqn); remove the override")
 
 
 def groups(planned, what: str) -> list[list[str]]:
@@ -120,13 +120,13 @@ def test_students_are_shared_by_conditions_with_equal_distill_and_split_by_tempe
     assert BASE["distill"]["epochs"] != 3  # the overrides worked on copies
 
 
-def test_cartpole_seeds_are_parent_pairs_shared_across_conditions():
+def test_dqn_seeds_are_parent_pairs_shared_across_conditions():
     conditions = {"a": {"stages": ["distill"], "overrides": {}},
                   "b": {"stages": ["distill"], "overrides": {"distill.temperature": 2.0}}}
     planned = plan(with_ablation(conditions, seeds=(4, 0)), validate, "out")
     assert groups(planned, "parents") == [["a/4", "b/4"], ["a/0", "b/0"]]
     assert groups(planned, "students") == [["a/4"], ["a/0"], ["b/4"], ["b/0"]]
-    assert [r.params["parents"]["cartpole"]["seed"] for r in planned.runs] == [4, 0, 4, 0]
+    assert [r.params["parents"]["dqn"]["seed"] for r in planned.runs] == [4, 0, 4, 0]
     assert {r.params["distill"]["seed"] for r in planned.runs} == {BASE["distill"]["seed"]}
 
 
@@ -156,7 +156,7 @@ def test_dry_run_prints_the_plan_and_writes_the_stub_summary(tmp_path, monkeypat
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "ablation plan: 2 conditions × 2 seeds = 4 runs (local, 2 workers)"
-    assert lines[1].startswith("A seed s sets parents.cartpole.seed: the parent pair DQN-trained with seeds s and s + 1")
+    assert lines[1].startswith("A seed s sets parents.dqn.seed: the parent pair DQN-trained with seeds s and s + 1")
     assert ("  full_pipeline  seed 0   distill → quantize → crossover → compare  data/ablation/full_pipeline/seed_0/"
             in lines)
     assert ("  distill_only   seed 4   distill                                   data/ablation/distill_only/seed_4/"
@@ -188,7 +188,7 @@ def test_dry_run_prints_the_plan_and_writes_the_stub_summary(tmp_path, monkeypat
      "full_pipeline) (got {'condition': 'full_recipe', 'over': 'distill_only'})"),
 ])
 def test_a_bad_params_file_writes_nothing(tmp_path, monkeypatch, capsys, change, message):
-    (tmp_path / "params.yaml").write_text(TEST_PARAMS.read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     section = copy.deepcopy(DEFAULT_SECTION)
     if "seeds" in change or "improvement" in change:
         section.update(change)

@@ -12,11 +12,13 @@ import yaml
 
 from recomb.artifacts import Outputs, load_checkpoint
 from recomb.errors import RecombError
-from recomb.evaluation import analysis, metrics
+from recomb import metrics
+from recomb.training.tasks import task
+from recomb.evaluation import analysis
 from recomb.networks import Architecture, QNetwork, seeded_qnetwork
 from recomb.quantization.quantize import ptq
 from recomb.stats import UncertaintyConfig
-from scratch import TEST_PARAMS, Project
+from scratch import ROOT, Project
 from stages import paths
 
 SECTION = {"max_states": 5000, "sample_seed": 0, "top_k": [1, 2], "kl_temperature": 1.0, "include_logits": False,
@@ -30,7 +32,7 @@ def config(**overrides) -> analysis.AnalyzeConfig:
 
 
 def write_params(params_file, **overrides) -> None:
-    """The tests' params with an `analyze` section (tests/data/params.yaml has none)."""
+    """The params with this file's `analyze` section, so a test does not depend on params.yaml's."""
     params = yaml.safe_load(params_file.read_text())
     params["analyze"] = {**SECTION, **overrides}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -160,7 +162,7 @@ def test_projection_pca_sign_is_fixed_and_cartpole_uses_the_pole():
     assert labels == ("PC1 (99 % of variance)", "PC2 (1 % of variance)")
     assert analysis.projection(-states, None)[0] == pytest.approx(-coords, abs=1e-5)  # not a flipped picture
     cartpole = np.arange(8, dtype=np.float32).reshape(2, 4)
-    assert analysis.projection(cartpole, "CartPole-v1")[0].tolist() == [[2.0, 3.0], [6.0, 7.0]]
+    assert analysis.projection(cartpole, task("CartPole-v1"))[0].tolist() == [[2.0, 3.0], [6.0, 7.0]]
 
 
 def test_sample_states_is_seeded_sorted_and_capped():
@@ -254,7 +256,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
     from stages import analyze
     from stages.common import run
     write_artifacts(tmp_path)
-    (tmp_path / "params.yaml").write_text(TEST_PARAMS.read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     write_params(tmp_path / "params.yaml", **overrides)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:

@@ -20,6 +20,7 @@ from recomb.recombination.crossover import CrossoverConfig, align_to, permute, s
 from recomb.recombination.search import GridPoint, Outcome, Recipe, Scoring, rank_outcomes, return_bar
 from recomb.stats import mean_interval, primary_difference_interval
 from recomb.training.finetune import regimes
+from recomb.training.tasks import task
 from test_crossover import ARCH, same, state
 from test_search import run, search_config, setting
 from test_selection import UNC, row
@@ -69,7 +70,7 @@ def test_search_ties_are_judged_on_paired_hits_not_on_each_childs_own_interval()
               GridPoint("001_runner_up", Recipe("weighted", 0.3, 0), "short")]
     outcomes = {"000_lead": Outcome("000_lead", None, None, report(0.80, 500.0), (lead, lead)),
                 "001_runner_up": Outcome("001_runner_up", None, None, report(0.76, 500.0), (runner, runner))}
-    scoring = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), "CartPole-v1", RECOMB, SELECTION, UNCERTAINTY)
+    scoring = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), task("CartPole-v1"), RECOMB, SELECTION, UNCERTAINTY)
     base = CrossoverConfig.from_mapping(PARAMS["crossover"], "params.yaml: crossover")
     rows = rank_outcomes(points, outcomes, base, scoring, degenerate_threshold=0.0)
     assert [(r["experiment"], r["regime"], r["tied"]) for r in rows] == [
@@ -78,7 +79,7 @@ def test_search_ties_are_judged_on_paired_hits_not_on_each_childs_own_interval()
 
 
 def test_the_return_bar_applies_only_with_an_environment():
-    with_env = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), "CartPole-v1", RECOMB, SELECTION, UNCERTAINTY)
+    with_env = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), task("CartPole-v1"), RECOMB, SELECTION, UNCERTAINTY)
     without = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), None, RECOMB, SELECTION, UNCERTAINTY)
     assert return_bar(with_env) == 400.0
     assert return_bar(without) is None

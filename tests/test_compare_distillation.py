@@ -17,10 +17,10 @@ from recomb.stats import UncertaintyConfig
 from recomb.training.distill import DistillConfig, DistillResult
 from recomb.evaluation.objectives import (CompareObjectivesConfig, curve_rows, mode_configs, objectives_markdown,
                                         score_modes, train_modes)
-from scratch import TEST_PARAMS
+from scratch import ROOT
 from test_pipeline import one_line_error
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = load_params(ROOT / "params.yaml")
 BASE = DistillConfig.from_params(PARAMS, "distill")
 SECTION = {"blended_alpha": 0.7, "temperature": 3.0, "epochs": 2, "eval_episodes": 5, "eval_seed": 20000, "workers": 1}
 CFG = CompareObjectivesConfig.from_mapping(SECTION, "params.yaml: compare_distillation")

@@ -21,10 +21,10 @@ from recomb.recombination.operators import (OperatorsConfig, most_balanced, raw_
 from recomb.recombination.search import Scoring
 from recomb.reports import timing_markdown
 from recomb.stats import UncertaintyConfig
-from scratch import TEST_PARAMS
+from scratch import ROOT
 from test_pipeline import one_line_error
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = load_params(ROOT / "params.yaml")
 SECTION = {"seeds": [0, 1], "repeats": 3}
 
 
@@ -105,7 +105,7 @@ def test_every_operator_is_timed_and_the_timing_report_shows_it():
 
 
 def with_section(p, **section) -> None:
-    """The scratch project's params with a `compare_operators` section (tests/data/params.yaml has none)."""
+    """The scratch project's params with this file's `compare_operators` section, not params.yaml's."""
     params = p.params()
     params["compare_operators"] = {**SECTION, **section}
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -27,7 +27,7 @@ AVX2_ONLY_NUMPY = " ".join(dispatch.NUMPY_ABOVE_AVX2)
 
 # Small budgets (a few thousand DQN steps, no return bar, a few epochs): every kernel still runs many times.
 CORE = {
-    "parents.cartpole.buffer.n_states": 600,
+    "parents.dqn.buffer.n_states": 600,
     "distill.epochs": 2,
     "regimes.tuned.epochs": 2,
 }
@@ -39,7 +39,7 @@ TASKS = {
 OLDER_MKL = {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "AUTO", "OPENBLAS_CORETYPE": "SkylakeX"}
 AVX2_ONLY = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "NPY_DISABLE_CPU_FEATURES": AVX2_ONLY_NUMPY, "ONEDNN_MAX_CPU_ISA": "AVX2",
              "OPENBLAS_CORETYPE": "Zen"}
-ONE_WORKER = {"parents.cartpole.workers": 1}
+ONE_WORKER = {"parents.dqn.workers": 1}
 MACHINES = {  # CartPole takes them one at a time; Acrobot (numpy's sin/cos in its dynamics) all at once, to save time
     "CartPole-v1": {"older MKL branch, unpinned MKL/OpenBLAS asked for": (OLDER_MKL, {}),
                     "AVX2-only CPU, one worker": (AVX2_ONLY, ONE_WORKER)},
@@ -52,7 +52,7 @@ def core_project(path: Path, task: str, params: dict) -> Project:
     """A scratch project set up for the core of `task` on the small budgets above, with `params` on top."""
     project = Project(path)
     project.set(**CORE, **{"parents.env": task}, **params,
-                **{f"parents.dqn.{task}.{key}": value for key, value in TASKS[task].items()})
+                **{f"parents.presets.{task}.{key}": value for key, value in TASKS[task].items()})
     return project
 
 

@@ -6,13 +6,15 @@ import torch
 
 from recomb.training import envs
 from recomb.training.dqn import DQNConfig, _Replay, _train_round, train_dqn
+from recomb.training.tasks import task
 from recomb.errors import RecombError
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.optim import Adam
 
 torch.set_num_threads(1)
 
-WHERE = "params.yaml: parents.dqn.CartPole-v1"
+WHERE = "params.yaml: parents.presets.CartPole-v1"
+CARTPOLE = task("CartPole-v1")
 ARCH = Architecture(input_dim=4, output_dim=2, hidden=64, dropout=0.1)
 GOOD = {
     "total_steps": 50_000, "num_envs": 8, "learning_rate": 2.3e-3, "batch_size": 128,
@@ -44,33 +46,33 @@ def test_config_rejects_bad_values(key, value):
 def test_config_requires_every_key():
     data = dict(GOOD)
     del data["gamma"]
-    with pytest.raises(RecombError, match=r"parents\.dqn\.CartPole-v1\.gamma: missing key"):
+    with pytest.raises(RecombError, match=r"parents\.presets\.CartPole-v1\.gamma: missing key"):
         DQNConfig.from_mapping(data, WHERE)
 
 
 def test_tiny_run_is_deterministic():
     tiny = config(total_steps=1200, learning_starts=256, buffer_size=1000, gradient_steps=8,
                   eval_interval=600, eval_episodes=5, pass_return=1.0, train_dropout=True)
-    first, second = train_dqn(tiny, "CartPole-v1", ARCH, seed=4), train_dqn(tiny, "CartPole-v1", ARCH, seed=4)
+    first, second = train_dqn(tiny, CARTPOLE, ARCH, seed=4), train_dqn(tiny, CARTPOLE, ARCH, seed=4)
     assert first.env_steps == second.env_steps == 1200
     assert first.history == second.history and len(first.history) == 2
     assert not first.network.training
     for key, value in first.network.state_dict().items():
         assert torch.equal(value, second.network.state_dict()[key]), key
-    other = train_dqn(tiny, "CartPole-v1", ARCH, seed=5).network.state_dict()
+    other = train_dqn(tiny, CARTPOLE, ARCH, seed=5).network.state_dict()
     assert any(not torch.equal(v, other[k]) for k, v in first.network.state_dict().items())
 
 
 def test_too_small_budget_names_seed_and_bar():
     with pytest.raises(RecombError) as err:
-        train_dqn(config(total_steps=800, learning_starts=400, eval_episodes=10), "CartPole-v1", ARCH, seed=3)
+        train_dqn(config(total_steps=800, learning_starts=400, eval_episodes=10), CARTPOLE, ARCH, seed=3)
     message = str(err.value)
     assert "parent seed 3" in message and "pass_return 475.0" in message and "\n" not in message
 
 
 def test_solves_cartpole():
     rows = []
-    result = train_dqn(config(), "CartPole-v1", ARCH, seed=4, on_eval=rows.append)  # 489 at 10k steps, never 500: all 50k steps
+    result = train_dqn(config(), CARTPOLE, ARCH, seed=4, on_eval=rows.append)  # 489 at 10k steps, never 500: all 50k steps
     assert result.best_return >= 475.0
     assert rows == result.history and rows[-1]["step"] == result.env_steps
     assert result.best_step == max(rows, key=lambda r: r["mean_return"])["step"]

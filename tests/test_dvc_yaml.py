@@ -125,7 +125,7 @@ def test_every_artifact_path_the_stages_write_is_declared_in_dvc_yaml():
 
 def test_relative_imports_resolve_against_the_right_package():
     found = imported_modules(ROOT / "recomb/training/parents.py")  # `from . import envs`, `from ..artifacts import`
-    assert {"recomb.training.envs", "recomb.artifacts", "recomb.training.dqn"} <= found
+    assert {"recomb.training.tasks", "recomb.artifacts", "recomb.training.dqn"} <= found
     assert "recomb.training.artifacts" not in found
 
 

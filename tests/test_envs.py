@@ -61,20 +61,20 @@ def test_constant_action_fails_fast():
 
 
 def test_collect_states_shape_and_determinism():
-    a = tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=3)
-    b = tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=3)
+    a = tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
+    b = tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
     assert a.shape == (1001, envs.OBS_DIM) and a.dtype == np.float32
     assert np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, tasks.collect_states([balance, wobbly], "CartPole-v1", 1001, epsilon=0.1, seed=4))
+    assert not np.array_equal(a, tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=4))
 
 
 def test_collect_states_epsilon_one_is_random_play():
-    states = tasks.collect_states([balance], "CartPole-v1", 4000, epsilon=1.0, seed=0)
+    states = tasks.task("CartPole-v1").collect_states([balance], 4000, epsilon=1.0, seed=0)
     # The policy's choices play no part. (|θ| ≤ 0.2094 and |x| ≤ 2.4 would hold by construction: terminal states
     # are never recorded.) Random play ends episodes by the pole falling, within a few dozen steps: the pole gets
     # near its limit while the cart stays well inside its own.
-    np.testing.assert_array_equal(states, tasks.collect_states([always_left], "CartPole-v1", 4000, epsilon=1.0, seed=0))
+    np.testing.assert_array_equal(states, tasks.task("CartPole-v1").collect_states([always_left], 4000, epsilon=1.0, seed=0))
     assert np.abs(states[:, 2]).max() > 0.19
     assert np.abs(states[:, 0]).max() < 1.0
 

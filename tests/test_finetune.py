@@ -7,7 +7,7 @@ from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.training.finetune import FinetuneConfig, finetune, finetune_config, make_targets
 from recomb.networks import Architecture, seeded_qnetwork
-from scratch import TEST_PARAMS
+from scratch import ROOT
 
 STATES = torch.randn(1000, 8, generator=torch.Generator().manual_seed(0))
 TRAIN, VALIDATION = STATES[:900], STATES[900:]
@@ -16,7 +16,7 @@ CHILD = Architecture(8, 4, 32, 0.0)
 
 
 def config(**overrides) -> FinetuneConfig:
-    return FinetuneConfig.from_mapping({**finetune_config(load_params(TEST_PARAMS)).to_dict(), **overrides},
+    return FinetuneConfig.from_mapping({**finetune_config(load_params(ROOT / "params.yaml")).to_dict(), **overrides},
                                        "params.yaml: finetune")
 
 
@@ -129,7 +129,7 @@ def test_optimizer_kwargs_values_are_checked_before_training(optimizer, kwargs, 
 
 
 def test_a_regime_that_is_not_a_name_is_one_line():
-    params = load_params(TEST_PARAMS)
+    params = load_params(ROOT / "params.yaml")
     params["finetune"]["regime"] = ["tuned"]
     with pytest.raises(RecombError, match=r"^params.yaml: finetune.regime: must be the name of one of the regimes "):
         finetune_config(params)
@@ -163,7 +163,7 @@ def test_children_trained_side_by_side_match_each_trained_alone_bit_for_bit(over
 
 
 def test_regime_fills_the_budget_and_an_unknown_regime_is_one_line():
-    params = load_params(TEST_PARAMS)
+    params = load_params(ROOT / "params.yaml")
     short = finetune_config(params, "short")
     assert (short.epochs, short.learning_rate, short.batch_size, short.quantization_applied) == (5, 1e-3, 32, "none")
     assert finetune_config(params, "short_qat").quantization_applied == "ptq_dynamic"

@@ -23,6 +23,7 @@ from torch import nn
 from recomb.config import load_params
 from stages.common import with_task_bars
 from recomb.training.envs import ENV_ID, N_ACTIONS, OBS_DIM
+from recomb.training.tasks import Task, task
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantization.quantize import ptq
 from recomb.stats import UncertaintyConfig
@@ -30,9 +31,11 @@ from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantiz
                                gate, grid_checks, latency_report, online_returns, quantized_timing,
                                recombination_offline, validate_quantized, validate_student)
 from stages.common import warn_failed
-from scratch import TEST_PARAMS
+from scratch import ROOT
 
-PARAMS = with_task_bars(load_params(TEST_PARAMS))  # the return gates at the CartPole bar, as the stages see them
+CARTPOLE = task(ENV_ID)
+
+PARAMS = with_task_bars(load_params(ROOT / "params.yaml"))  # return gates at the CartPole bar, as stages see them
 DISTILL = ValidateDistillConfig.from_params(PARAMS, "validate_distillation")
 QUANT = ValidateQuantizedConfig.from_params(PARAMS, "validate_quantized")
 TEACHER = Architecture(OBS_DIM, N_ACTIONS, 64, 0.0)
@@ -111,7 +114,7 @@ DISTILL_FAILURES = {  # gate → (student that must fail it, environment)
     "centered_cosine": (UNRELATED_ADVANTAGES, None),
     "robustness_gaussian_noise": (Memoriser(TEACHER_Q, UNRELATED_ADVANTAGES, HELDOUT), None),
     "robustness_input_scaling": (Memoriser(TEACHER_Q, UNRELATED_ADVANTAGES, HELDOUT), None),
-    "student_greedy_return": (UNRELATED_ADVANTAGES, ENV_ID),
+    "student_greedy_return": (UNRELATED_ADVANTAGES, CARTPOLE),
 }
 
 
@@ -163,7 +166,7 @@ QUANT_FAILURES = {  # gate → (int8 network that must fail it, environment)
     "action_agreement": (int8_student(fresh(STUDENT, 4)), None),
     "advantage_relative_mse": (int8_student(FLOAT_ADVANTAGE, advantage_scale=2.0), None),  # right actions, gaps 2×
     "centered_cosine": (int8_student(fresh(STUDENT, 4)), None),
-    "int8_greedy_return": (int8_student(fresh(STUDENT, 4)), ENV_ID),
+    "int8_greedy_return": (int8_student(fresh(STUDENT, 4)), CARTPOLE),
 }
 
 
@@ -236,7 +239,7 @@ def recombination_figures(child: nn.Module, parent_b: nn.Module = PARENT_B_Q) ->
     return report["children"]["child"], report
 
 
-def recombination_checks(child: nn.Module, env: str | None) -> dict:
+def recombination_checks(child: nn.Module, env: Task | None) -> dict:
     """The gates validate_recombination puts on `child`, against parents TEACHER_Q and PARENT_B_Q."""
     returns = online_returns({"child": child}, env, 20, RECOMB.eval_seed, UNCERTAINTY)["child"]
     return child_checks(recombination_figures(child)[0]["gain_over_copy"],
@@ -246,7 +249,7 @@ def recombination_checks(child: nn.Module, env: str | None) -> dict:
 def test_the_recombination_gates_fail_a_child_that_copies_one_parent_and_one_that_drops_the_pole():
     copy_of_a = recombination_checks(TEACHER_Q, None)
     assert copy_of_a["child_gain_over_copy"]["passed"] is False  # agrees with B only where A does
-    fresh_child = recombination_checks(fresh(STUDENT, 9), ENV_ID)
+    fresh_child = recombination_checks(fresh(STUDENT, 9), CARTPOLE)
     assert fresh_child["child_greedy_return"]["passed"] is False
 
 

@@ -255,7 +255,7 @@ def write_artifacts(root) -> None:
 
 
 def set_section(p, **overrides) -> None:
-    """The `generalize` section (not in the tests' params.yaml) on a small budget."""
+    """This file's `generalize` section (not params.yaml's) on a small budget."""
     params = p.params()
     params["generalize"] = {**SECTION, "states": 50, "workers": 2, **overrides}
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

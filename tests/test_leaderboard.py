@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from conftest import run_recomb
-from scratch import TEST_PARAMS
+from scratch import ROOT
 from recomb.errors import RecombError
 from recomb.evaluation.leaderboard import (baseline_rows, markdown, ranked, recommendation, row_from_report,
                                 rows_from_exp_show)
@@ -557,7 +557,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def project_params(**search) -> str:
-    params = yaml.safe_load(TEST_PARAMS.read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["search"].update(search)
     return yaml.safe_dump(params)
 

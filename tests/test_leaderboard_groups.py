@@ -14,11 +14,11 @@ import yaml
 from recomb.errors import RecombError
 from recomb.evaluation.leaderboard import (context_keys, context_params, differing_keys, groups_from_exp_show,
                                            rows_from_exp_show)
-from scratch import ROOT, TEST_PARAMS
+from scratch import ROOT
 from test_leaderboard import by_rev, exp_show, names, run_cli, to_csv, with_report  # noqa: F401
 
 ACROBOT = ("random-s1", "layer-short")  # moved to another task; the other revisions stay on CartPole
-KEYS = ["parents.env", "parents.cartpole.seed", "distill.epochs"]
+KEYS = ["parents.env", "parents.dqn.seed", "distill.epochs"]
 
 
 def mixed(rows: list[dict]) -> list[dict]:
@@ -26,7 +26,7 @@ def mixed(rows: list[dict]) -> list[dict]:
     ACROBOT's rows play Acrobot-v1 (their parents agree on 0.8 of states, and return about -80)."""
     for row in rows:
         acrobot = (row["Experiment"] or row["rev"]) in ACROBOT
-        row.update({"parents.env": "Acrobot-v1" if acrobot else "CartPole-v1", "parents.cartpole.seed": 4.0,
+        row.update({"parents.env": "Acrobot-v1" if acrobot else "CartPole-v1", "parents.dqn.seed": 4.0,
                     "distill.epochs": 25.0})
         if acrobot and row in with_report(rows):
             for column in [c for c in row if ".parent_" in c and c.endswith(".primary")]:
@@ -66,8 +66,8 @@ def test_the_context_is_what_dvc_yaml_reads_up_to_the_childs_report_but_the_reci
         assert expected in prefixes, expected
     assert not [p for p in prefixes if p.split(".")[0] in ("crossover", "finetune", "regimes", "search", "multigen",
                                                            "analyze", "compare_operators", "ablation")]
-    keys = context_keys(yaml.safe_load(TEST_PARAMS.read_text()), prefixes)
-    assert {"parents.env", "parents.cartpole.seed", "distill.lr", "uncertainty.confidence"} <= set(keys)
+    keys = context_keys(yaml.safe_load((ROOT / "params.yaml").read_text()), prefixes)
+    assert {"parents.env", "parents.dqn.seed", "distill.lr", "uncertainty.confidence"} <= set(keys)
     assert not [k for k in keys if k.startswith(("crossover.", "finetune.", "search."))]
 
 
@@ -101,7 +101,7 @@ def test_no_groups_differ_in_nothing():
 def test_the_cli_writes_one_ranking_per_group_with_its_own_bar_and_says_what_differs(tmp_path, exp_show, monkeypatch,
                                                                                     capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(TEST_PARAMS.read_text())
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     (tmp_path / "exp.csv").write_text(to_csv(mixed(exp_show)))
     code, out, err = run_cli(capsys, "--exp-show", "exp.csv", "--out", "board")

@@ -1,4 +1,7 @@
-"""params.yaml survives DVC's own writer: `dvc exp run -S key=value` changes that value's line and nothing else."""
+"""params.yaml survives DVC's own writer: `dvc exp run -S key=value` changes that value's line and nothing else.
+
+And the end-to-end tests' small budgets (tests/data/small_budgets.yaml) stay keys of params.yaml, with its types.
+"""
 
 import shutil
 import subprocess
@@ -32,17 +35,61 @@ def test_dvc_set_param_rewrites_exactly_the_changed_line(tmp_path, override, old
     assert lines[0][1:].replace(old.strip(), new.strip()) == lines[1][1:]  # the comment and its column stay
 
 
-def key_tree(node):
-    """A params file's keys, nested, without the values."""
-    return {k: key_tree(v) for k, v in node.items()} if isinstance(node, dict) else None
+def type_problem(value, reference) -> str | None:
+    """Why `value` cannot stand in for params.yaml's `reference`: a stage would refuse it only mid-run, or take
+    a whole section for a value."""
+    if isinstance(reference, dict):
+        return "a section of params.yaml, not a value: set its keys one by one"
+    if type(value) is not type(reference):  # exact: a bool is not an int, an int not a float
+        return f"{value!r} is a {type(value).__name__}, params.yaml's {reference!r} a {type(reference).__name__}"
+    if isinstance(reference, list) and reference:
+        kinds = {type(item) for item in reference}
+        odd = [item for item in value if type(item) not in kinds]
+        if odd:
+            return f"items {odd!r} are not of the types of params.yaml's items {reference!r}"
+    return None
 
 
-def test_the_tests_own_params_have_exactly_params_yamls_keys():
-    """tests/data/params.yaml keeps the suite independent of a user's edits; it must not fall behind the real one."""
+def override_problems(overrides: dict, params: dict) -> list[str]:
+    """What is wrong with dotted-key overrides of params: `Project.set` would add a key params.yaml lacks without a
+    word (a renamed key would leave the full budget in place), so each must exist with the same type."""
+    problems = []
+    for key, value in overrides.items():
+        node = params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                problems.append(f"{key}: no such key in params.yaml")
+                break
+            node = node[part]
+        else:
+            problem = type_problem(value, node)
+            if problem:
+                problems.append(f"{key}: {problem}")
+    return problems
+
+
+def test_the_small_budgets_are_keys_of_params_yaml_with_its_types():
+    """tests/data/small_budgets.yaml must follow params.yaml: a key renamed or retyped there fails here."""
     import yaml
-    from scratch import TEST_PARAMS
-    shipped, ours = (yaml.safe_load(p.read_text()) for p in (ROOT / "params.yaml", TEST_PARAMS))
-    assert key_tree(ours) == key_tree(shipped)
+    from conftest import SMALL_SYNTHETIC
+    assert override_problems(SMALL_SYNTHETIC, yaml.safe_load((ROOT / "params.yaml").read_text())) == []
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"distill.epochs": 3, "distill.epoch": 3, "nosection.epochs": 3, "distill.epochs.max": 3},
+     ["distill.epoch: no such key", "nosection.epochs: no such key", "distill.epochs.max: no such key"]),
+    ({"distill.epochs": 2.5}, ["distill.epochs: 2.5 is a float, params.yaml's "]),
+    ({"distill.epochs": True}, ["distill.epochs: True is a bool, params.yaml's "]),
+    ({"distill.epochs": "3"}, ["distill.epochs: '3' is a str, params.yaml's "]),
+    ({"generalize.noise_std": 0.5}, ["generalize.noise_std: 0.5 is a float, params.yaml's "]),
+    ({"generalize.noise_std": [0.5, 1]}, ["generalize.noise_std: items [1] are not of the types"]),
+    ({"distill": {"epochs": 3}}, ["distill: a section of params.yaml, not a value"]),
+])
+def test_an_override_params_yaml_lacks_or_types_otherwise_is_a_problem(overrides, expected):
+    """The check above can fail: an unknown key, a wrong type or a list item of a wrong type each show."""
+    import yaml
+    problems = override_problems(overrides, yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected)), problems
 
 
 def first_number(node, prefix=""):

@@ -126,12 +126,12 @@ def test_user_files_tracked_with_dvc_add_reach_a_queued_experiment(tmp_path):
         "untracked": "Failed", "tracked": "Success"}
 
 
-def test_the_default_cartpole_source_on_a_small_budget(project):
+def test_the_default_dqn_source_on_a_small_budget(project):
     """The default source end to end through distillation: DQN parents, their buffer, greedy returns reported."""
     p = project
-    p.set(**{"parents.dqn.CartPole-v1.total_steps": 2048, "parents.dqn.CartPole-v1.eval_interval": 1024,
-             "parents.dqn.CartPole-v1.eval_episodes": 10, "parents.dqn.CartPole-v1.pass_return": 9.0,
-             "parents.dqn.CartPole-v1.stop_return": 500.0, "parents.cartpole.buffer.n_states": 300,
+    p.set(**{"parents.presets.CartPole-v1.total_steps": 2048, "parents.presets.CartPole-v1.eval_interval": 1024,
+             "parents.presets.CartPole-v1.eval_episodes": 10, "parents.presets.CartPole-v1.pass_return": 9.0,
+             "parents.presets.CartPole-v1.stop_return": 500.0, "parents.dqn.buffer.n_states": 300,
              "distill.epochs": 2, "validate_distillation.eval_episodes": 5})
     p.stage("inputs")
     p.stage("parents")
@@ -139,9 +139,9 @@ def test_the_default_cartpole_source_on_a_small_budget(project):
     assert sidecar["env"] == "CartPole-v1" and sidecar["architecture"]["input_dim"] == 4
     assert sidecar["metrics"]["seed"] == 5 and sidecar["metrics"]["env_steps"] == 2048  # seed + 1, whole budget
     assert [row["step"] for row in sidecar["history"]] == [1024, 2048]
-    assert sidecar["params"] == {"source": "cartpole", "heldout_fraction": 0.2, "split_seed": 0,
-                                 "cartpole": p.params()["parents"]["cartpole"], "env": "CartPole-v1",
-                                 "dqn": p.params()["parents"]["dqn"]["CartPole-v1"]}  # no other source's params
+    assert sidecar["params"] == {"source": "dqn", "heldout_fraction": 0.2, "split_seed": 0,
+                                 "dqn": p.params()["parents"]["dqn"], "env": "CartPole-v1",
+                                 "preset": p.params()["parents"]["presets"]["CartPole-v1"]}  # no other source's params
     assert len(np.load(p.path / "data/states/train.npy")) == 240
     p.stage("distill")
     p.stage("validate_distillation")
@@ -275,7 +275,7 @@ def test_each_param_edit_makes_exactly_its_readers_stale(built, tmp_path):
     assert "validate_recombination:" in status and "report:" in status
     assert "search:" not in status and "multigen:" not in status
     (p.path / "data/user/notes.txt").write_text("not a parent")  # the files source's folder, unused here
-    p.set(**{"parents.cartpole.hidden": 32, "parents.files.dropout": 0.0})  # sources not in use
+    p.set(**{"parents.dqn.hidden": 32, "parents.files.dropout": 0.0})  # sources not in use
     status = p.run("dvc", "status").stdout
     assert "inputs:" in status and "parents:" not in status
     assert "Stage 'parents' didn't change, skipping" in p.run("dvc", "repro", "parents").stdout

@@ -14,7 +14,7 @@ from recomb.quantization.int8 import tensor_bytes
 from recomb.quantization.quantize import (activation_qparams, calibration_batches, fake_quantize_weight, import_torchao, ptq,
                                           quantize_weight)
 from recomb.training.qat import QATConfig, qat
-from scratch import TEST_PARAMS
+from scratch import ROOT
 
 ARCH = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
@@ -138,7 +138,7 @@ def test_fake_quantization_matches_conversion_and_passes_gradients_straight(magn
 
 
 def qat_config(**overrides) -> QATConfig:
-    section = {**load_params(TEST_PARAMS)["qat"], "epochs": 2, **overrides}
+    section = {**load_params(ROOT / "params.yaml")["qat"], "epochs": 2, **overrides}
     return QATConfig.from_mapping(section, "params.yaml: qat")
 
 

@@ -13,7 +13,7 @@ from recomb.artifacts import Outputs, load_agentfarm_parent, load_checkpoint, lo
 from recomb.errors import RecombError
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantization.quantize import ptq
-from scratch import TEST_PARAMS
+from scratch import ROOT
 from stages.params_check import check_params
 
 ARCH = Architecture(4, 2, 16, 0.1)
@@ -73,7 +73,7 @@ def readers(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)  # a state dict of another architecture
     yield "AgentFarm .pt", parent, parent.read_bytes(), wrong.getvalue(), lambda: load_agentfarm_parent(parent, 0.1)
     params = tmp_path / "params.yaml"
-    params.write_bytes(TEST_PARAMS.read_bytes())
+    params.write_bytes((ROOT / "params.yaml").read_bytes())
     yield "params.yaml", params, params.read_bytes(), b"- a list\n- not sections\n", lambda: check_params(str(params))
     report = tmp_path / "pipeline.json"
     report.write_text(json.dumps({"passed": True, "gates": {}}))

@@ -19,9 +19,9 @@ from recomb.recombination.search import Pair, Scoring, SearchConfig, crossover_c
 from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateRecombConfig
-from scratch import TEST_PARAMS
+from scratch import ROOT
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = load_params(ROOT / "params.yaml")
 PARENT = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
 VALIDATION = torch.randn(60, 8, generator=torch.Generator().manual_seed(2))

@@ -9,9 +9,9 @@ from recomb.errors import RecombError
 from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split
 from recomb.stats import (UncertaintyConfig, agreement_intervals, mean_interval, primary_difference_interval,
                           primary_interval, primary_over_bound_interval)
-from scratch import TEST_PARAMS
+from scratch import ROOT
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = load_params(ROOT / "params.yaml")
 UNC = UncertaintyConfig.from_params(PARAMS, "uncertainty")
 
 

@@ -34,10 +34,10 @@ def test_dims_come_from_the_spaces_and_a_network_that_does_not_fit_is_refused():
     lander = tasks.task("LunarLander-v3")
     assert (lander.obs_dim, lander.n_actions, lander.max_steps) == (8, 4, 1000)
     assert (tasks.task("Acrobot-v1").obs_dim, tasks.task("Acrobot-v1").n_actions) == (6, 3)
-    tasks.check_network(seeded_qnetwork(Architecture(8, 4, 16, 0.0), 0).eval(), lander, "fits")
+    lander.check_network(seeded_qnetwork(Architecture(8, 4, 16, 0.0), 0).eval(), "fits")
     for arch in (Architecture(4, 4, 16, 0.0), Architecture(8, 2, 16, 0.0)):
         with pytest.raises(RecombError, match=r"^student_A: does not fit LunarLander-v3 \(8 observations → 4 "):
-            tasks.check_network(seeded_qnetwork(arch, 0).eval(), lander, "student_A")
+            lander.check_network(seeded_qnetwork(arch, 0).eval(), "student_A")
 
 
 def by_first_feature(x: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,7 @@ def by_first_feature(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("env_id", ["LunarLander-v3", "Acrobot-v1"])
 def test_episode_i_of_an_evaluation_is_gymnasiums_episode_with_seed_plus_i(env_id):
     policy = by_first_feature if env_id == "LunarLander-v3" else (lambda x: by_first_feature(x)[:, :3])
-    ours = tasks.greedy_returns(policy, env_id, 3, seed=40)
+    ours = tasks.task(env_id).greedy_returns(policy, 3, seed=40)
     for i, got in enumerate(ours):
         env, total = gym.make(env_id), 0.0
         obs, _ = env.reset(seed=40 + i)
@@ -58,15 +58,15 @@ def test_episode_i_of_an_evaluation_is_gymnasiums_episode_with_seed_plus_i(env_i
             if terminated or truncated:
                 break
         assert got == pytest.approx(total, abs=1e-9)
-    np.testing.assert_array_equal(ours, tasks.greedy_returns(policy, env_id, 3, seed=40))  # to the bit
+    np.testing.assert_array_equal(ours, tasks.task(env_id).greedy_returns(policy, 3, seed=40))  # to the bit
 
 
 def test_observation_noise_is_seeded_and_changes_what_the_policy_sees():
-    ours = tasks.greedy_returns(by_first_feature, "LunarLander-v3", 3, seed=40)
+    ours = tasks.task("LunarLander-v3").greedy_returns(by_first_feature, 3, seed=40)
     noise = np.full(8, 0.5)
-    noisy = tasks.greedy_returns(by_first_feature, "LunarLander-v3", 3, seed=40, observation_noise=noise)
+    noisy = tasks.task("LunarLander-v3").greedy_returns(by_first_feature, 3, seed=40, observation_noise=noise)
     assert not np.array_equal(noisy, ours)
-    np.testing.assert_array_equal(noisy, tasks.greedy_returns(by_first_feature, "LunarLander-v3", 3, seed=40,
+    np.testing.assert_array_equal(noisy, tasks.task("LunarLander-v3").greedy_returns(by_first_feature, 3, seed=40,
                                                               observation_noise=noise))
 
 
@@ -98,9 +98,9 @@ CORE = (parents, distill, validate_distillation, ptq, qat, validate_quantized, c
 def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_id, dims):
     """A short DQN with a low bar, then every core stage (as `python -m stages.<name>` runs it, in process)."""
     p = Project(tmp_path / "project")
-    p.set(**{"parents.env": env_id, "parents.cartpole.hidden": 32, "parents.cartpole.buffer.n_states": 400,
-             **{f"parents.dqn.{env_id}.{k}": v for k, v in SMALL.items()},
-             f"parents.dqn.{env_id}.pass_return": -1000.0, f"parents.dqn.{env_id}.stop_return": 1000.0,
+    p.set(**{"parents.env": env_id, "parents.dqn.hidden": 32, "parents.dqn.buffer.n_states": 400,
+             **{f"parents.presets.{env_id}.{k}": v for k, v in SMALL.items()},
+             f"parents.presets.{env_id}.pass_return": -1000.0, f"parents.presets.{env_id}.stop_return": 1000.0,
              "distill.epochs": 2, "qat.epochs": 1, "regimes.tuned.epochs": 1,
              "validate_distillation.eval_episodes": 2, "validate_distillation.latency_repeats": 10,
              "validate_quantized.eval_episodes": 2, "validate_quantized.latency_repeats": 10,
@@ -111,7 +111,7 @@ def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_
     for stage in CORE:
         stage.main(params)
     sidecar = json.loads((p.path / "data/parents/parent_A.json").read_text())
-    assert sidecar["env"] == env_id and sidecar["params"]["dqn"]["total_steps"] == 2000
+    assert sidecar["env"] == env_id and sidecar["params"]["preset"]["total_steps"] == 2000
     assert (sidecar["architecture"]["input_dim"], sidecar["architecture"]["output_dim"]) == dims
     assert [row["step"] for row in sidecar["history"]] == [1000, 2000]
     report = json.loads((p.path / "data/reports/recombination.json").read_text())
@@ -129,5 +129,31 @@ def test_parents_env_that_cannot_be_played_stops_recomb_params_in_one_line(tmp_p
                                         "continuous") and err.count("\n") == 1
     p.set(**{"parents.env": "MountainCar-v0"})  # playable, but no DQN preset
     code, out, err = run_recomb(capsys, "params")
-    assert code == 1 and err.startswith("error: params.yaml: parents.env: no DQN preset parents.dqn.MountainCar-v0")
+    assert code == 1 and err.startswith("error: params.yaml: parents.env: no DQN preset parents.presets.MountainCar-v0")
     assert not os.path.exists(p.path / "data/parents")
+
+
+def test_only_the_task_constructor_tells_tasks_apart():
+    """Everything that plays episodes takes a `Task`; comparing against a task id anywhere else is a defect."""
+    from scratch import ROOT
+    offenders = [str(path.relative_to(ROOT)) for folder in ("recomb", "stages") for path in (ROOT / folder).rglob("*.py")
+                 if any(name in path.read_text() for name in ("ENV_ID", '"CartPole-v1"'))
+                 and path.name not in ("envs.py", "tasks.py")]
+    assert not offenders, f"task ids compared outside tasks.task(): {offenders}"
+    cartpole, lander = tasks.task("CartPole-v1"), tasks.task("LunarLander-v3")
+    assert cartpole.physics_keys and cartpole.max_return == 500.0 and cartpole.plane is not None
+    assert (lander.physics_keys, lander.max_return, lander.plane) == ((), None, None)
+    assert tasks.of_parents({"env": "CartPole-v1"}) is cartpole and tasks.of_parents({}) is None
+
+
+def test_the_old_source_name_is_refused_with_the_rename_in_one_line():
+    from recomb.config import load_params
+    from recomb.training.parents import ParentsConfig
+    from scratch import ROOT
+    params = load_params(ROOT / "params.yaml")
+    for where, old in (("source", {**params["parents"], "source": "cartpole"}),
+                       ("cartpole", {**params["parents"], "cartpole": params["parents"]["dqn"]})):
+        with pytest.raises(RecombError) as err:
+            ParentsConfig.from_params({"parents": old}, "parents")
+        assert str(err.value).startswith(f"params.yaml: parents.{where}: the source `cartpole` is now `dqn`")
+        assert "parents.presets.<env>" in str(err.value) and "\n" not in str(err.value)

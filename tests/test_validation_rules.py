@@ -19,8 +19,10 @@ from recomb.errors import RecombError
 from recomb.evaluation.validation import (RecombThresholds, RobustnessConfig, ValidateDistillConfig,
                                           ValidateQuantizedConfig, batch_dependence, grid_checks, quantized_timing,
                                           robustness_slices, validate_quantized, validate_student)
-from recomb.training import tasks
 from recomb.training.envs import ENV_ID
+from recomb.training.tasks import task
+
+CARTPOLE = task(ENV_ID)
 
 
 def linear(weight, bias) -> torch.nn.Linear:
@@ -152,8 +154,8 @@ def test_distillation_report_gives_the_teachers_and_the_students_own_greedy_retu
     """With an environment both networks are played on the same episodes; each keeps its own mean return."""
     cfg = distill_config(eval_episodes=2)
     heldout = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
-    report = validate_student(BALANCER, PUSH_LEFT, heldout, ENV_ID, cfg)
-    expected = {name: float(tasks.greedy_returns(net, ENV_ID, 2, cfg.eval_seed).mean())
+    report = validate_student(BALANCER, PUSH_LEFT, heldout, CARTPOLE, cfg)
+    expected = {name: float(CARTPOLE.greedy_returns(net, 2, cfg.eval_seed).mean())
                 for name, net in (("teacher", BALANCER), ("student", PUSH_LEFT))}
     assert report["greedy_return"] == expected
     assert expected["teacher"] > 5 * expected["student"]
@@ -165,7 +167,7 @@ def test_a_network_that_does_not_fit_the_environment_is_refused_by_a_line_naming
     three_actions = linear([[0.0] * 4] * 3, [1.0, 0.0, 0.0])
     heldout = np.zeros((4, 4), dtype=np.float32)
     with pytest.raises(RecombError, match=r"^the evaluated network: does not fit CartPole"):
-        validate_quantized(three_actions, three_actions, three_actions, heldout, ENV_ID, quant_config(),
+        validate_quantized(three_actions, three_actions, three_actions, heldout, CARTPOLE, quant_config(),
                            float_return=None)
 
 

@@ -12,7 +12,7 @@ from conftest import run_recomb
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.evaluation.verdict import collect, lookup, markdown, nest, verdict
-from scratch import BIN, TEST_PARAMS
+from scratch import BIN, ROOT
 from stages import paths
 from stages import report as report_stage
 
@@ -149,7 +149,7 @@ def write_reports(reports: dict) -> None:
 def test_report_stage_writes_the_verdict_and_logs_each_failed_gate(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.chdir(tmp_path)
     write_reports(fabricated_reports(agreement_a=0.5))
-    report_stage.main(load_params(TEST_PARAMS))  # returns: a failed gate does not fail the stage
+    report_stage.main(load_params(ROOT / "params.yaml"))  # returns: a failed gate does not fail the stage
     saved = json.loads(Path(paths.PIPELINE_REPORT).read_text())
     assert saved["passed"] is False and saved["distillation_passed"] is False and saved["search_passed"] is True
     assert "artifacts" not in saved and "search.leaderboard.rows.0.experiment" not in saved["headline"]

@@ -27,9 +27,10 @@ from recomb.recombination.operators import raw_scores
 from recomb.recombination.search import GridPoint, Outcome, Recipe, Scoring, rank_outcomes
 from recomb.stats import UncertaintyConfig, mean_interval
 from recomb.training.finetune import FinetuneConfig, finetune, finetune_config
-from scratch import TEST_PARAMS
+from recomb.training.tasks import task
+from scratch import ROOT
 
-PARAMS = load_params(TEST_PARAMS)
+PARAMS = load_params(ROOT / "params.yaml")
 UNCERTAINTY = UncertaintyConfig.from_mapping({"confidence": 0.95, "resamples": 200, "seed": 0}, "uncertainty")
 RECOMB = ValidateRecombConfig.from_mapping(
     {"parents_role": "parents", "top_k": 2, "kl_temperature": 1.0, "eval_episodes": 5, "eval_seed": 20000,
@@ -146,7 +147,7 @@ def test_a_child_below_the_return_bar_ranks_below_one_above_it_whatever_their_pr
     hits = (np.ones(20, dtype=bool), np.ones(20, dtype=bool))
     outcomes = {"000_drops_the_pole": Outcome("000_drops_the_pole", None, None, report(0.95, 159.0), hits),
                 "001_acts": Outcome("001_acts", None, None, report(0.60, 500.0), hits)}
-    scoring = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), "CartPole-v1", RECOMB, SELECTION, UNCERTAINTY)
+    scoring = Scoring(None, None, ONE_HOT, torch.from_numpy(ONE_HOT), task("CartPole-v1"), RECOMB, SELECTION, UNCERTAINTY)
     rows = rank_outcomes(points, outcomes, base, scoring, degenerate_threshold=0.0)
     assert [row["experiment"] for row in rows] == ["001_acts", "000_drops_the_pole"]
     assert [row["rank"] for row in rows] == [1, 2]

@@ -32,7 +32,7 @@ DVC_STAGES = {  # what each ablation stage runs of this pipeline
 # pair for every seed, so the seed drives what is trained from them: the students, the crossover's draw and
 # the fine-tune (students A/B use s and s + 1, as their sections say).
 SEED_KEYS = {
-    "cartpole": ("parents.cartpole.seed",),
+    "dqn": ("parents.dqn.seed",),
     "synthetic": ("distill.seed", "crossover.seed", "finetune.seed"),
     "files": ("distill.seed", "crossover.seed", "finetune.seed"),
 }
@@ -234,7 +234,7 @@ def plan(params: dict, validate: Validate, out_dir: str, source: str = "params.y
 def seed_rule(source: str) -> str:
     """What a seed means for this parents source, and which states the runs share (for reports)."""
     keys = ", ".join(f"`{k}`" for k in SEED_KEYS[source])
-    if source == "cartpole":
+    if source == "dqn":
         return (f"A seed s sets {keys}: the parent pair DQN-trained with seeds s and s + 1, and everything after it. "
                 "The state buffer comes from each pair's own rollouts, so it is shared by the conditions of a seed, "
                 "not across seeds.")

@@ -112,7 +112,7 @@ def rows_from_experiments(revisions: list[dict], params: dict, params_file: str,
         found.setdefault(condition, {}).setdefault(seed, (values, trees))
     if not found:
         raise RecombError("no finished DVC experiment with a recombination report (queue the seeds: "
-                          "dvc exp run --queue -S parents.cartpole.seed=0,2,4,6,8, then dvc exp run --run-all)")
+                          "dvc exp run --queue -S parents.dqn.seed=0,2,4,6,8, then dvc exp run --run-all)")
     conditions = [json.loads(c) for c in found]
     varying = [k for k in conditions[0] if len({json.dumps(c.get(k), default=str) for c in conditions}) > 1]
     rows = []

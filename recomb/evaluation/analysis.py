@@ -24,7 +24,7 @@ from ..networks import NORM_INDICES, QNetwork
 from ..plots import new_figure
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
-from ..training.envs import ENV_ID
+from ..training.tasks import Task
 from ..training.finetune import normalised_margin
 from .. import metrics
 from .validation import q_values
@@ -272,12 +272,13 @@ def bin_labels(edges: list[float]) -> list[str]:
     return [f"[{lo:g}, {hi:g})" for lo, hi in zip(bounds, edges)] + [f"≥ {edges[-1]:g}"]
 
 
-def projection(states: np.ndarray, env: str | None) -> tuple[np.ndarray, tuple[str, str]]:
-    """Two coordinates per state and their axis labels: CartPole's pole angle and angular velocity,
-    else the first two principal components (numpy SVD; each component's sign is fixed so that its
+def projection(states: np.ndarray, task: Task | None) -> tuple[np.ndarray, tuple[str, str]]:
+    """Two coordinates per state and their axis labels: the task's two telling features where it names them
+    (`Task.plane`: CartPole's pole angle and angular velocity), else the first two principal components (numpy SVD; each component's sign is fixed so that its
     largest-magnitude loading is positive, so the picture does not flip between runs)."""
-    if env == ENV_ID:
-        return states[:, 2:4], ("pole angle (rad)", "pole angular velocity (rad/s)")
+    if task is not None and task.plane is not None:
+        (x, x_label), (y, y_label) = task.plane
+        return states[:, [x, y]], (x_label, y_label)
     centred = states.astype(np.float64) - states.mean(axis=0)
     _, singular, components = np.linalg.svd(centred, full_matrices=False)
     components = components[:2]
@@ -296,10 +297,10 @@ OUTCOME_STYLE = {"all_agree": ("lightgrey", "."), "with_a": ("C0", "o"), "with_b
                  "against_both": ("C3", "x"), "neither": ("C4", "^")}
 
 
-def state_space_figure(states: np.ndarray, env: str | None, columns: dict[str, np.ndarray]) -> "Figure":
+def state_space_figure(states: np.ndarray, task: Task | None, columns: dict[str, np.ndarray]) -> "Figure":
     """Left: the states in a plane, coloured by where the child stands against the parents.
     Right: the states where the parents disagree, at (A's margin, B's margin): which parent the child follows."""
-    coords, (x_label, y_label) = projection(states, env)
+    coords, (x_label, y_label) = projection(states, task)
     fig = new_figure((11, 4.6))
     plane, margins = fig.subplots(1, 2)
     outcome = columns["outcome"]

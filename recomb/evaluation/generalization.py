@@ -22,7 +22,8 @@ from ..parallel import map_processes
 from ..plots import new_figure
 from ..reports import checks_table, fmt, table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
-from ..training import envs, tasks
+from ..training import envs
+from ..training.tasks import Task
 from ..artifacts import USER_FOLDER, in_user_folder
 from ..metrics import bound
 from .validation import RobustnessConfig, all_passed, child_figures, gate, parent_hits, q_values, robustness_slices
@@ -126,14 +127,14 @@ def unshifted_level(kind: str) -> float:
 
 
 def environment_shifts(cfg: GeneralizeConfig, feature_std: np.ndarray,
-                       env: str) -> dict[str, dict[float, envs.Condition]]:
+                       task: Task) -> dict[str, dict[float, envs.Condition]]:
     """Per shift kind, its conditions by level, the unshifted level included (noise 0, multiplier 1).
-    Observation noise applies to every task; physics shifts to CartPole-v1 only (`envs.Physics`)."""
+    Observation noise applies to every task; physics shifts to those the task can play (`Task.physics_keys`)."""
     kinds = {}
     if cfg.noise_std:
         kinds[OBSERVATION_NOISE] = {level: envs.Condition(observation_noise=tuple(level * feature_std.astype(float)))
                                     for level in cfg.noise_std}
-    for key in envs.PHYSICS_KEYS if env == envs.ENV_ID else ():
+    for key in task.physics_keys:
         if getattr(cfg.physics, key):
             kinds[key] = {f: envs.Condition(envs.NOMINAL.scaled(**{key: f})) for f in getattr(cfg.physics, key)}
     return {kind: dict(sorted({unshifted_level(kind): envs.Condition(), **levels}.items()))
@@ -151,7 +152,7 @@ class NetworkJob:
 
     model: torch.nn.Module
     sets: dict[str, tuple[np.ndarray, ...]] | None
-    env: str | None
+    task: Task | None
     conditions: list[envs.Condition]
     cfg: GeneralizeConfig
     unc: UncertaintyConfig
@@ -167,19 +168,14 @@ def score_network(job: NetworkJob) -> tuple[dict | None, list[dict]]:
                                q_values(job.model, torch.from_numpy(states)))
             figures[name] = child_figures(hits, parents_agree, job.unc)
     returns = []
-    if job.conditions and job.env == envs.ENV_ID:  # every condition in one batch
-        episodes = envs.condition_returns(job.model, job.conditions, job.cfg.eval_episodes, job.cfg.eval_seed,
-                                          job.cfg.noise_seed)
+    if job.conditions:  # every condition over the same episodes (CartPole: in one batch)
+        episodes = job.task.condition_returns(job.model, job.conditions, job.cfg.eval_episodes, job.cfg.eval_seed,
+                                              job.cfg.noise_seed)
         returns = [mean_interval(r, job.unc) for r in episodes]
-    elif job.conditions:  # observation noise only (`environment_shifts`)
-        returns = [mean_interval(tasks.greedy_returns(
-            job.model, job.env, job.cfg.eval_episodes, job.cfg.eval_seed,
-            None if c.observation_noise is None else np.asarray(c.observation_noise), job.cfg.noise_seed), job.unc)
-            for c in job.conditions]
     return figures, returns
 
 
-def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], env: str | None,
+def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], task: Task | None,
              shifts: dict[str, dict[float, envs.Condition]] | None, cfg: GeneralizeConfig,
              unc: UncertaintyConfig) -> tuple[dict, dict | None]:
     """Every network on every set of states and, with `shifts`, in every shifted environment.
@@ -203,7 +199,7 @@ def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], en
     conditions = [] if shifts is None else list(dict.fromkeys(
         [nominal, *(c for levels in shifts.values() for c in levels.values())]))
     jobs = [NetworkJob(model, None if any(model is parent for parent in (parent_a, parent_b)) else prepared,
-                       env, conditions, cfg, unc) for model in networks.values()]
+                       task, conditions, cfg, unc) for model in networks.values()]
     returns = {} if shifts is not None else None
     for name, (figures, intervals) in zip(networks, map_processes(score_network, jobs, cfg.workers,
                                                                   start_method="fork")):
@@ -282,7 +278,7 @@ def _figure(f: dict, key: str) -> str:
 FIGURE_NAMES = {"primary": "primary", "primary_over_bound": "primary / U"}
 
 
-def markdown(summary: dict, cfg: GeneralizeConfig, confidence: float, env: str | None,
+def markdown(summary: dict, cfg: GeneralizeConfig, confidence: float, task: Task | None,
              returns: dict | None) -> str:
     """Sets at a glance, every network per set, and the returns under each environment shift."""
     sets = summary["sets"]
@@ -327,7 +323,7 @@ def markdown(summary: dict, cfg: GeneralizeConfig, confidence: float, env: str |
         rows += [[kind, fmt(level), *(_return_cell(returns[n]["shifts"][kind][level]) for n in networks)]
                  for kind, levels in returns[networks[0]]["shifts"].items()
                  for level in levels if level != unshifted_level(kind)]
-        parts += [f"{env}: greedy return, mean [{pct} interval], over {cfg.eval_episodes} episodes (env seeds "
+        parts += [f"{task.env_id}: greedy return, mean [{pct} interval], over {cfg.eval_episodes} episodes (env seeds "
                   f"{cfg.eval_seed}..{cfg.eval_seed + cfg.eval_episodes - 1}) per condition, the same episodes in "
                   "every condition. Observation noise: std in units of each feature's held-out std, seen by the "
                   "policy only; physics (CartPole-v1 only): multipliers of gymnasium's constants (pole_length: its "

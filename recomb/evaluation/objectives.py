@@ -25,6 +25,7 @@ from ..networks import QNetwork
 from ..plots import learning_curves
 from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, interval, mean_interval
+from ..training.tasks import Task
 from ..training.distill import DistillConfig, DistillResult, distill
 
 CURVE_KEYS = ("train_loss", "val_loss", "val_agreement", "val_prob_similarity")
@@ -83,7 +84,7 @@ def _mean_difference(first: np.ndarray, second: np.ndarray, axis: int = -1) -> n
 
 
 def score_modes(teachers: dict[str, torch.nn.Module], results: dict[str, DistillResult],
-                configs: dict[str, DistillConfig], heldout: np.ndarray, env: str | None,
+                configs: dict[str, DistillConfig], heldout: np.ndarray, task: Task | None,
                 cfg: CompareObjectivesConfig, unc: UncertaintyConfig) -> dict:
     """Every mode's students against their teachers on the held-out states (numbers and booleans only).
 
@@ -98,7 +99,7 @@ def score_modes(teachers: dict[str, torch.nn.Module], results: dict[str, Distill
         mode_cfg = configs[mode]
         pairs = {}
         students = dict(zip(teachers, result.students))
-        returns = online_returns(students, env, cfg.eval_episodes, cfg.eval_seed, unc)
+        returns = online_returns(students, task, cfg.eval_episodes, cfg.eval_seed, unc)
         for member, (pair, student) in enumerate(students.items()):
             student_q = q_values(student, states)
             hits[mode, pair] = (student_q.argmax(-1) == teacher_q[pair].argmax(-1)).numpy()

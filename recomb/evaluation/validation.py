@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..training import tasks
+from ..training.tasks import Task
 
 from .. import metrics
 from ..config import Section
@@ -100,15 +100,15 @@ def robustness_slices(states: np.ndarray, cfg: RobustnessConfig) -> dict[str, to
     }
 
 
-def greedy_return(model, env: str | None, cfg: ValidateDistillConfig) -> float | None:
+def greedy_return(model, task: Task | None, cfg: ValidateDistillConfig) -> float | None:
     """Mean greedy return over the fixed evaluation episodes; None when there is no environment."""
-    if env is None:
+    if task is None:
         return None
-    tasks.check_network(model, tasks.task(env), "the evaluated network")
-    return float(tasks.greedy_returns(model, env, cfg.eval_episodes, cfg.eval_seed).mean())
+    task.check_network(model, "the evaluated network")
+    return float(task.greedy_returns(model, cfg.eval_episodes, cfg.eval_seed).mean())
 
 
-def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg: ValidateDistillConfig) -> dict:
+def validate_student(teacher, student, heldout: np.ndarray, task: Task | None, cfg: ValidateDistillConfig) -> dict:
     """The deterministic part of a distillation report for one teacher/student pair."""
     states = torch.from_numpy(heldout)
     teacher_q, student_q = q_values(teacher, states), q_values(student, states)
@@ -117,7 +117,7 @@ def validate_student(teacher, student, heldout: np.ndarray, env: str | None, cfg
         name: metrics.action_agreement(q_values(teacher, x), q_values(student, x))
         for name, x in robustness_slices(heldout, cfg.robustness).items()
     }
-    returns = {"teacher": greedy_return(teacher, env, cfg), "student": greedy_return(student, env, cfg)}
+    returns = {"teacher": greedy_return(teacher, task, cfg), "student": greedy_return(student, task, cfg)}
     t = cfg.thresholds
     checks = [
         ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
@@ -184,7 +184,7 @@ def batch_dependence(model, states: torch.Tensor) -> float:
     return (together - alone).abs().max().item()
 
 
-def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray, env: str | None,
+def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray, task: Task | None,
                        cfg: ValidateQuantizedConfig, float_return: float | None) -> dict:
     """The deterministic part of the report for one int8 student against its float student.
 
@@ -204,7 +204,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
     fidelity["relative_q_error"] = q_error / float_q.double().std().item()
     teacher_agreement = {"float": metrics.action_agreement(teacher_q, float_q),
                          "int8": metrics.action_agreement(teacher_q, int8_q)}
-    returns = {"float": float_return, "int8": greedy_return(int8_student, env, cfg)}
+    returns = {"float": float_return, "int8": greedy_return(int8_student, task, cfg)}
     t = cfg.thresholds
     checks = [
         ("action_agreement", fidelity["action_agreement"], ">=", t.min_action_agreement),
@@ -353,14 +353,14 @@ def agreement_with_parents(parent_a, parent_b, networks: dict, heldout: np.ndarr
             for name, model in networks.items()}
 
 
-def online_returns(networks: dict, env: str | None, episodes: int, seed: int,
+def online_returns(networks: dict, task: Task | None, episodes: int, seed: int,
                    unc: UncertaintyConfig) -> dict[str, dict | None]:
-    """Each network's greedy return over the same fixed-seed episodes: mean, std and interval; None without env."""
-    if env is None:
+    """Each network's greedy return over the same fixed-seed episodes: mean, std and interval; None without a task."""
+    if task is None:
         return {name: None for name in networks}
     for name, model in networks.items():
-        tasks.check_network(model, tasks.task(env), name)
-    return {name: mean_interval(tasks.greedy_returns(model, env, episodes, seed), unc)
+        task.check_network(model, name)
+    return {name: mean_interval(task.greedy_returns(model, episodes, seed), unc)
             for name, model in networks.items()}
 
 
@@ -369,7 +369,7 @@ def mean_returns(returns: dict[str, dict | None]) -> dict[str, float | None]:
     return {name: None if r is None else r["mean"] for name, r in returns.items()}
 
 
-def selection_figures(parent_a, parent_b, child, val_states: torch.Tensor, env: str | None,
+def selection_figures(parent_a, parent_b, child, val_states: torch.Tensor, task: Task | None,
                       sel: SelectionConfig, unc: UncertaintyConfig) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """What choosers read of a child (validation states, choosing episodes), and its per-state hits.
 
@@ -379,7 +379,7 @@ def selection_figures(parent_a, parent_b, child, val_states: torch.Tensor, env: 
     hits = parent_hits(q_values(parent_a, val_states).argmax(-1), q_values(parent_b, val_states).argmax(-1),
                        q_values(child, val_states))
     primary = primary_interval(*hits, unc)
-    returns = online_returns({"child": child}, env, sel.eval_episodes, sel.eval_seed, unc)["child"]
+    returns = online_returns({"child": child}, task, sel.eval_episodes, sel.eval_seed, unc)["child"]
     return {"n_states": len(val_states), "agreement_a": float(hits[0].mean()), "agreement_b": float(hits[1].mean()),
             "primary": primary["value"], "primary_low": primary["low"], "primary_high": primary["high"],
             "return": None if returns is None else returns["mean"]}, hits

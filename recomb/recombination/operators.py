@@ -74,7 +74,7 @@ def raw_scores(children: dict[str, QNetwork], scoring: Scoring) -> tuple[dict[st
     q_a, q_b = q_values(scoring.role_a, states), q_values(scoring.role_b, states)
     picks_a, picks_b = q_a.argmax(-1), q_b.argmax(-1)
     parents_agree = (picks_a == picks_b).numpy()
-    returns = online_returns(children, scoring.env, scoring.cfg.eval_episodes, scoring.cfg.eval_seed,
+    returns = online_returns(children, scoring.task, scoring.cfg.eval_episodes, scoring.cfg.eval_seed,
                              scoring.uncertainty)
     rows = {}
     for name, child in children.items():

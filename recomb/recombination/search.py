@@ -31,6 +31,7 @@ from ..quantization.int8 import Int8QNetwork
 from ..quantization.quantize import PTQConfig
 from ..stats import UncertaintyConfig, primary_difference_interval
 from ..training.finetune import FinetuneConfig, FinetuneResult, finetune, int8_child
+from ..training.tasks import Task
 from .crossover import OPERATORS, CrossoverConfig, crossover
 
 
@@ -174,7 +175,7 @@ class Scoring:
     role_b: torch.nn.Module
     heldout: np.ndarray
     validation: torch.Tensor
-    env: str | None
+    task: Task | None
     cfg: ValidateRecombConfig
     selection: SelectionConfig
     uncertainty: UncertaintyConfig
@@ -208,7 +209,7 @@ def score(children: dict, scoring: Scoring) -> dict:
     """What validate_recombination reports for these children: held-out figures and returns, with intervals."""
     report = recombination_offline(scoring.role_a, scoring.role_b, children, scoring.heldout, scoring.cfg,
                                    scoring.uncertainty)
-    returns = online_returns(children, scoring.env, scoring.cfg.eval_episodes, scoring.cfg.eval_seed,
+    returns = online_returns(children, scoring.task, scoring.cfg.eval_episodes, scoring.cfg.eval_seed,
                              scoring.uncertainty)
     return {**report, "greedy_return": mean_returns(returns), "greedy_return_interval": returns}
 
@@ -217,7 +218,7 @@ def score_child(children: dict, scoring: Scoring) -> tuple[dict, tuple[np.ndarra
     """`score`, plus what choosers read of `children["child"]` (under `selection`) and its validation hits."""
     report = score(children, scoring)
     figures, hits = selection_figures(scoring.role_a, scoring.role_b, children["child"], scoring.validation,
-                                      scoring.env, scoring.selection, scoring.uncertainty)
+                                      scoring.task, scoring.selection, scoring.uncertainty)
     return {**report, "selection": {"child": figures}}, hits
 
 
@@ -281,7 +282,7 @@ def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
 
 def return_bar(scoring: Scoring) -> float | None:
     """The return a child must reach to rank above those that don't; None without an environment."""
-    return scoring.cfg.thresholds.min_child_return if scoring.env else None
+    return scoring.cfg.thresholds.min_child_return if scoring.task else None
 
 
 def rank_outcomes(points: list[GridPoint], outcomes: dict[str, Outcome], base: CrossoverConfig, scoring: Scoring,

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import envs, tasks
+from . import envs
+from .tasks import Task
 from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork, seeded_qnetwork
@@ -27,7 +28,7 @@ from ..optim import Adam
 
 @dataclass(frozen=True)
 class DQNConfig(Section):
-    """`parents.dqn.<env id>`: every DQN knob of one task's preset; step counts are environment transitions
+    """`parents.presets.<env id>`: every DQN knob of one task's preset; step counts are environment transitions
     summed over envs; returns are the task's (pass_return: the bar a parent must reach)."""
 
     total_steps: int
@@ -142,7 +143,7 @@ def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: Adam,
     return grad_steps_done
 
 
-def train_dqn(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
+def train_dqn(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
               on_eval: Callable[[dict], None] | None = None) -> DQNResult:
     """Train one parent with `seed`; raise RecombError if it never reaches `pass_return`.
 
@@ -153,14 +154,14 @@ def train_dqn(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout masks
-        return _train(cfg, env_id, arch, seed, on_eval)
+        return _train(cfg, task, arch, seed, on_eval)
 
 
-def _train(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
+def _train(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
            on_eval: Callable[[dict], None] | None) -> DQNResult:
     env_seq, sample_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(sample_seq)
-    env = tasks.batch(env_id, cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)))
+    env = task.batch(cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)))
     online = seeded_qnetwork(arch, seed)
     target = seeded_qnetwork(arch, seed).eval()
     target.requires_grad_(False)
@@ -190,7 +191,7 @@ def _train(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
             online.eval()
         if step >= next_eval or step >= cfg.total_steps:
             next_eval += cfg.eval_interval
-            returns = tasks.greedy_returns(online, env_id, cfg.eval_episodes, cfg.eval_seed)
+            returns = task.greedy_returns(online, cfg.eval_episodes, cfg.eval_seed)
             row = {"step": step, "mean_return": float(returns.mean()), "min_return": float(returns.min()),
                    "epsilon": eps, "gradient_steps": grad_steps}
             history.append(row)
@@ -205,7 +206,7 @@ def _train(cfg: DQNConfig, env_id: str, arch: Architecture, seed: int,
     if best_return < cfg.pass_return:
         raise RecombError(
             f"parent seed {seed}: best greedy return {best_return:.1f} < pass_return {cfg.pass_return} within {cfg.total_steps} steps; "
-            f"raise parents.dqn.{env_id}.total_steps or try another seed"
+            f"raise parents.presets.{task.env_id}.total_steps or try another seed"
         )
     network = QNetwork(arch)
     network.load_state_dict(best_state)

@@ -4,11 +4,11 @@ Whatever the source, the result is the same: two float parents and a state
 buffer split once into `train` and `heldout`. Held-out states are never used for
 training, calibration or fine-tuning anywhere downstream.
 
-Each source has its own params section (`parents.cartpole`, `parents.synthetic`,
+Each source has its own params section (`parents.dqn`, `parents.synthetic`,
 `parents.files`) and only the chosen one is a dependency of the `parents` stage,
-so editing a source that is not in use re-runs nothing. The DQN source (named
-`cartpole` after its first task) trains on `parents.env`, any Gymnasium task with
-a flat observation and discrete actions, with the DQN preset `parents.dqn.<env>`.
+so editing a source that is not in use re-runs nothing. The `dqn` source trains on
+`parents.env`, any Gymnasium task with a flat observation and discrete actions, with
+that task's DQN preset `parents.presets.<env>`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import envs, tasks
+from . import tasks
 from ..artifacts import USER_FOLDER, Checkpoint, in_user_folder, load_parent, load_states
 from ..config import Section
 from ..errors import RecombError
@@ -45,8 +45,8 @@ class BufferConfig(Section):
 
 
 @dataclass(frozen=True)
-class CartPoleSource(Section):
-    """`parents.cartpole`: two DQN parents (seeds `seed`, `seed + 1`) on `parents.env` and their state buffer."""
+class DQNSource(Section):
+    """`parents.dqn`: two DQN parents (seeds `seed`, `seed + 1`) on `parents.env` and their state buffer."""
 
     seed: int
     hidden: int
@@ -96,53 +96,63 @@ class FilesSource(Section):
         self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
 
+RENAMED = ("the source `cartpole` is now `dqn` (DQN parents on parents.env, any task): rename parents.source "
+           "cartpole → dqn, the section parents.cartpole → parents.dqn and parents.dqn.<env> → parents.presets.<env>")
+
+
 @dataclass(frozen=True)
 class ParentsConfig(Section):
-    source: Literal["cartpole", "synthetic", "files"]
+    source: Literal["dqn", "synthetic", "files"]
     env: str
     heldout_fraction: float
     split_seed: int
-    cartpole: CartPoleSource
+    dqn: DQNSource
     synthetic: SyntheticSource
     files: FilesSource
-    dqn: dict  # env id → its DQN preset (a DQNConfig mapping); the source cartpole uses parents.dqn.<env>
+    presets: dict  # env id → its DQN preset (a DQNConfig mapping); the source dqn uses parents.presets.<env>
+
+    @classmethod
+    def from_mapping(cls, data, where: str):
+        """A params file written for the old source name gets the rename in one line, not an unknown key."""
+        if isinstance(data, dict) and (data.get("source") == "cartpole" or "cartpole" in data):
+            raise RecombError(f"{where}.{'source' if data.get('source') == 'cartpole' else 'cartpole'}: {RENAMED}")
+        return super().from_mapping(data, where)
 
     def check(self) -> None:
         self.require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
-        presets = {env: DQNConfig.from_mapping(preset, f"{self._where}.dqn.{env}") for env, preset in self.dqn.items()}
-        if self.source == "cartpole":
-            spec = tasks.task(self.env, f"{self._where}.env")
-        # whatever the source: dvc.yaml reads parents.dqn.<env>.pass_return, the task's return bar
-        self.require(self.env in presets, "env", f"no DQN preset parents.dqn.{self.env}; add one "
+        presets = {env: DQNConfig.from_mapping(preset, f"{self._where}.presets.{env}")
+                   for env, preset in self.presets.items()}
+        spec = tasks.task(self.env, f"{self._where}.env") if self.source == "dqn" else None  # a task it can play
+        # whatever the source: dvc.yaml reads parents.presets.<env>.pass_return, the task's return bar
+        self.require(self.env in presets, "env", f"no DQN preset parents.presets.{self.env}; add one "
                                                  f"(presets: {', '.join(map(str, presets))})")
-        if self.source == "cartpole":
+        if spec is not None:
             preset = presets[self.env]
-            if self.env == envs.ENV_ID:  # CartPole pays +1 a step: no return above its time limit
-                for key in ("pass_return", "stop_return"):
-                    if not 0 < getattr(preset, key) <= spec.max_steps:
-                        raise RecombError(f"{self._where}.dqn.{self.env}.{key}: must be in (0, {spec.max_steps}] "
-                                          f"(got {getattr(preset, key)!r})")
+            for key in ("pass_return", "stop_return") if spec.max_return is not None else ():
+                if not 0 < getattr(preset, key) <= spec.max_return:  # e.g. CartPole: +1 a step, up to its limit
+                    raise RecombError(f"{self._where}.presets.{self.env}.{key}: must be in (0, {spec.max_return:g}] "
+                                      f"(got {getattr(preset, key)!r})")
 
     @property
     def preset(self) -> DQNConfig:
         """The DQN preset of `env`."""
-        return DQNConfig.from_mapping(self.dqn[self.env], f"{self._where}.dqn.{self.env}")
+        return DQNConfig.from_mapping(self.presets[self.env], f"{self._where}.presets.{self.env}")
 
     @property
-    def chosen(self) -> CartPoleSource | SyntheticSource | FilesSource:
+    def chosen(self) -> DQNSource | SyntheticSource | FilesSource:
         return getattr(self, self.source)
 
     @property
     def input_dim(self) -> int:
         """The state width the chosen source's parents take."""
-        return tasks.task(self.env).obs_dim if self.source == "cartpole" else self.chosen.input_dim
+        return tasks.task(self.env).obs_dim if self.source == "dqn" else self.chosen.input_dim
 
     def provenance(self) -> dict:
         """The params the parents were made with: the chosen source's section only (what dvc.yaml hashes)."""
         made = {"source": self.source, "heldout_fraction": self.heldout_fraction, "split_seed": self.split_seed,
                 self.source: self.chosen.to_dict()}
-        if self.source == "cartpole":
-            made.update(env=self.env, dqn=self.preset.to_dict())
+        if self.source == "dqn":
+            made.update(env=self.env, preset=self.preset.to_dict())
         return made
 
 
@@ -180,24 +190,24 @@ def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tupl
 
 
 def _train_one(args: tuple[DQNConfig, str, Architecture, int, int, Progress | None]) -> DQNResult:
-    dqn, env_id, arch, seed, slot, progress = args
+    dqn, task, arch, seed, slot, progress = args
     label = f"parent {'AB'[slot]} (seed {seed}), env steps"
-    result = train_dqn(dqn, env_id, arch, seed,
+    result = train_dqn(dqn, task, arch, seed,
                        (lambda record: progress(slot, label, record["step"], dqn.total_steps)) if progress else None)
     if progress:
         progress(slot, label, dqn.total_steps, dqn.total_steps)  # stopped early at stop_return: done all the same
     return result
 
 
-def cartpole_parents(cfg: ParentsConfig, progress: Progress | None = None) -> ParentSet:
+def dqn_parents(cfg: ParentsConfig, progress: Progress | None = None) -> ParentSet:
     """Two DQN parents (seeds `seed`, `seed + 1`) trained on `parents.env` in parallel, then their shared buffer."""
-    src, spec = cfg.cartpole, tasks.task(cfg.env)
+    src, spec = cfg.dqn, tasks.task(cfg.env)
     arch = Architecture(spec.obs_dim, spec.n_actions, src.hidden, src.dropout)
     seeds = [src.seed, src.seed + 1]
-    jobs = [(cfg.preset, cfg.env, arch, s, slot, progress) for slot, s in enumerate(seeds)]
+    jobs = [(cfg.preset, spec, arch, s, slot, progress) for slot, s in enumerate(seeds)]
     results = map_processes(_train_one, jobs, src.workers, start_method="fork")
     parents = [r.network for r in results]
-    states = tasks.collect_states(parents, cfg.env, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
+    states = spec.collect_states(parents, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
     train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [
         {"seed": s, "greedy_return": r.best_return, "best_step": r.best_step, "env_steps": r.env_steps}
@@ -247,10 +257,10 @@ def file_parents(cfg: ParentsConfig, imported: ImportedFiles) -> ParentSet:
 def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None,
                  progress: Progress | None = None) -> ParentSet:
     """The chosen source's parents; the files source needs its `import_files` result (the `inputs` stage's).
-    `progress` follows the DQN training of the cartpole source."""
+    `progress` follows the DQN training of the dqn source."""
     if cfg.source == "files":
         if imported is None:
             raise RecombError("params.yaml: parents.source is files but no imported files were given")
         return file_parents(cfg, imported)
     torch.manual_seed(cfg.chosen.seed)
-    return cartpole_parents(cfg, progress) if cfg.source == "cartpole" else synthetic_parents(cfg)
+    return dqn_parents(cfg, progress) if cfg.source == "dqn" else synthetic_parents(cfg)

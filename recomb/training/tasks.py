@@ -1,10 +1,10 @@
 """The task parents are trained on and every network is played in: any Gymnasium environment with a flat Box
 observation and a Discrete action space (`parents.env`).
 
-CartPole-v1 runs through `envs`' vectorised copy of its dynamics (exact, and far cheaper per episode); any other
-id runs through Gymnasium itself, its vector API. Either way episode i of an evaluation is seeded `seed + i`, so
-a return is reproducible to the bit, and every episode of a batch runs in lockstep with one Q-network forward
-per step.
+`task(env_id)` builds the `Task` once (stages: `of_parents`, from the parents' sidecar) and everything that plays
+episodes takes it. CartPole-v1 runs through `envs`' vectorised copy of its dynamics (exact, and far cheaper per
+episode); any other id runs through Gymnasium itself, its vector API. Either way every episode of a batch runs in
+lockstep with one Q-network forward per step.
 """
 
 from __future__ import annotations
@@ -21,17 +21,123 @@ from ..errors import RecombError
 
 @dataclass(frozen=True)
 class Task:
+    """A task to train in and play episodes of, built by `task(env_id)` — the one place that tells tasks apart.
+
+    Episode i of an evaluation is seeded `seed + i`, so a return is reproducible to the bit.
+    """
+
     env_id: str
     obs_dim: int
     n_actions: int
     max_steps: int  # the time limit of the registered environment (its episodes' truncation)
+    physics_keys: tuple[str, ...] = ()  # the `envs.Physics` multipliers its episodes can be shifted by
+    max_return: float | None = None     # no policy can return more (CartPole: +1 a step); None when unbounded
+    plane: tuple[tuple[int, str], tuple[int, str]] | None = None  # two telling features and their names, if known
+
+    def check_network(self, q_fn, name: str) -> None:
+        """Refuse a network whose input or output width is not the task's (one line naming it)."""
+        try:
+            with torch.inference_mode():
+                width = q_fn(torch.zeros(1, self.obs_dim)).shape[-1]
+        except RuntimeError:
+            width = None
+        if width != self.n_actions:
+            raise RecombError(f"{name}: does not fit {self.env_id} ({self.obs_dim} observations → "
+                              f"{self.n_actions} actions): its dims differ")
+
+    def batch(self, num_envs: int, seed: int):
+        """`num_envs` training copies that reset on the step an episode ends (`envs.CartPoleBatch`'s interface)."""
+        return GymBatch(self.env_id, num_envs, seed)
+
+    def greedy_returns(self, q_fn, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
+                       noise_seed: int = 0) -> np.ndarray:
+        """The greedy policy's return in each of `episodes` episodes (episode i seeded `seed + i`), run together.
+
+        `observation_noise`: per-feature std of Gaussian noise added to what the policy sees (the dynamics keep
+        the true state), one standard normal row per episode and step from `noise_seed`.
+        """
+        import gymnasium
+
+        env = gymnasium.make_vec(self.env_id, num_envs=episodes, vectorization_mode="sync")
+        try:
+            obs, _ = env.reset(seed=seed)
+            rng = np.random.default_rng(noise_seed)
+            returns = np.zeros(episodes, dtype=np.float64)
+            running = np.ones(episodes, dtype=bool)
+            for _ in range(self.max_steps):
+                seen = obs if observation_noise is None else obs + rng.standard_normal(obs.shape) * observation_noise
+                actions = envs.greedy_actions(q_fn, seen.astype(np.float32))
+                obs, rewards, terminated, truncated, _ = env.step(actions)
+                returns[running] += rewards[running]
+                running &= ~(terminated | truncated)
+                if not running.any():
+                    break
+            return returns
+        finally:
+            env.close()
+
+    def condition_returns(self, q_fn, conditions: list[envs.Condition], episodes: int, seed: int,
+                          noise_seed: int) -> np.ndarray:
+        """(len(conditions), episodes) greedy returns, every condition over the same fixed-seed episodes."""
+        if any(c.physics != envs.NOMINAL for c in conditions):
+            raise ValueError(f"{self.env_id} has no physics shifts (physics_keys is empty)")
+        return np.stack([self.greedy_returns(q_fn, episodes, seed, None if c.observation_noise is None
+                                             else np.asarray(c.observation_noise), noise_seed) for c in conditions])
+
+    def collect_states(self, q_fns: list, n_states: int, epsilon: float, seed: int, num_envs: int = 16) -> np.ndarray:
+        """States visited by ε-greedy rollouts of each policy in the task, equal shares, shuffled.
+
+        The shared state buffer for distillation: covering every parent's own state
+        distribution lets a student imitate each of them where it matters.
+        """
+        if not q_fns:
+            raise ValueError("collect_states needs at least one policy")
+        seeds = np.random.SeedSequence(seed).spawn(len(q_fns) + 1)
+        shares = [n_states // len(q_fns) + (k < n_states % len(q_fns)) for k in range(len(q_fns))]
+        chunks = []
+        for q_fn, share, seq in zip(q_fns, shares, seeds):
+            rng = np.random.default_rng(seq)
+            env = self.batch(num_envs, int(rng.integers(2**63)))
+            obs = env.observe()
+            rows, got = [], 0
+            while got < share:
+                actions = envs.greedy_actions(q_fn, obs)
+                explore = rng.random(num_envs) < epsilon
+                actions = np.where(explore, rng.integers(0, self.n_actions, num_envs), actions)
+                rows.append(obs)
+                got += num_envs
+                *_, obs = env.step(actions)
+            chunks.append(np.concatenate(rows)[:share])
+        states = np.concatenate(chunks)
+        np.random.default_rng(seeds[-1]).shuffle(states)
+        return states
+
+
+@dataclass(frozen=True)
+class CartPoleTask(Task):
+    """CartPole-v1 through `envs`' vectorised copy of its dynamics: exact, far cheaper per episode, and with
+    physics that can be shifted (every condition of an evaluation runs as one batch)."""
+
+    def batch(self, num_envs: int, seed: int):
+        return envs.CartPoleBatch(num_envs, seed)
+
+    def greedy_returns(self, q_fn, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
+                       noise_seed: int = 0) -> np.ndarray:
+        noise = None if observation_noise is None else tuple(float(s) for s in observation_noise)
+        return self.condition_returns(q_fn, [envs.Condition(observation_noise=noise)], episodes, seed, noise_seed)[0]
+
+    def condition_returns(self, q_fn, conditions: list[envs.Condition], episodes: int, seed: int,
+                          noise_seed: int) -> np.ndarray:
+        return envs.condition_returns(q_fn, conditions, episodes, seed, noise_seed)
 
 
 @lru_cache(maxsize=None)
 def task(env_id: str, where: str = "parents.env") -> Task:
     """The task `env_id` names, its spaces checked; a one-line error naming `where` otherwise."""
     if env_id == envs.ENV_ID:
-        return Task(env_id, envs.OBS_DIM, envs.N_ACTIONS, envs.MAX_EPISODE_STEPS)
+        return CartPoleTask(env_id, envs.OBS_DIM, envs.N_ACTIONS, envs.MAX_EPISODE_STEPS, envs.PHYSICS_KEYS,
+                            float(envs.MAX_EPISODE_STEPS),
+                            ((2, "pole angle (rad)"), (3, "pole angular velocity (rad/s)")))
     import gymnasium
     from gymnasium import spaces
 
@@ -59,16 +165,9 @@ def task(env_id: str, where: str = "parents.env") -> Task:
         env.close()
 
 
-def check_network(q_fn, spec: Task, name: str) -> None:
-    """Refuse a network whose input or output width is not the task's (one line naming it)."""
-    try:
-        with torch.inference_mode():
-            width = q_fn(torch.zeros(1, spec.obs_dim)).shape[-1]
-    except RuntimeError:
-        width = None
-    if width != spec.n_actions:
-        raise RecombError(f"{name}: does not fit {spec.env_id} ({spec.obs_dim} observations → {spec.n_actions} "
-                          "actions): its dims differ")
+def of_parents(meta: dict) -> Task | None:
+    """The task the parents' sidecar names (`env`), or None for parents without one (synthetic, bare files)."""
+    return task(meta["env"]) if meta.get("env") else None
 
 
 class GymBatch:
@@ -95,71 +194,3 @@ class GymBatch:
             final[ended] = np.stack(info["final_obs"][ended]).astype(np.float32)
         self.obs = obs
         return final, rewards.astype(np.float32), terminated, truncated, obs.astype(np.float32)
-
-
-def batch(env_id: str, num_envs: int, seed: int):
-    """Training copies of the task: CartPole's own, or Gymnasium's."""
-    return envs.CartPoleBatch(num_envs, seed) if env_id == envs.ENV_ID else GymBatch(env_id, num_envs, seed)
-
-
-def greedy_returns(q_fn, env_id: str, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
-                   noise_seed: int = 0) -> np.ndarray:
-    """The greedy policy's return in each of `episodes` episodes (episode i seeded `seed + i`), run together.
-
-    `observation_noise`: per-feature std of Gaussian noise added to what the policy sees (the dynamics keep
-    the true state), one standard normal row per episode and step from `noise_seed`.
-    """
-    if env_id == envs.ENV_ID:
-        noise = None if observation_noise is None else tuple(float(s) for s in observation_noise)
-        return envs.condition_returns(q_fn, [envs.Condition(observation_noise=noise)], episodes, seed, noise_seed)[0]
-    import gymnasium
-
-    spec = task(env_id)
-    env = gymnasium.make_vec(env_id, num_envs=episodes, vectorization_mode="sync")
-    try:
-        obs, _ = env.reset(seed=seed)
-        rng = np.random.default_rng(noise_seed)
-        returns = np.zeros(episodes, dtype=np.float64)
-        running = np.ones(episodes, dtype=bool)
-        for _ in range(spec.max_steps):
-            seen = obs if observation_noise is None else obs + rng.standard_normal(obs.shape) * observation_noise
-            actions = envs.greedy_actions(q_fn, seen.astype(np.float32))
-            obs, rewards, terminated, truncated, _ = env.step(actions)
-            returns[running] += rewards[running]
-            running &= ~(terminated | truncated)
-            if not running.any():
-                break
-        return returns
-    finally:
-        env.close()
-
-
-def collect_states(q_fns: list, env_id: str, n_states: int, epsilon: float, seed: int,
-                   num_envs: int = 16) -> np.ndarray:
-    """States visited by ε-greedy rollouts of each policy in the task, equal shares, shuffled.
-
-    The shared state buffer for distillation: covering every parent's own state
-    distribution lets a student imitate each of them where it matters.
-    """
-    if not q_fns:
-        raise ValueError("collect_states needs at least one policy")
-    n_actions = task(env_id).n_actions
-    seeds = np.random.SeedSequence(seed).spawn(len(q_fns) + 1)
-    shares = [n_states // len(q_fns) + (k < n_states % len(q_fns)) for k in range(len(q_fns))]
-    chunks = []
-    for q_fn, share, seq in zip(q_fns, shares, seeds):
-        rng = np.random.default_rng(seq)
-        env = batch(env_id, num_envs, int(rng.integers(2**63)))
-        obs = env.observe()
-        rows, got = [], 0
-        while got < share:
-            actions = envs.greedy_actions(q_fn, obs)
-            explore = rng.random(num_envs) < epsilon
-            actions = np.where(explore, rng.integers(0, n_actions, num_envs), actions)
-            rows.append(obs)
-            got += num_envs
-            *_, obs = env.step(actions)
-        chunks.append(np.concatenate(rows)[:share])
-    states = np.concatenate(chunks)
-    np.random.default_rng(seeds[-1]).shuffle(states)
-    return states
