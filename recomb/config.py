@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 
@@ -80,9 +80,19 @@ def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> di
 
 
 class Section:
-    """Base for a params section; subclasses are dataclasses and may override `check`."""
+    """Base for a params section; subclasses are dataclasses and may override `check`.
+
+    A class that checks whole top-level sections of params.yaml names them in `sections`; the `params` stage
+    checks every such class's `validate`, so the list of sections and their rules live with the classes.
+    """
 
     _where: str = ""
+    sections: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def validate(cls, params: dict) -> object:
+        """Its section checked as its stage checks it; a rule spanning sections overrides this."""
+        return cls.from_params(params, cls.sections[0])
 
     @classmethod
     def from_params(cls, params: dict, name: str, source: str = "params.yaml"):

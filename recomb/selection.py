@@ -31,6 +31,19 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 class SelectionConfig(Section):
     """The `selection` params section."""
 
+    sections = ("selection",)
+
+    @classmethod
+    def validate(cls, params: dict) -> SelectionConfig:
+        """The section, and its episodes disjoint from the reported ones (validate_recombination's, whose own
+        section checks their types)."""
+        cfg = cls.from_params(params, "selection")
+        reported = params.get("validate_recombination") or {}
+        seed, episodes = reported.get("eval_seed"), reported.get("eval_episodes")
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in (seed, episodes)):
+            cfg.check_disjoint(seed, episodes, "validate_recombination")
+        return cfg
+
     val_fraction: float   # share of the train states held back to choose with
     seed: int             # draws that split
     eval_episodes: int    # episodes of the return a chooser reads

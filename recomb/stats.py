@@ -23,6 +23,8 @@ from .metrics import bound
 class UncertaintyConfig(Section):
     """The `uncertainty` params section: how every interval is computed."""
 
+    sections = ("uncertainty",)
+
     confidence: float   # e.g. 0.95
     resamples: int      # bootstrap resamples per interval
     seed: int

@@ -34,8 +34,8 @@ from recomb.evaluation.ablation_summary import rows_from_experiments, summary
 from recomb.stats import UncertaintyConfig
 
 from . import paths, timing
-from .params_check import check_params, validate_section
-from .common import SECTIONS, run as run_stage, with_task_bars
+from .params_check import SECTIONS, check_params, validate_section
+from .common import run as run_stage, with_task_bars
 
 PARAMS_FILE = Path("params.yaml")
 DVC_FILE = Path("dvc.yaml")

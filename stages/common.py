@@ -16,14 +16,13 @@ from recomb.errors import RecombError
 from recomb.reports import rule
 
 PARAMS_FILE = "params.yaml"
-SECTIONS = ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
-            "regimes", "finetune", "selection", "uncertainty", "search", "multigen", "validate_recombination",
-            "generalize", "analyze", "compare_distillation", "compare_operators", "ablation")
 log = logging.getLogger("recomb")
 
 
 @dataclass(frozen=True)
 class RuntimeConfig(Section):
+    sections = ("runtime",)
+
     torch_threads: int
 
     def check(self) -> None:
@@ -100,7 +99,7 @@ def run(main: Callable[[dict], None]) -> None:
         unpinned = dispatch.check()
         if unpinned:
             raise RecombError("dispatch not pinned, results would depend on this CPU: " + "; ".join(unpinned))
-        params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
+        params = with_task_bars(load_params(PARAMS_FILE))  # unknown sections: refused by the params stage, first
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
         main(params)
     except RecombError as exc:

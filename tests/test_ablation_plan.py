@@ -21,7 +21,7 @@ STAGES_ALL = ["distill", "quantize", "crossover", "compare"]
 
 
 def validate(params: dict, section: str) -> object:
-    return VALIDATORS[section](params, section)
+    return VALIDATORS[section](params)
 
 
 def with_ablation(conditions: dict, seeds=(4,), source: str = "dqn") -> dict:

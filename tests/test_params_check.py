@@ -7,14 +7,24 @@ import pytest
 import yaml
 
 from conftest import run_recomb
-from stages.common import SECTIONS
-from stages.params_check import VALIDATORS
+from recomb.config import Section, load_params
+from stages.params_check import CHECKED, SECTIONS, VALIDATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_section_has_its_validator():
-    assert list(VALIDATORS) == list(SECTIONS)
+def test_the_sections_are_params_yamls_and_each_is_checked_by_the_class_that_names_it():
+    """One source: the classes name their sections; params.yaml holds exactly those, in that order."""
+    assert list(load_params(ROOT / "params.yaml")) == list(SECTIONS) == list(VALIDATORS)
+    assert len(set(SECTIONS)) == len(SECTIONS)
+    named = {name for cls in CHECKED for name in cls.sections}
+    defined = {cls for cls in _subclasses(Section) if cls.sections}
+    assert defined == set(CHECKED), f"classes that name sections but are not checked: {defined - set(CHECKED)}"
+    assert named == set(SECTIONS)
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
 
 
 @pytest.mark.parametrize("section, key, value, message", [

@@ -107,7 +107,7 @@ def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_
              "validate_quantized.throughput_repeats": 1, "validate_quantized.throughput_batch_size": 16,
              "validate_recombination.eval_episodes": 2, "selection.eval_episodes": 2})
     monkeypatch.chdir(p.path)
-    params = common.with_task_bars(common.load_params("params.yaml", common.SECTIONS))
+    params = common.with_task_bars(common.load_params("params.yaml"))
     for stage in CORE:
         stage.main(params)
     sidecar = json.loads((p.path / "data/parents/parent_A.json").read_text())

@@ -74,6 +74,8 @@ class Condition(Section):
 
 @dataclass(frozen=True)
 class AblationConfig(Section):
+    sections = ("ablation",)
+
     seeds: list[int]
     conditions: dict
     workers: int

@@ -57,6 +57,8 @@ MARGIN_DEFINITION = ("normalised margin of a network on a state: its top-1 minus
 class AnalyzeConfig(Section):
     """The `analyze` params section."""
 
+    sections = ("analyze",)
+
     max_states: int            # held-out states analysed at most (a seeded sample beyond)
     sample_seed: int
     top_k: list[int]           # k of the top-k mismatch flags

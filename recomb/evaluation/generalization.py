@@ -65,6 +65,8 @@ class PhysicsShifts(Section):
 class GeneralizeConfig(Section):
     """The `generalize` params section."""
 
+    sections = ("generalize",)
+
     states: int                # states per set: a seeded sample (0 = every held-out state)
     sample_seed: int           # draws the in-distribution sample (and the held-out one when `states` caps it)
     noise_std: list[float]     # Gaussian noise levels in units of each feature's held-out std (states and observations)

@@ -36,6 +36,8 @@ PAIR_LINESTYLES = ("-", "--", ":", "-.")
 class CompareObjectivesConfig(Section):
     """The `compare_distillation` params section."""
 
+    sections = ("compare_distillation",)
+
     blended_alpha: float   # soft weight of the blended mode (reference: 0.7)
     temperature: float     # softmax temperature of the three reference modes
     epochs: int            # every mode's budget

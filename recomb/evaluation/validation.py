@@ -50,6 +50,8 @@ class DistillThresholds(Section):
 
 @dataclass(frozen=True)
 class ValidateDistillConfig(Section):
+    sections = ("validate_distillation",)
+
     top_k: int
     kl_temperature: float
     eval_episodes: int
@@ -156,6 +158,8 @@ class QuantThresholds(Section):
 
 @dataclass(frozen=True)
 class ValidateQuantizedConfig(Section):
+    sections = ("validate_quantized",)
+
     top_k: int
     kl_temperature: float
     eval_episodes: int
@@ -252,6 +256,8 @@ ROLE_NETWORKS = {"parents": "parent", "students": "student", "quantized": "stude
 
 @dataclass(frozen=True)
 class ValidateRecombConfig(Section):
+    sections = ("validate_recombination",)
+
     parents_role: Literal["parents", "students", "quantized", "qat"]
     top_k: int
     kl_temperature: float

@@ -150,6 +150,8 @@ def ptq(model: QNetwork, mode: QuantMode, calibration: list[torch.Tensor] | None
 
 @dataclass(frozen=True)
 class PTQConfig(Section):
+    sections = ("ptq",)
+
     mode: QuantMode
     dtype: Literal["int8"]
     backend: Backend

@@ -37,6 +37,8 @@ BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",)
 
 @dataclass(frozen=True)
 class CrossoverConfig(Section):
+    sections = ("crossover",)
+
     parents: Literal["parents", "students", "quantized", "qat"]  # which pair the pipeline crosses (data/<parents>)
     mode: Literal["random", "layer", "weighted", "aligned", "slerp"]
     alpha: float

@@ -39,6 +39,8 @@ class MutationConfig(Section):
 
 @dataclass(frozen=True)
 class MultigenConfig(Section):
+    sections = ("multigen",)
+
     generations: int
     keep_top_k: int
     selection_strategy: Literal["best", "best_vs_original"]

@@ -48,6 +48,8 @@ SPREAD_KEYS = ("mean_abs_dq_a", "max_abs_dq_a", "mean_abs_dq_b", "max_abs_dq_b",
 class OperatorsConfig(Section):
     """The `compare_operators` params section."""
 
+    sections = ("compare_operators",)
+
     seeds: list[int]   # random's draws: one child per seed
     repeats: int       # crossovers timed per operator by `recomb timing` (median)
 

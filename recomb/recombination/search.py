@@ -92,6 +92,13 @@ class Preset(Section):
 
 @dataclass(frozen=True)
 class SearchConfig(Section):
+    sections = ("search",)
+
+    @classmethod
+    def validate(cls, params: dict) -> list[GridPoint]:
+        """The section, and its grid against the regimes it names."""
+        return grid(cls.from_params(params, "search"), {name: None for name in params["regimes"]})
+
     preset: str               # a name of `presets`, or custom
     presets: dict
     modes: list[str]          # custom grid: modes × alphas × seeds (deduplicated), × regimes

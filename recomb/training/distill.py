@@ -37,6 +37,8 @@ from ..selection import split_indices
 
 @dataclass(frozen=True)
 class DistillConfig(Section):
+    sections = ("distill",)
+
     student_hidden: int        # 0 = max(16, parent hidden // 2)
     student_dropout: float
     train_dropout: bool

@@ -58,6 +58,12 @@ class Regime(Section):
 class FinetuneConfig(Section):
     """The `finetune` section with its regime's budget filled in (see `finetune_config`)."""
 
+    sections = ("regimes", "finetune")
+
+    @classmethod
+    def validate(cls, params: dict) -> FinetuneConfig:
+        return finetune_config(params)
+
     regime: str
     epochs: int
     learning_rate: float

@@ -102,6 +102,8 @@ RENAMED = ("the source `cartpole` is now `dqn` (DQN parents on parents.env, any 
 
 @dataclass(frozen=True)
 class ParentsConfig(Section):
+    sections = ("parents",)
+
     source: Literal["dqn", "synthetic", "files"]
     env: str
     heldout_fraction: float

@@ -23,6 +23,8 @@ class QATConfig(Section):
     """Quantization-aware training: the distillation objective against the teacher,
     with every Linear weight fake-quantized to int8 in the forward pass."""
 
+    sections = ("qat",)
+
     epochs: int
     lr: float
     batch_size: int
