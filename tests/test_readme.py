@@ -138,3 +138,39 @@ def test_the_excerpt_check_catches_an_edited_figure():
     quoted = "Its `data/reports/r.txt`:\n\n```\nline one\nline 2\n```\n"
     assert quoted_output_problems(quoted, {"data/reports/r.txt": "line one\nline two\n"}) == [
         "line 5: not a line of data/reports/r.txt"]
+
+
+def backticked_keys(cell: str) -> set[str]:
+    """The params keys a table cell names: each `code` item, `a.{b, c}` standing for a.b and a.c."""
+    keys = set()
+    for item in re.findall(r"`([^`]+)`", cell):
+        head, braces, tail = item.partition(".{")
+        keys |= {f"{head}.{part.strip()}" for part in tail.rstrip("}").split(",")} if braces else {item}
+    return keys
+
+
+def declared_params(stage: dict) -> set[str]:
+    """The params keys dvc.yaml declares for a stage (`params.yaml:` alone: the whole file)."""
+    keys = set()
+    for entry in stage.get("params", []):
+        if isinstance(entry, dict):
+            for file, listed in entry.items():
+                keys |= {file} if listed is None else set(listed)
+        else:
+            keys.add(entry)
+    return keys
+
+
+def stage_param_problems(text: str, stages: dict) -> list[str]:
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)`[^|]*\|.*\| ([^|]*) \|$", text, re.M)}
+    return [f"{name}: README says {sorted(backticked_keys(rows.get(name, '')))}, dvc.yaml {sorted(declared_params(body))}"
+            for name, body in stages.items() if backticked_keys(rows.get(name, "")) != declared_params(body)]
+
+
+def test_the_stage_tables_params_are_exactly_dvc_yamls():
+    stages = {name: body for path in ("dvc.yaml", "ablation/dvc.yaml")
+              for name, body in yaml.safe_load((ROOT / path).read_text())["stages"].items()}
+    assert stage_param_problems(README, stages) == []
+    stale = README.replace("| `runtime`, `ptq` |", "| `ptq` |")
+    assert stage_param_problems(stale, stages) == [f"ptq: README says ['ptq'], dvc.yaml ['ptq', 'runtime']"]
+    assert backticked_keys("`a.{b, c}` and `d`") == {"a.b", "a.c", "d"}
