@@ -54,6 +54,34 @@ def not_yaml(name: str, exc: yaml.YAMLError) -> RecombError:
     return RecombError(f"{name}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}")
 
 
+def pipeline_file(text: str, name: str) -> dict:
+    """A DVC pipeline file (dvc.yaml, dvc.lock) as a mapping; a damaged one is a one-line error naming it."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise not_yaml(name, exc) from None
+    if not isinstance(data, dict):
+        raise RecombError(f"{name}: expected a mapping (a DVC pipeline file)")
+    return data
+
+
+def pipeline_stages(path: str | Path) -> dict:
+    """The `stages` of a dvc.yaml: the one declaration of what each stage reads and writes."""
+    return pipeline_file(read_text(Path(path)), str(path)).get("stages") or {}
+
+
+def declared_params(stage: dict) -> list[str]:
+    """The params keys a dvc.yaml stage declares (`params.yaml:` alone stands for the whole file)."""
+    keys = []
+    for entry in stage.get("params", []):
+        if isinstance(entry, dict):
+            for file, listed in entry.items():
+                keys += [file] if listed is None else list(listed)
+        else:
+            keys.append(entry)
+    return keys
+
+
 def load_params(path: str | Path, sections: tuple[str, ...] | None = None) -> dict:
     """Read the whole params file; a missing or malformed file is a one-line error.
 

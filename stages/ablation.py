@@ -5,7 +5,8 @@ import time
 from pathlib import Path
 
 from recomb.artifacts import Outputs
-from recomb.evaluation.ablation import Plan, plan, seed_rule
+from recomb.config import pipeline_stages
+from recomb.evaluation.ablation import Plan, plan, seed_rule, sharing
 from recomb.evaluation.ablation_summary import summary
 from recomb.parallel import map_processes, map_ray
 from recomb.stats import UncertaintyConfig
@@ -16,14 +17,14 @@ from .common import RuntimeConfig, log, run
 from .params_check import validate_section
 
 
-def build(planned: Plan, staging: Path, threads: int) -> tuple[list[dict], dict[str, float]]:
+def build(planned: Plan, staging: Path, threads: int, pipeline: dict) -> tuple[list[dict], dict[str, float]]:
     """Every run under `staging`, each with its run.json; (summary rows, seconds per run)."""
     cfg = planned.config
     if cfg.backend == "ray":
         mapper = lambda fn, jobs: map_ray(fn, jobs, cfg.ray_address, "ablation")  # noqa: E731
     else:
         mapper = lambda fn, jobs: map_processes(fn, jobs, cfg.workers)  # noqa: E731
-    seconds = execute(planned, staging, Path(paths.IMPORTED).parent, threads, mapper)
+    seconds = execute(planned, staging, Path(paths.IMPORTED).parent, threads, mapper, pipeline)
     out = Outputs()
     for r in planned.runs:
         out.add_json(folder_of(staging, r) / "run.json", {  # the params this run's stages read
@@ -34,12 +35,13 @@ def build(planned: Plan, staging: Path, threads: int) -> tuple[list[dict], dict[
 
 
 def main(params: dict) -> None:
-    planned = plan(params, validate_section, paths.ABLATION_DIR)  # every condition checked before anything runs
+    pipeline = pipeline_stages(paths.PIPELINE)
+    planned = sharing(plan(params, validate_section, paths.ABLATION_DIR), pipeline)  # every condition checked first
     tree, staging = Path(paths.ABLATION_DIR), Path(f"{paths.ABLATION_DIR}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     started = time.perf_counter()
     try:
-        rows, seconds = build(planned, staging, RuntimeConfig.from_params(params, "runtime").torch_threads)
+        rows, seconds = build(planned, staging, RuntimeConfig.from_params(params, "runtime").torch_threads, pipeline)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -20,24 +20,24 @@ from typing import Callable
 import torch
 
 from recomb.artifacts import read_json
-from recomb.evaluation.ablation import SHARED_SECTIONS, Plan, Run
+from recomb.evaluation.ablation import DVC_STAGES, SHARED_BY, Plan, Run, pipeline_stages_of
 from recomb.evaluation.ablation_summary import run_row
 
 from . import (crossover, distill, finetune, parents, paths, ptq, qat, validate_distillation, validate_quantized,
                validate_recombination)
 
-STEPS = {"parents": (parents.main,), "distill": (distill.main, validate_distillation.main),
-         "quantize": (ptq.main, qat.main, validate_quantized.main), "crossover": (crossover.main, finetune.main),
-         "compare": (validate_recombination.main,)}
+MAINS = {module.__name__.rsplit(".", 1)[1]: module.main for module in (  # a dvc.yaml stage name → its entry point
+    parents, distill, validate_distillation, ptq, qat, validate_quantized, crossover, finetune, validate_recombination)}
+STEPS = {"parents": ("parents",), **DVC_STAGES}  # the ablation's steps, as the pipeline stages they run
 OWN_STEPS = ("crossover", "compare")  # never shared: each run crosses its own pair
-_dir = os.path.dirname
-MADE = {  # what each kind of shared work leaves in a run's folder, copied to the runs that share it
-    "parents": (_dir(paths.PARENTS), _dir(paths.STATES_TRAIN), _dir(paths.PARENT_PNG)),
-    "students": (_dir(paths.STUDENTS), _dir(paths.DISTILL_PNG), paths.DISTILL_REPORT, paths.DISTILL_MARKDOWN),
-    "quantized": (_dir(paths.PTQ_INT8), _dir(paths.QAT_INT8), _dir(paths.QAT_PNG), paths.QUANT_REPORT,
-                  paths.QUANT_MARKDOWN),
-}
 Mapper = Callable[[Callable, list], list]
+
+
+def made(pipeline: dict, what: str) -> tuple[str, ...]:
+    """What a kind of shared work leaves in a run's folder (its stages' outs and metrics in dvc.yaml), copied to
+    the runs that share it."""
+    return tuple(next(iter(entry)) if isinstance(entry, dict) else entry for stage in pipeline_stages_of(what)
+                 for key in ("outs", "metrics", "plots") for entry in pipeline[stage].get(key, []))
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def run_job(job: Job) -> float:
     try:
         os.chdir(folder)
         for step in job.steps:
-            for main in STEPS[step]:
-                main(job.params)
+            for stage in STEPS[step]:
+                MAINS[stage](job.params)
     finally:
         os.chdir(here)
         for link in links:
@@ -89,9 +89,9 @@ def folder_of(root: Path, run: Run) -> Path:
     return root / run.condition / f"seed_{run.seed}"
 
 
-def _copy(what: str, source: Path, target: Path) -> None:
-    for made in MADE[what]:
-        relative = Path(made).relative_to("data")
+def _copy(paths_made: tuple[str, ...], source: Path, target: Path) -> None:
+    for path in paths_made:
+        relative = Path(path).relative_to("data")
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
         if (source / relative).is_dir():
             shutil.copytree(source / relative, target / relative)
@@ -99,7 +99,7 @@ def _copy(what: str, source: Path, target: Path) -> None:
             shutil.copy2(source / relative, target / relative)
 
 
-def execute(planned: Plan, root: Path, inputs: Path, threads: int, mapper: Mapper) -> dict[str, float]:
+def execute(planned: Plan, root: Path, inputs: Path, threads: int, mapper: Mapper, pipeline: dict) -> dict[str, float]:
     """Every run of the plan under `root`; returns the wall seconds each run's work took (shared work counted
     in full for every run that uses it: what the run would cost alone)."""
     seconds = {id(run): 0.0 for run in planned.runs}
@@ -107,14 +107,14 @@ def execute(planned: Plan, root: Path, inputs: Path, threads: int, mapper: Mappe
     def job(run: Run, steps: tuple[str, ...]) -> Job:
         return Job(str(folder_of(root, run).resolve()), steps, run.params, str(inputs.resolve()), threads)
 
-    for what in SHARED_SECTIONS:
+    for what in SHARED_BY:
         groups = [g for g in planned.shared if g.what == what]
         took = mapper(run_job, [job(g.runs[0], (g.stage or "parents",)) for g in groups])
         for group, spent in zip(groups, took):
             for run in group.runs:
                 seconds[id(run)] += spent
                 if run is not group.runs[0]:
-                    _copy(what, folder_of(root, group.runs[0]), folder_of(root, run))
+                    _copy(made(pipeline, what), folder_of(root, group.runs[0]), folder_of(root, run))
     own = [run for run in planned.runs if any(step in run.stages for step in OWN_STEPS)]
     took = mapper(run_job, [job(run, tuple(s for s in run.stages if s in OWN_STEPS)) for run in own])
     for run, spent in zip(own, took):

@@ -17,11 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 
 from recomb.artifacts import Outputs, read_json
 from recomb.reproducibility import describe_machine, explain, fingerprint, fingerprint_differences, lock_differences
-from recomb.config import load_params, not_yaml, read_text
+from recomb.config import load_params, pipeline_file, pipeline_stages, read_text
 from recomb.errors import RecombError
 from recomb.recombination.search import SearchConfig
 from recomb.evaluation.validation import ValidateRecombConfig
@@ -29,7 +28,7 @@ from recomb.evaluation.leaderboard import (context_keys, context_params, differi
                                            groups_from_exp_show, markdown, ranked, recommendation, recipe,
                                            rows_from_csv)
 from recomb.evaluation.verdict import check_lines
-from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown
+from recomb.evaluation.ablation import plan, plan_dict, plan_lines, plan_markdown, sharing
 from recomb.evaluation.ablation_summary import rows_from_experiments, summary
 from recomb.stats import UncertaintyConfig
 
@@ -38,7 +37,7 @@ from .params_check import SECTIONS, check_params, validate_section
 from .common import run as run_stage, with_task_bars
 
 PARAMS_FILE = Path("params.yaml")
-DVC_FILE = Path("dvc.yaml")
+DVC_FILE = Path(paths.PIPELINE)
 DEFAULT_OUT = Path("data/reports/leaderboard")
 DEFAULT_VERDICT = Path(paths.PIPELINE_REPORT)
 
@@ -66,17 +65,6 @@ def threshold(value, where: str) -> float:
     if not (math.isfinite(number) and 0 <= number <= 1):
         raise RecombError(f"{where}: must be in [0, 1], 0 = off (got {value!r})")
     return number
-
-
-def pipeline_yaml(text: str, name: str) -> dict:
-    """A DVC pipeline file (dvc.yaml, dvc.lock) as a mapping; a damaged one is a one-line error naming it."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise not_yaml(name, exc) from None
-    if not isinstance(data, dict):
-        raise RecombError(f"{name}: expected a mapping (a DVC pipeline file)")
-    return data
 
 
 def project_params() -> dict:
@@ -125,7 +113,7 @@ def leaderboard(args: argparse.Namespace) -> None:
     params = project_params()
     cutoff = (threshold(args.degenerate_threshold, "--degenerate-threshold") if args.degenerate_threshold is not None
               else degenerate_cutoff(params))
-    stages = pipeline_yaml(read_text(DVC_FILE), str(DVC_FILE)).get("stages") or {} if DVC_FILE.is_file() else {}
+    stages = pipeline_stages(DVC_FILE) if DVC_FILE.is_file() else {}
     keys = context_keys(params, context_params(stages)) if "validate_recombination" in stages else []
     source = {None: "dvc.api.exp_show()", "-": "stdin"}.get(args.exp_show, args.exp_show)
     groups = groups_from_exp_show(read_exp_show(args.exp_show), keys, source)
@@ -185,8 +173,8 @@ def lock_diff(args: argparse.Namespace) -> None:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise RecombError(f"dvc.lock at {args.against}: cannot read it from git ({exc})") from None
     current = read_text(Path("dvc.lock")) if Path("dvc.lock").is_file() else ""
-    differences = lock_differences(pipeline_yaml(committed, f"dvc.lock at {args.against}"),
-                                   pipeline_yaml(current, "dvc.lock"))
+    differences = lock_differences(pipeline_file(committed, f"dvc.lock at {args.against}"),
+                                   pipeline_file(current, "dvc.lock"))
     if not differences:
         print(f"dvc.lock reproduces {args.against}'s: every stage's outputs are the same bits")
         return
@@ -201,7 +189,7 @@ def ablation(args: argparse.Namespace) -> None:
     check_params()  # every section first, as `recomb params` does
     params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
     if args.dry_run:
-        planned = plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE))
+        planned = sharing(plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE)), pipeline_stages(DVC_FILE))
         out = Outputs()
         out.add_json(f"{paths.ABLATION_PLAN}/ablation_plan.json", plan_dict(planned))
         out.add_text(f"{paths.ABLATION_PLAN}/ablation_plan.md", plan_markdown(planned))

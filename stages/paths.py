@@ -1,5 +1,7 @@
 """Artifact locations shared by the stages and declared in dvc.yaml."""
 
+PIPELINE = "dvc.yaml"  # the stages' deps, params and outputs, read by the ablation (DVC refuses it as a dep: a
+# change of what a stage reads or writes comes with that stage's code, which is one)
 IMPORTED = "data/inputs/imported.json"
 IMPORTED_PARENTS = "data/inputs/parent_{}.safetensors"
 IMPORTED_STATES = "data/inputs/states.npy"

@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from conftest import run_recomb
-from recomb.config import load_params
+from recomb.config import load_params, pipeline_stages
 from recomb.errors import RecombError
-from recomb.evaluation.ablation import plan
+from recomb.evaluation.ablation import plan, sharing
 from scratch import ROOT, Project
 from stages.params_check import VALIDATORS
 
 BASE = load_params(ROOT / "params.yaml")
+PIPELINE = pipeline_stages(ROOT / "dvc.yaml")
 STAGES_ALL = ["distill", "quantize", "crossover", "compare"]
 
 
@@ -111,7 +112,7 @@ def test_students_are_shared_by_conditions_with_equal_distill_and_split_by_tempe
     conditions = {"a": {"stages": ["distill"], "overrides": {"distill.epochs": 3}},
                   "b": {"stages": STAGES_ALL, "overrides": {"distill.epochs": 3, "crossover.mode": "weighted"}},
                   "c": {"stages": ["distill"], "overrides": {"distill.epochs": 3, "distill.temperature": 2.0}}}
-    planned = plan(with_ablation(conditions, seeds=(0, 2), source="synthetic"), validate, "out")
+    planned = sharing(plan(with_ablation(conditions, seeds=(0, 2), source="synthetic"), validate, "out"), PIPELINE)
     # synthetic parents do not depend on the seed: one pair for all six runs; the seed sets distill.seed
     assert groups(planned, "parents") == [["a/0", "a/2", "b/0", "b/2", "c/0", "c/2"]]
     assert groups(planned, "students") == [["a/0", "b/0"], ["a/2", "b/2"], ["c/0"], ["c/2"]]
@@ -123,7 +124,7 @@ def test_students_are_shared_by_conditions_with_equal_distill_and_split_by_tempe
 def test_dqn_seeds_are_parent_pairs_shared_across_conditions():
     conditions = {"a": {"stages": ["distill"], "overrides": {}},
                   "b": {"stages": ["distill"], "overrides": {"distill.temperature": 2.0}}}
-    planned = plan(with_ablation(conditions, seeds=(4, 0)), validate, "out")
+    planned = sharing(plan(with_ablation(conditions, seeds=(4, 0)), validate, "out"), PIPELINE)
     assert groups(planned, "parents") == [["a/4", "b/4"], ["a/0", "b/0"]]
     assert groups(planned, "students") == [["a/4"], ["a/0"], ["b/4"], ["b/0"]]
     assert [r.params["parents"]["dqn"]["seed"] for r in planned.runs] == [4, 0, 4, 0]
@@ -198,3 +199,19 @@ def test_a_bad_params_file_writes_nothing(tmp_path, monkeypatch, capsys, change,
     monkeypatch.chdir(tmp_path)
     assert run_recomb(capsys, "ablation", "--dry-run") == (1, "", f"error: {message}\n")
     assert not (tmp_path / "data").exists()
+
+
+def test_what_runs_share_comes_from_the_pipelines_declaration():
+    """The sections each kind of shared work reads are dvc.yaml's params of its stages: a stage that starts
+    reading a new section there makes runs that differ in it stop sharing that work."""
+    from recomb.evaluation.ablation import shared_sections
+    from stages.ablation_runs import made
+    found = shared_sections(PIPELINE)
+    assert found == {"parents": ("runtime", "parents"),
+                     "students": ("runtime", "parents", "distill", "validate_distillation"),
+                     "quantized": ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat",
+                                   "validate_quantized")}
+    reading_more = {**PIPELINE, "distill": {**PIPELINE["distill"], "params": ["runtime", "distill", "crossover.seed"]}}
+    assert "crossover" in shared_sections(reading_more)["students"]
+    assert "data/students" in made(PIPELINE, "students") and "data/reports/distillation.json" in made(PIPELINE, "students")
+    assert "data/parents" in made(PIPELINE, "parents") and "data/students" not in made(PIPELINE, "parents")

@@ -5,18 +5,20 @@ overrides any params.yaml key (dvc's dotted names). Every override is applied to
 the params and checked by the rules of the section it lands in (the caller's `validate`,
 the one `recomb params` uses), so a bad condition stops before anything trains. The plan
 also says which work the runs share: parents, students and int8 students are made once per
-distinct set of the sections they read (`SHARED_SECTIONS`), not once per run.
+distinct set of the params sections their pipeline stages read (dvc.yaml's `params`: `shared_sections`),
+not once per run.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
 from typing import Callable, Literal
 
-from ..config import Section
+from ..config import Section, declared_params
 from ..errors import RecombError
 
 STAGES = ("distill", "quantize", "crossover", "compare")  # pipeline order: a condition's stages always run in it
@@ -36,18 +38,32 @@ SEED_KEYS = {
     "synthetic": ("distill.seed", "crossover.seed", "finetune.seed"),
     "files": ("distill.seed", "crossover.seed", "finetune.seed"),
 }
-# Work runs share when their effective params agree on every section it reads (the DVC stages' params):
-# a parent pair, then students from it, then int8 students from those. Each kind, in this order, is done once
-# in the first run's folder and copied to the others.
-SHARED_SECTIONS = {
-    "parents": ("runtime", "parents"),
-    "students": ("runtime", "parents", "distill", "validate_distillation"),
-    "quantized": ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized"),
-}
-SHARED_BY = {"parents": None, "students": "distill", "quantized": "quantize"}  # the ablation stage each kind is
+# Work runs share: a parent pair, then students from it, then int8 students from those. Each kind, in this order,
+# is done once in the first run's folder and copied to the others; the ablation stage that makes it (None: the
+# parents, which every run has).
+SHARED_BY = {"parents": None, "students": "distill", "quantized": "quantize"}
 INT8_INPUTS = {"crossover": "crossover.parents", "compare": "validate_recombination.parents_role"}
 INT8_PAIRS = ("quantized", "qat")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def pipeline_stages_of(what: str) -> tuple[str, ...]:
+    """The pipeline stages (dvc.yaml names) a kind of shared work runs."""
+    stage = SHARED_BY[what]
+    return ("parents",) if stage is None else DVC_STAGES[stage]
+
+
+def shared_sections(pipeline: dict) -> dict[str, tuple[str, ...]]:
+    """Per kind of shared work, the params sections read by its pipeline stages and those before it (their dvc.yaml
+    `params`): runs whose effective params agree on all of them can share that work."""
+    found, sections = {}, []
+    for what in SHARED_BY:
+        for stage in pipeline_stages_of(what):
+            for key in declared_params(pipeline[stage]):
+                if key.split(".")[0] not in sections:
+                    sections.append(key.split(".")[0])
+        found[what] = tuple(sections)
+    return found
 
 Validate = Callable[[dict, str], object]
 
@@ -122,7 +138,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Shared:
-    """Work done once for several runs: `what` (a SHARED_SECTIONS kind) in the first run's directory."""
+    """Work done once for several runs: `what` (a SHARED_BY kind) in the first run's directory."""
     what: str
     runs: tuple[Run, ...]
 
@@ -138,7 +154,7 @@ class Plan:
     conditions: dict[str, Condition]
     source: str
     runs: tuple[Run, ...]
-    shared: tuple[Shared, ...]
+    shared: tuple[Shared, ...] = ()  # `sharing` fills it in
 
 
 def set_dotted(params: dict, key: str, value, where: str) -> str:
@@ -207,19 +223,20 @@ def seeded(params: dict, seed: int, name: str, condition: Condition, validate: V
     return run
 
 
-def _sharing(what: str, runs: tuple[Run, ...]) -> tuple[Shared, ...]:
+def _sharing(what: str, runs: tuple[Run, ...], sections: tuple[str, ...]) -> tuple[Shared, ...]:
     """Runs that do `what` and agree on the sections it reads share it (grouped in run order)."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
         if SHARED_BY[what] is None or SHARED_BY[what] in run.stages:
-            key = json.dumps([run.params[s] for s in SHARED_SECTIONS[what]], sort_keys=True)
+            key = json.dumps([run.params[s] for s in sections], sort_keys=True)
             groups.setdefault(key, []).append(run)
     return tuple(Shared(what, tuple(group)) for group in groups.values())
 
 
 def plan(params: dict, validate: Validate, out_dir: str, source: str = "params.yaml") -> Plan:
     """Every (condition, seed) run with its stages, directory `<out_dir>/<condition>/seed_<s>/` and effective
-    params, and the work runs share. `validate(params, section)` raises the section's one-line RecombError."""
+    params. `validate(params, section)` raises the section's one-line RecombError. Which work the runs share is
+    `sharing`'s, from the pipeline's declaration."""
     cfg = AblationConfig.from_params(params, "ablation", source)
     conditions = cfg.parsed()
     runs = []
@@ -228,9 +245,13 @@ def plan(params: dict, validate: Validate, out_dir: str, source: str = "params.y
         for seed in cfg.seeds:
             runs.append(Run(name, seed, condition.ordered, f"{out_dir}/{name}/seed_{seed}/",
                             seeded(effective, seed, name, condition, validate, cfg._where)))
-    runs = tuple(runs)
-    shared = tuple(group for what in SHARED_SECTIONS for group in _sharing(what, runs))
-    return Plan(cfg, conditions, params["parents"]["source"], runs, shared)
+    return Plan(cfg, conditions, params["parents"]["source"], tuple(runs))
+
+
+def sharing(planned: Plan, pipeline: dict) -> Plan:
+    """The plan with the work its runs share (`pipeline`: dvc.yaml's stages, whose params say what each reads)."""
+    return dataclasses.replace(planned, shared=tuple(group for what, sections in shared_sections(pipeline).items()
+                                                     for group in _sharing(what, planned.runs, sections)))
 
 
 def seed_rule(source: str) -> str:
@@ -263,7 +284,7 @@ def plan_lines(p: Plan) -> list[str]:
     for run in p.runs:
         stages = " → ".join(run.stages)
         lines.append(f"  {run.condition:<{width}}  seed {run.seed:<3} {stages:<{chain}}  {run.directory}")
-    made = {what: sum(g.what == what for g in p.shared) for what in SHARED_SECTIONS}
+    made = {what: sum(g.what == what for g in p.shared) for what in SHARED_BY}
     lines.append(f"shared: {made['parents']} parent pairs, {made['students']} student pairs and "
                  f"{made['quantized']} int8 student sets made for {len(p.runs)} runs")
     for group in p.shared:
@@ -296,6 +317,6 @@ def plan_markdown(p: Plan) -> str:
             "|---|---|---|---|---|---|---|"]
     origin = {(id(r), g.what): f"`{g.runs[0].directory}`" for g in p.shared for r in g.runs}
     for run in p.runs:
-        made = " | ".join(origin.get((id(run), what), "—") for what in SHARED_SECTIONS)
+        made = " | ".join(origin.get((id(run), what), "—") for what in SHARED_BY)
         rows.append(f"| {run.condition} | {run.seed} | {' → '.join(run.stages)} | `{run.directory}` | {made} |")
     return "\n".join(rows) + "\n"
