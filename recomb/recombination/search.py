@@ -282,7 +282,8 @@ def run_grid(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
     if cfg.backend == "ray":
         done = map_ray(run_job, jobs, cfg.ray_address, "search", threads)
     else:
-        done = map_processes(run_job, jobs, cfg.workers, threads, start_method="fork")
+        done = map_processes(run_job, jobs, cfg.workers, threads, start_method="fork",
+                             preload=("scipy.stats",))  # every job bootstraps its intervals
     outcomes = {o.child_id: o for outcome in done for o in outcome}
     return {p.child_id: outcomes[p.child_id] for p in points}
 
