@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from conftest import run_recomb
+from recomb.config import declared_params
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -149,22 +150,11 @@ def backticked_keys(cell: str) -> set[str]:
     return keys
 
 
-def declared_params(stage: dict) -> set[str]:
-    """The params keys dvc.yaml declares for a stage (`params.yaml:` alone: the whole file)."""
-    keys = set()
-    for entry in stage.get("params", []):
-        if isinstance(entry, dict):
-            for file, listed in entry.items():
-                keys |= {file} if listed is None else set(listed)
-        else:
-            keys.add(entry)
-    return keys
-
-
 def stage_param_problems(text: str, stages: dict) -> list[str]:
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)`[^|]*\|.*\| ([^|]*) \|$", text, re.M)}
-    return [f"{name}: README says {sorted(backticked_keys(rows.get(name, '')))}, dvc.yaml {sorted(declared_params(body))}"
-            for name, body in stages.items() if backticked_keys(rows.get(name, "")) != declared_params(body)]
+    found = {name: (backticked_keys(rows.get(name, "")), set(declared_params(body))) for name, body in stages.items()}
+    return [f"{name}: README says {sorted(said)}, dvc.yaml {sorted(declared)}"
+            for name, (said, declared) in found.items() if said != declared]
 
 
 def test_the_stage_tables_params_are_exactly_dvc_yamls():

@@ -191,7 +191,7 @@ def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tupl
     return states[order[n_heldout:]], states[order[:n_heldout]]
 
 
-def _train_one(args: tuple[DQNConfig, str, Architecture, int, int, Progress | None]) -> DQNResult:
+def _train_one(args: tuple[DQNConfig, tasks.Task, Architecture, int, int, Progress | None]) -> DQNResult:
     dqn, task, arch, seed, slot, progress = args
     label = f"parent {'AB'[slot]} (seed {seed}), env steps"
     result = train_dqn(dqn, task, arch, seed,
