@@ -89,8 +89,8 @@ def test_the_grid_runs_on_the_configured_number_of_worker_processes(monkeypatch)
     """`search.workers` sets how many processes share the grid; the per-process thread count is separate."""
     seen = []
 
-    def recording_map(fn, jobs, workers, threads=1, start_method="spawn"):
-        seen.append((workers, threads))
+    def recording_map(fn, jobs, workers, threads=1, start_method="spawn", preload=()):
+        seen.append((workers, threads, preload))
         return [fn(job) for job in jobs]
 
     monkeypatch.setattr(search, "map_processes", recording_map)
@@ -98,7 +98,7 @@ def test_the_grid_runs_on_the_configured_number_of_worker_processes(monkeypatch)
     points = search.grid(search_config(preset="custom", modes=["weighted"], alphas=[0.5], seeds=[0],
                                        regimes=["short"]), regimes(params))
     run(points, params, pair, scoring, search_config(workers=3))
-    assert seen == [(3, 1)]
+    assert seen == [(3, 1, ("scipy.stats",))]  # the jobs bootstrap: their workers inherit scipy.stats
 
 
 # ----------------------------------------------------------------------------- the verdict: lines and files
