@@ -33,7 +33,7 @@ ALLOWED = ROOT / "tests" / "mutants_allowed.txt"
 # mutmut names a mutant <module>.x_<function>__mutmut_<n> (methods: <module>.xǁ<Class>ǁ<method>__mutmut_<n>).
 # mutmut cannot restrict a file to some of its functions: of finetune.py, only `finetune` (the validation
 # primary, the best epoch, early stopping) is run; its other mutants stay "not checked" and are not counted.
-MUTANTS = ["recomb.evaluation.*", "recomb.stats.*", "recomb.recombination.*",
+MUTANTS = ["recomb.evaluation.*", "recomb.metrics.*", "recomb.selection.*", "recomb.stats.*", "recomb.recombination.*",
            "recomb.training.finetune.x_finetune__mutmut_*"]
 
 
