@@ -294,3 +294,15 @@ def test_ray_backend_gives_the_local_results(ray_cluster):
         assert remote[child_id].report == outcome.report
         for key, value in outcome.result.child.state_dict().items():
             assert torch.equal(remote[child_id].result.child.state_dict()[key], value)
+
+
+def test_the_search_section_is_validated_with_its_grid_against_the_regimes():
+    """`SearchConfig.validate` (the params stage's rule) returns the grid the stage would run, and refuses a
+    grid that names a regime the `regimes` section does not have."""
+    params = load_params(ROOT / "params.yaml")
+    assert SearchConfig.validate(params) == grid(SearchConfig.from_params(params, "search"), regimes(params))
+    custom = {**params["search"], "preset": "custom", "regimes": ["nope"]}
+    with pytest.raises(RecombError, match=r"nope"):
+        SearchConfig.validate({**params, "search": custom})
+    with pytest.raises(RecombError, match=r"^params\.yaml: search\.preset: must be one of"):
+        SearchConfig.validate({**params, "search": {**params["search"], "preset": "nope"}})

@@ -6,7 +6,7 @@ import torch
 
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split
+from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split, split_indices
 from recomb.stats import (UncertaintyConfig, agreement_intervals, mean_interval, primary_difference_interval,
                           primary_interval, primary_over_bound_interval)
 from scratch import ROOT
@@ -116,3 +116,25 @@ def test_gain_over_copy_is_zero_for_a_copy_of_either_parent_and_one_at_the_bound
     assert nowhere["value"] == pytest.approx(-3.0)  # (0 − 0.6) / 0.2: worse than copying
     same = agreement_intervals(np.ones(10, bool), np.ones(10, bool), np.ones(10, bool), UNC)["gain_over_copy"]
     assert same == {"value": 0.0, "low": 0.0, "high": 0.0}  # identical parents leave no gain to make
+
+
+def test_the_validation_split_keeps_at_least_one_state_on_each_side():
+    assert [len(part) for part in split_indices(10, 0.01, 0)] == [9, 1]  # rounds to none: one all the same
+    assert [len(part) for part in split_indices(3, 0.99, 0)] == [2 - 1, 2]  # rounds to all: one stays to train on
+    assert [len(part) for part in split_indices(2, 0.5, 0)] == [1, 1]
+    train, val = split_indices(100, 0.1, 3)
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(100)) and len(val) == 10
+
+
+def test_selection_is_validated_with_the_reported_episodes_it_must_not_overlap():
+    """`SelectionConfig.validate` (the params stage's rule): the section, and choosing episodes disjoint from
+    validate_recombination's; that section's own rules judge its values when they are not integers."""
+    assert SelectionConfig.validate(PARAMS) == SelectionConfig.from_params(PARAMS, "selection")
+    reported = PARAMS["validate_recombination"]
+    overlapping = {**PARAMS, "selection": {**PARAMS["selection"], "eval_seed": reported["eval_seed"]}}
+    with pytest.raises(RecombError, match=r"^params\.yaml: selection\.eval_seed: episodes .* overlap"):
+        SelectionConfig.validate(overlapping)
+    for odd in ({**reported, "eval_seed": "x"}, {**reported, "eval_episodes": True}, None):
+        SelectionConfig.validate({**overlapping, "validate_recombination": odd})  # not judged here
+    with pytest.raises(RecombError, match=r"^params\.yaml: selection\.val_fraction: must be in \(0, 1\)"):
+        SelectionConfig.validate({**PARAMS, "selection": {**PARAMS["selection"], "val_fraction": 1.5}})
