@@ -189,7 +189,8 @@ def ablation(args: argparse.Namespace) -> None:
     check_params()  # every section first, as `recomb params` does
     params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
     if args.dry_run:
-        planned = sharing(plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE)), pipeline_stages(DVC_FILE))
+        planned = sharing(plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE)),
+                          pipeline_stages(DVC_FILE))
         out = Outputs()
         out.add_json(f"{paths.ABLATION_PLAN}/ablation_plan.json", plan_dict(planned))
         out.add_text(f"{paths.ABLATION_PLAN}/ablation_plan.md", plan_markdown(planned))

@@ -47,8 +47,8 @@ def main(params: dict) -> None:
     out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns))
     out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, task, returns))
     out.add_csv(paths.GENERALIZE_CURVES, returns_rows(returns) if returns else [], empty_header=["shift", "level"])
-    out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, unc.confidence,
-                                                           f"generalization, {task.env_id if task else 'no environment'}"))
+    title = f"generalization, {task.env_id if task else 'no environment'}"
+    out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, unc.confidence, title))
     out.commit()
     for name, s in summary["sets"].items():
         child = s["networks"][GATED]

@@ -38,8 +38,9 @@ def main(params: dict) -> None:
     others = {f"{ROLE_NETWORKS[role]}_{pair}": load_checkpoint(paths.CROSSOVER_INPUTS[role].format(pair))
               for role in roles for pair in paths.PAIRS}
     task = of_parents(others["parent_A"].meta)
-    report["selection"] = {name: selection_figures(role_a.model, role_b.model, model, validation, task, selection, unc)[0]
-                           for name, model in models.items()}
+    report["selection"] = {
+        name: selection_figures(role_a.model, role_b.model, model, validation, task, selection, unc)[0]
+        for name, model in models.items()}
     everyone = {name: c.model for name, c in {**others, **children}.items()}
     report["agreement"] = agreement_with_parents(role_a.model, role_b.model, everyone, heldout, unc)
     report["greedy_return_interval"] = online_returns(everyone, task, cfg.eval_episodes, cfg.eval_seed, unc)

@@ -59,9 +59,9 @@ def shared_sections(pipeline: dict) -> dict[str, tuple[str, ...]]:
     found, sections = {}, []
     for what in SHARED_BY:
         for stage in pipeline_stages_of(what):
-            for key in declared_params(pipeline[stage]):
-                if key.split(".")[0] not in sections:
-                    sections.append(key.split(".")[0])
+            for section in (key.split(".")[0] for key in declared_params(pipeline[stage])):
+                if section not in sections:
+                    sections.append(section)
         found[what] = tuple(sections)
     return found
 

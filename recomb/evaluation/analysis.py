@@ -276,8 +276,9 @@ def bin_labels(edges: list[float]) -> list[str]:
 
 def projection(states: np.ndarray, task: Task | None) -> tuple[np.ndarray, tuple[str, str]]:
     """Two coordinates per state and their axis labels: the task's two telling features where it names them
-    (`Task.plane`: CartPole's pole angle and angular velocity), else the first two principal components (numpy SVD; each component's sign is fixed so that its
-    largest-magnitude loading is positive, so the picture does not flip between runs)."""
+    (`Task.plane`: CartPole's pole angle and angular velocity), else the first two principal components (numpy
+    SVD; each component's sign is fixed so that its largest-magnitude loading is positive, so the picture does not
+    flip between runs)."""
     if task is not None and task.plane is not None:
         (x, x_label), (y, y_label) = task.plane
         return states[:, [x, y]], (x_label, y_label)

@@ -97,7 +97,8 @@ class FilesSource(Section):
 
 
 RENAMED = ("the source `cartpole` is now `dqn` (DQN parents on parents.env, any task): rename parents.source "
-           "cartpole → dqn, the section parents.cartpole → parents.dqn and parents.dqn.<env> → parents.presets.<env>")
+           "cartpole → dqn, the section parents.cartpole → parents.dqn and parents.dqn.<env> → "
+           "parents.presets.<env>")
 
 
 @dataclass(frozen=True)
