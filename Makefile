@@ -7,14 +7,15 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: run test repro-check check timing ablation
 
 # (Re)install when the dependency pins change; constraints.txt pins every transitive package.
-# A run needs the runtime only; the tests add pytest, torchao (the quantization reference) and Ray.
+# A run needs the runtime only; the tests add pytest, torchao (the quantization reference), Ray, and the
+# interop extra (Stable-Baselines3, onnx, onnxruntime: the brought parents and the exported child).
 $(VENV)/.runtime: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.runtime
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray,interop]'
 	touch $@
 
 run: $(VENV)/.runtime

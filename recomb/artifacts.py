@@ -28,7 +28,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import RecombError
-from .networks import PARAM_KEYS, Architecture, QNetwork
+from .layouts import LayoutError, is_recomb_layout, read_mlp, recomb_architecture
+from .networks import ACTIVATIONS, Architecture, MLPArchitecture, MLPQNetwork, QNetwork
 from .quantization.int8 import Int8QNetwork, int8_tensor_spec
 
 CHECKPOINT_FORMAT = "recomb.checkpoint"
@@ -179,18 +180,18 @@ class Checkpoint:
     """A loaded checkpoint: the network (eval mode; float or int8) and its sidecar."""
 
     path: Path
-    model: QNetwork | Int8QNetwork
+    model: QNetwork | MLPQNetwork | Int8QNetwork
     meta: dict
 
     @property
-    def arch(self) -> Architecture:
+    def arch(self) -> Architecture | MLPArchitecture:
         return self.model.arch
 
     @property
     def kind(self) -> str:
         return "int8" if isinstance(self.model, Int8QNetwork) else "float"
 
-    def float_model(self) -> QNetwork:
+    def float_model(self) -> QNetwork | MLPQNetwork:
         """The network as float weights: itself, or the int8 weights dequantized."""
         return self.model.dequantized() if isinstance(self.model, Int8QNetwork) else self.model
 
@@ -226,19 +227,39 @@ def _float_spec(arch: Architecture) -> dict:
     return {key: (shape, None) for key, shape in arch.shapes().items()}
 
 
-def _build(arch: Architecture, tensors: dict[str, torch.Tensor]) -> QNetwork:
-    model = QNetwork(arch)
+def _build(arch: Architecture | MLPArchitecture, tensors: dict[str, torch.Tensor]) -> QNetwork | MLPQNetwork:
+    model = MLPQNetwork(arch) if isinstance(arch, MLPArchitecture) else QNetwork(arch)
     model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
     return model.eval()
 
 
-def _architecture_from(path: Path, data: Any) -> Architecture:
+def _positive_ints(values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def _mlp_architecture_from(path: Path, data: dict) -> MLPArchitecture:
+    """A brought parent's sidecar architecture (family `mlp`)."""
+    try:
+        arch = MLPArchitecture(data["input_dim"], data["output_dim"], tuple(data["widths"]), data["layer_norm"],
+                               data["activation"])
+    except (KeyError, TypeError):
+        raise RecombError(f"{sidecar_path(path)}: an 'mlp' architecture must hold input_dim, output_dim, widths, "
+                          "layer_norm, activation") from None
+    if not _positive_ints((arch.input_dim, arch.output_dim, *arch.widths)) or not isinstance(arch.layer_norm, bool) \
+            or arch.activation not in ACTIVATIONS:
+        raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers, layer_norm a boolean "
+                          f"and activation one of {', '.join(ACTIVATIONS)}")
+    return arch
+
+
+def _architecture_from(path: Path, data: Any) -> Architecture | MLPArchitecture:
+    if isinstance(data, dict) and data.get("family") == "mlp":
+        return _mlp_architecture_from(path, data)
     try:
         arch = Architecture(**{k: data[k] for k in ("input_dim", "output_dim", "hidden", "dropout")})
     except (KeyError, TypeError):
         raise RecombError(f"{sidecar_path(path)}: 'architecture' must hold input_dim, output_dim, hidden, dropout") from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-               for v in (arch.input_dim, arch.output_dim, arch.hidden)):
+    if not _positive_ints((arch.input_dim, arch.output_dim, arch.hidden)):
         raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers")
     dropout = arch.dropout
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -280,6 +301,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     backend = quant.get("backend") if isinstance(quant, dict) else None
     if mode not in ("dynamic", "static") or backend not in ("int8", "reference"):
         raise RecombError(f"{sidecar_path(path)}: 'quantization' must hold mode (dynamic|static) and backend (int8|reference)")
+    if isinstance(arch, MLPArchitecture):
+        raise RecombError(f"{sidecar_path(path)}: an int8 checkpoint of a brought MLP; recomb quantizes its own family")
     _check_int8_tensors(path, tensors, arch, mode)
     return Checkpoint(path, Int8QNetwork(arch, mode, tensors, backend).eval(), meta)
 
@@ -290,40 +313,112 @@ def stored_bytes(path: str | Path) -> dict[str, int]:
     return {"tensors_file": path.stat().st_size, "sidecar": sidecar_path(path).stat().st_size}
 
 
-def load_agentfarm_parent(path: str | Path, dropout: float) -> Checkpoint:
-    """Import an AgentFarm `BaseQNetwork` state dict (`.pt`) without unpickling objects.
-
-    `weights_only=True` lets torch read plain tensors and containers only, so a
-    file carrying code is refused instead of executed. Dims are read off the shapes.
-    """
-    path = Path(path)
-    raw = _read_bytes(path, "parent checkpoint")
-    if not raw.startswith(PICKLE_MAGIC):  # torch.save writes a zip archive (or, before torch 1.6, a pickle)
-        raise RecombError(f"{path}: {'empty file' if not raw else 'not a torch.save file'} "
-                          "(expected a BaseQNetwork state_dict())")
+def _torch_state(path: Path, raw: bytes) -> dict:
+    """A torch.save file read with `weights_only=True`: plain tensors and containers only, so a file
+    carrying code is refused instead of executed."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise RecombError(f"{path}: refused: holds objects other than tensors (unsafe pickle)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:  # OSError: a zip cut short
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise RecombError(f"{path}: truncated or not a torch state dict ({first_line})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RecombError(f"{path}: expected a state dict of tensors (a BaseQNetwork state_dict())")
-    missing = [k for k in PARAM_KEYS if k not in state]
-    if missing:
-        raise RecombError(f"{path}: not a BaseQNetwork state dict (missing {missing[0]})")
-    hidden, input_dim = state["network.0.weight"].shape
-    arch = Architecture(int(input_dim), int(state["network.8.weight"].shape[0]), int(hidden), dropout)
-    _check_tensors(path, dict(state), _float_spec(arch), "a Q-network checkpoint")
-    return Checkpoint(path, _build(arch, dict(state)), {"role": "parent", "imported_from": "agentfarm"})
 
 
-def load_parent(path: str | Path, dropout: float) -> Checkpoint:
-    """A user-given parent: ours (`.safetensors` + sidecar) or AgentFarm's (`.pt`)."""
-    if Path(path).suffix == ".pt":
-        return load_agentfarm_parent(path, dropout)
-    return load_checkpoint(path)
+# SB3's `policy_kwargs.activation_fn`, as its JSON names the class, → recomb's activation name.
+SB3_ACTIVATIONS = {f"<class 'torch.nn.modules.activation.{cls}'>": name for cls, name in (
+    ("ReLU", "relu"), ("Tanh", "tanh"), ("ELU", "elu"), ("LeakyReLU", "leaky_relu"), ("GELU", "gelu"),
+    ("SiLU", "silu"), ("Sigmoid", "sigmoid"))}
+
+
+def _sb3_dqn(path: Path, archive: zipfile.ZipFile) -> tuple[dict, str]:
+    """The Q-network of an SB3 `model.save()` zip and its activation, read from `policy.pth` (weights only)
+    and the `data` JSON; the serialized objects in either are never deserialized."""
+    try:
+        data = json.loads(archive.read("data"))
+        policy = archive.read("policy.pth")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise RecombError(f"{path}: a damaged SB3 zip ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+    policy_class = data.get("policy_class") if isinstance(data, dict) else None
+    module = policy_class.get("__module__", "?") if isinstance(policy_class, dict) else "?"
+    state = _torch_state(path, policy)
+    q_net = {k.removeprefix("q_net."): v for k, v in state.items() if k.startswith("q_net.")} \
+        if isinstance(state, dict) else {}
+    if not q_net:
+        raise RecombError(f"{path}: an SB3 model of another algorithm (policy from {module}, no q_net tensors); "
+                          "recomb reads DQN Q-networks")
+    kwargs = data.get("policy_kwargs")
+    named = kwargs.get("activation_fn") if isinstance(kwargs, dict) else None
+    if named is not None and named not in SB3_ACTIVATIONS:
+        raise RecombError(f"{path}: SB3 activation {named} is not one recomb evaluates "
+                          f"({', '.join(SB3_ACTIVATIONS.values())})")
+    return q_net, SB3_ACTIVATIONS.get(named, "relu")  # DQN's MlpPolicy default: ReLU
+
+
+def _is_safetensors(raw: bytes) -> bool:
+    return len(raw) > 8 and raw[8:9] == b"{" and int.from_bytes(raw[:8], "little") <= len(raw) - 8
+
+
+def _brought_network(path: Path, state, source: str, dropout: float,
+                     activation: str) -> tuple[QNetwork | MLPQNetwork, dict]:
+    """The network a brought state dict holds: recomb's own family for AgentFarm's layout, else a plain MLP."""
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        found = ", ".join(f"{k!r}" for k in list(state)[:4]) if isinstance(state, dict) else type(state).__name__
+        raise RecombError(f"{path}: expected a state dict of tensors (a Q-network's state_dict()), found {found}")
+    try:
+        arch, params = read_mlp(state, activation)
+    except LayoutError as exc:
+        raise RecombError(f"{path}: not a plain MLP Q-network: {exc}") from None
+    for key, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected floating point")
+        if not torch.isfinite(tensor).all():
+            raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+    if is_recomb_layout(state, arch):
+        return _build(recomb_architecture(arch, dropout), dict(state)), {"imported_from": "agentfarm"}
+    model = MLPQNetwork(arch)
+    model.load_state_dict({key: tensor.to(torch.float32) for key, tensor in zip(model.state_dict(), params)})
+    return model.eval(), {"imported_from": source}
+
+
+def load_parent(path: str | Path, dropout: float, activation: str) -> Checkpoint:
+    """A user-given parent, its reader chosen by content, never by name: recomb's checkpoint (safetensors +
+    sidecar), a bare safetensors state dict, SB3's `model.save()` zip, or any torch.save state dict (CleanRL's
+    `.cleanrl_model`, AgentFarm's `.pt`, a `.pth`) read with `weights_only=True`.
+
+    `dropout` is the one AgentFarm's BaseQNetwork was built with (its file holds weights only);
+    `activation` is that of a plain MLP whose file does not say it (an SB3 zip says its own).
+    """
+    path = Path(path)
+    raw = _read_bytes(path, "parent checkpoint")
+    if raw.startswith(b"PK\x03\x04"):
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(raw))
+            names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise RecombError(f"{path}: a truncated or damaged zip ({(str(exc).splitlines() or ['?'])[0]})") from None
+        if {"data", "policy.pth"} <= set(names):
+            state, activation = _sb3_dqn(path, archive)
+            source = "sb3"
+        elif any(PurePosixPath(name).name == "data.pkl" for name in names):
+            state, source = _torch_state(path, raw), "torch"
+        else:
+            raise RecombError(f"{path}: a zip that is neither an SB3 model.save() nor a torch.save file "
+                              f"(holds {', '.join(names[:4]) or 'nothing'})")
+    elif raw.startswith(b"\x80"):  # torch.save before torch 1.6: a bare pickle
+        state, source = _torch_state(path, raw), "torch"
+    elif _is_safetensors(raw):
+        if sidecar_path(path).exists():
+            return load_checkpoint(path)
+        try:
+            state, source = st_load(raw), "safetensors"
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
+    else:
+        raise RecombError(f"{path}: {'empty file' if not raw else 'not a network file recomb reads'} (expected an "
+                          "SB3 zip, a torch.save state dict, or safetensors)")
+    model, meta = _brought_network(path, state, source, dropout, activation)
+    return Checkpoint(path, model, {"role": "parent", **meta})
 
 
 def check_states(states: np.ndarray, path: Path, input_dim: int) -> None:

@@ -1,4 +1,4 @@
-"""Q-networks: the parent/student architecture and a stacked population of it.
+"""Q-networks: the parent/student architecture, a stacked population of it, and any plain MLP parent.
 
 `QNetwork` keeps AgentFarm's `BaseQNetwork` layout (state-dict keys
 `network.{0,1,4,5,8}.{weight,bias}`), so AgentFarm parents load unchanged.
@@ -6,6 +6,8 @@
 in one batched forward: training P small networks together costs about as much
 Python overhead as training one, which is what makes distilling both pairs (and,
 later, searching many children) fast on two cores.
+`MLPQNetwork` is a parent brought from elsewhere (Stable-Baselines3, CleanRL, any
+MLP): Linear layers of any widths, optionally LayerNorm'd; recomb only evaluates it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,64 @@ class Architecture:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The activations a brought MLP may use, by the name `parents.files.activation` gives them.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+@dataclass(frozen=True)
+class MLPArchitecture:
+    """Any plain MLP Q-network: Linear layers of `widths` (hidden) then `output_dim`, one activation after
+    each hidden layer, optionally a LayerNorm before it. Dropout is not recorded: it is the identity when the
+    network is evaluated, which is all recomb does with a brought parent."""
+
+    input_dim: int
+    output_dim: int
+    widths: tuple[int, ...]
+    layer_norm: bool
+    activation: str
+
+    @property
+    def width(self) -> int:
+        """The widest hidden layer (the input width when there is none): what a student's width is halved from."""
+        return max(self.widths, default=self.input_dim)
+
+    def layers(self) -> list[nn.Module]:
+        dims = (self.input_dim, *self.widths)
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(dims, dims[1:]):
+            layers += [nn.Linear(fan_in, fan_out), *([nn.LayerNorm(fan_out)] if self.layer_norm else []),
+                       ACTIVATIONS[self.activation]()]
+        return [*layers, nn.Linear(dims[-1], self.output_dim)]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected parameter shapes by state-dict key (`layers.<index>.weight|bias`)."""
+        return {f"layers.{i}.{name}": tuple(param.shape)
+                for i, layer in enumerate(self.layers()) for name, param in layer.named_parameters()}
+
+    def to_dict(self) -> dict:
+        return {"family": "mlp", **asdict(self), "widths": list(self.widths)}
+
+
+class MLPQNetwork(nn.Module):
+    """A brought parent of any `MLPArchitecture`; its weights come from the user's file."""
+
+    def __init__(self, arch: MLPArchitecture):
+        super().__init__()
+        self.arch = arch
+        self.layers = nn.Sequential(*arch.layers())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def width(arch: Architecture | MLPArchitecture) -> int:
+    """A network's hidden width: recomb's one width, or a brought MLP's widest layer."""
+    return arch.width if isinstance(arch, MLPArchitecture) else arch.hidden
 
 
 def student_hidden(parent_hidden: int, requested: int) -> int:

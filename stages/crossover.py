@@ -14,7 +14,8 @@ def main(params: dict) -> None:
     a, b = (load_checkpoint(pattern.format(pair)) for pair in paths.PAIRS)
     if a.arch.shapes() != b.arch.shapes():
         raise RecombError(f"{b.path}: dims {b.arch.to_dict()} differ from {a.path}'s {a.arch.to_dict()}; "
-                          "crossover needs two networks of one shape")
+                          "crossover needs two networks of one shape (the students share one: crossover.parents: "
+                          "students)")
     child, info = crossover(a.float_model(), b.float_model(), cfg)
     out = Outputs()
     out.add_checkpoint(paths.CHILD_RAW, child, "child_raw",

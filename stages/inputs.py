@@ -18,13 +18,14 @@ def main(params: dict) -> None:
     out = Outputs()
     files = {}
     if cfg.source == "files":
-        imported = import_files(cfg.files)
+        imported = import_files(cfg)
         for pair, ckpt, user_file in zip(paths.PAIRS, imported.parents, (cfg.files.parent_a, cfg.files.parent_b)):
             out.add_checkpoint(paths.IMPORTED_PARENTS.format(pair), ckpt.model, f"parent_{pair}",
-                               {"file": user_file, "env": imported.env})
+                               {"file": user_file, "imported_from": ckpt.meta.get("imported_from", "recomb")})
             files[f"parent_{pair}"] = user_file
-        out.add_states(paths.IMPORTED_STATES, imported.states)
-        files["states"] = cfg.files.states
+        if imported.states is not None:
+            out.add_states(paths.IMPORTED_STATES, imported.states)
+            files["states"] = cfg.files.states
     shifted = params["generalize"]["shifted_states"]  # checked by the params stage, upstream of every stage
     if shifted:
         out.add_states(paths.IMPORTED_SHIFTED, load_states(shifted, cfg.input_dim))

@@ -13,7 +13,8 @@ def imported_files(cfg: ParentsConfig) -> ImportedFiles | None:
     if cfg.source != "files":
         return None
     parents = [load_checkpoint(paths.IMPORTED_PARENTS.format(pair)) for pair in paths.PAIRS]
-    return ImportedFiles(parents, load_states(paths.IMPORTED_STATES, parents[0].arch.input_dim))
+    return ImportedFiles(parents, load_states(paths.IMPORTED_STATES, parents[0].arch.input_dim)
+                         if cfg.files.states else None)
 
 
 def main(params: dict) -> None:

@@ -37,6 +37,7 @@ FINETUNE_CURVES = "data/plots/finetune/child.csv"
 FINETUNE_PNG = "data/plots/finetune/learning_curves.png"
 RECOMB_REPORT = "data/reports/recombination.json"
 RECOMB_MARKDOWN = "data/reports/recombination.md"
+EXPORT_DIR = "data/export"  # `recomb export`: the child as ONNX and a torch state dict (a command's, not a DVC output)
 SEARCH_CHILD = "data/search/{}/child.safetensors"
 SEARCH_CHILD_INT8 = "data/search/{}/child_int8.safetensors"
 SEARCH_RUN_CONFIG = "data/search/{}/run_config.json"

@@ -47,8 +47,9 @@ def checkpoints(reports: dict) -> dict[str, str]:
 def main(params: dict) -> None:
     reports = nest({name: read_json(path, "report") for name, path in REPORTS.items()})
     thresholds = ValidateRecombConfig.from_params(params, "validate_recombination").thresholds
-    reports["search"]["summary"]["checks"], reports["multigen"]["checks"] = grid_checks(
-        reports["search"]["summary"], reports["multigen"], thresholds)
+    search, multigen = grid_checks(reports["search"]["summary"], reports["multigen"], thresholds)
+    reports["search"]["summary"].update(search)
+    reports["multigen"].update(multigen)
     report = verdict(reports, {"reports": REPORTS, "checkpoints": checkpoints(reports)})
     out = Outputs()
     out.add_json(paths.PIPELINE_REPORT, numbers_only(report))

@@ -47,7 +47,7 @@ def main(params: dict) -> None:
     report["greedy_return"] = mean_returns(report["greedy_return_interval"])
 
     child = report["children"]["child"]
-    report["checks"] = child_checks(child["gain_over_copy"], report["greedy_return"]["child"], cfg.thresholds)
+    report.update(child_checks(child["gain_over_copy"], report["greedy_return"]["child"], cfg.thresholds))
     report["passed"] = all_passed(report["checks"])
     warn_failed("recombination, fine-tuned child", report["checks"])
     out = Outputs()

@@ -168,7 +168,7 @@ def test_agentfarm_state_dict_loads_without_unpickling_objects(tmp_path):
     net = seeded_qnetwork(Architecture(8, 4, 64, 0.1), 1)
     path = tmp_path / "parent_A.pt"
     torch.save(net.state_dict(), path)
-    ckpt = load_parent(path, dropout=0.1)
+    ckpt = load_parent(path, dropout=0.1, activation="relu")
     assert ckpt.arch == Architecture(8, 4, 64, 0.1)
     x = torch.randn(2, 8)
     torch.testing.assert_close(ckpt.model(x), net.eval()(x))
@@ -182,7 +182,7 @@ class Evil:
 def test_malicious_pt_is_refused(tmp_path):
     path = tmp_path / "parent_A.pt"
     torch.save({"network.0.weight": Evil()}, path)
-    assert refused(load_parent, path, 0.1) == f"{path}: refused: holds objects other than tensors (unsafe pickle)"
+    assert refused(load_parent, path, 0.1, "relu") == f"{path}: refused: holds objects other than tensors (unsafe pickle)"
 
 
 def test_empty_truncated_and_random_pt_files_say_what_they_are(tmp_path):
@@ -190,18 +190,21 @@ def test_empty_truncated_and_random_pt_files_say_what_they_are(tmp_path):
     torch.save(seeded_qnetwork(Architecture(8, 4, 64, 0.1), 0).state_dict(), path)
     whole = path.read_bytes()
     path.write_bytes(b"")
-    assert refused(load_parent, path, 0.1) == f"{path}: empty file (expected a BaseQNetwork state_dict())"
+    expected = "(expected an SB3 zip, a torch.save state dict, or safetensors)"
+    assert refused(load_parent, path, 0.1, "relu") == f"{path}: empty file {expected}"
     path.write_bytes(bytes(range(256)) * 4)
-    assert refused(load_parent, path, 0.1) == f"{path}: not a torch.save file (expected a BaseQNetwork state_dict())"
-    for tenths in range(1, 10):  # cut anywhere, as a failed copy leaves it (past ~20 %: OSError from the zip reader)
+    assert refused(load_parent, path, 0.1, "relu") == f"{path}: not a network file recomb reads {expected}"
+    for tenths in range(1, 10):  # cut anywhere, as a failed copy leaves it: the zip's directory is at its end
         path.write_bytes(whole[:len(whole) * tenths // 10])
-        assert refused(load_parent, path, 0.1).startswith(f"{path}: truncated or not a torch state dict ("), tenths
+        assert refused(load_parent, path, 0.1, "relu").startswith(f"{path}: a truncated or damaged zip ("), tenths
 
 
 def test_pt_that_is_not_a_base_qnetwork(tmp_path):
     path = tmp_path / "parent_A.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, path)
-    assert refused(load_parent, path, 0.1) == f"{path}: not a BaseQNetwork state dict (missing network.0.weight)"
+    assert refused(load_parent, path, 0.1, "relu") == (
+        f"{path}: not a plain MLP Q-network: layer fc: weight (2, 2) without a bias of 2 values; recomb reads "
+        "Linear layers with biases")
 
 
 def write_npy(path, array):

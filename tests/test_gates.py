@@ -243,12 +243,13 @@ def recombination_checks(child: nn.Module, env: Task | None) -> dict:
     """The gates validate_recombination puts on `child`, against parents TEACHER_Q and PARENT_B_Q."""
     returns = online_returns({"child": child}, env, 20, RECOMB.eval_seed, UNCERTAINTY)["child"]
     return child_checks(recombination_figures(child)[0]["gain_over_copy"],
-                        None if returns is None else returns["mean"], RECOMB.thresholds)
+                        None if returns is None else returns["mean"], RECOMB.thresholds)["checks"]
 
 
 def test_the_recombination_gates_fail_a_child_that_copies_one_parent_and_one_that_drops_the_pole():
     copy_of_a = recombination_checks(TEACHER_Q, None)
     assert copy_of_a["child_gain_over_copy"]["passed"] is False  # agrees with B only where A does
+    assert "child_greedy_return" not in copy_of_a  # no task: not run, and listed as such (below)
     fresh_child = recombination_checks(fresh(STUDENT, 9), CARTPOLE)
     assert fresh_child["child_greedy_return"]["passed"] is False
 
@@ -262,18 +263,19 @@ def test_every_recombination_gate_fails_a_copy_of_either_parent_of_a_high_agreem
     figures, report = recombination_figures(copy, HIGH_AGREEMENT_B)
     assert 0.8 < report["parents_agreement"] < 0.9 and figures["primary_over_bound"] > 0.9
     assert figures["gain_over_copy"] == 0.0 and figures["gain_over_copy_ci"] == {"low": 0.0, "high": 0.0}
-    checks = child_checks(figures["gain_over_copy"], 500.0, RECOMB.thresholds)
+    checks = child_checks(figures["gain_over_copy"], 500.0, RECOMB.thresholds)["checks"]
     assert checks["child_gain_over_copy"]["passed"] is False and checks["child_greedy_return"]["passed"] is True
     search, multigen = grid_checks(
         {"best": {"gain_over_copy": figures["gain_over_copy"], "online_return": 500.0}},
         {"generations": [{"generation": g, "best_gain_over_copy": figures["gain_over_copy"],
                           "best_online_return": 500.0} for g in (0, 1)]}, RECOMB.thresholds)
-    assert search["child_gain_over_copy"]["passed"] is False
-    assert [multigen[f"generation_{g}_child_gain_over_copy"]["passed"] for g in (0, 1)] == [False, False]
+    assert search["checks"]["child_gain_over_copy"]["passed"] is False and "checks_not_run" not in search
+    assert [multigen["checks"][f"generation_{g}_child_gain_over_copy"]["passed"] for g in (0, 1)] == [False, False]
 
 
 @pytest.mark.parametrize("parent_b", [PARENT_B_Q, HIGH_AGREEMENT_B], ids=["unrelated", "high_agreement"])
 def test_a_child_that_sides_with_each_parent_where_they_disagree_gains_nearly_everything(parent_b):
     figures, _ = recombination_figures(Alternating(TEACHER_Q, parent_b), parent_b)
-    checks = child_checks(figures["gain_over_copy"], None, RECOMB.thresholds)
-    assert figures["gain_over_copy"] > 0.8 and checks["child_gain_over_copy"]["passed"]
+    gated = child_checks(figures["gain_over_copy"], None, RECOMB.thresholds)
+    assert figures["gain_over_copy"] > 0.8 and gated["checks"]["child_gain_over_copy"]["passed"]
+    assert gated["checks_not_run"] == {"child_greedy_return": RECOMB.thresholds.min_child_return}  # no task

@@ -11,9 +11,10 @@ from test_dvc_yaml import ROOT, imported_modules
 LAYERS = (
     ("foundation", ("recomb", "recomb.errors", "recomb.portable", "recomb.dispatch", "recomb.reproducibility",
                     "recomb.config", "recomb.reports", "recomb.plots", "recomb.parallel")),
-    ("models and figures", ("recomb.networks", "recomb.optim", "recomb.metrics", "recomb.stats", "recomb.selection")),
+    ("models and figures", ("recomb.networks", "recomb.optim", "recomb.metrics", "recomb.stats", "recomb.selection",
+                            "recomb.layouts")),
     ("formats and tasks", ("recomb.quantization.int8", "recomb.training.envs", "recomb.training.tasks")),
-    ("files and quantization", ("recomb.artifacts", "recomb.quantization.quantize")),
+    ("files and quantization", ("recomb.artifacts", "recomb.quantization.quantize", "recomb.export")),
     ("training", ("recomb.training",)),
     ("evaluation", ("recomb.evaluation",)),
     ("recombination", ("recomb.recombination",)),

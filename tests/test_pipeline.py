@@ -96,9 +96,9 @@ def test_files_source_refuses_nan_states_and_wrong_dims(project):
         "data/user/parent_A.pt: input_dim is 8 but params.yaml parents.files says 6")
     np.save(p.path / "data/user/states.npy", np.nan_to_num(states))
     p.set(**{"parents.files.input_dim": 8})
-    torch.save(seeded_qnetwork(Architecture(8, 4, 32, 0.1), 1).state_dict(), p.path / "data/user/parent_B.pt")
-    assert one_line_error(p.stage("inputs", check=False)) == (
-        "data/user/parent_B.pt: hidden width 32 differs from parent A's 64")
+    torch.save(seeded_qnetwork(Architecture(8, 3, 64, 0.1), 1).state_dict(), p.path / "data/user/parent_B.pt")
+    assert one_line_error(p.stage("inputs", check=False)) == (  # parents may differ in width, never in actions
+        "data/user/parent_B.pt: output_dim is 3 but params.yaml parents.files says 4")
     write_user_files(p, np.nan_to_num(states)[:3])
     p.set(**{"parents.files.states": "elsewhere/states.npy"})
     assert one_line_error(p.stage("inputs", check=False)) == (

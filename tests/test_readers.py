@@ -4,12 +4,13 @@ the file, never another exception (the `error:` line of a stage or of `recomb`).
 
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from recomb.artifacts import Outputs, load_agentfarm_parent, load_checkpoint, load_states, read_json, sidecar_path
+from recomb.artifacts import Outputs, load_checkpoint, load_parent, load_states, read_json, sidecar_path
 from recomb.errors import RecombError
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantization.quantize import ptq
@@ -71,13 +72,33 @@ def readers(tmp_path):
     torch.save(seeded_qnetwork(ARCH, 0).state_dict(), parent)
     wrong = io.BytesIO()
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)  # a state dict of another architecture
-    yield "AgentFarm .pt", parent, parent.read_bytes(), wrong.getvalue(), lambda: load_agentfarm_parent(parent, 0.1)
+    yield "AgentFarm .pt", parent, parent.read_bytes(), wrong.getvalue(), lambda: load_parent(parent, 0.1, "relu")
+    sb3 = tmp_path / "sb3_dqn.zip"
+    sb3_zip(sb3, seeded_qnetwork(ARCH, 0))
+    wrong = tmp_path / "sb3_wrong.zip"
+    with zipfile.ZipFile(wrong, "w") as archive:  # SB3's members, but not a policy that SB3's DQN writes
+        archive.writestr("data", json.dumps({"policy_class": {"__module__": "elsewhere"}}))
+        archive.writestr("policy.pth", sb3.read_bytes())
+    yield "SB3 zip", sb3, sb3.read_bytes(), wrong.read_bytes(), lambda: load_parent(sb3, 0.1, "relu")
     params = tmp_path / "params.yaml"
     params.write_bytes((ROOT / "params.yaml").read_bytes())
     yield "params.yaml", params, params.read_bytes(), b"- a list\n- not sections\n", lambda: check_params(str(params))
     report = tmp_path / "pipeline.json"
     report.write_text(json.dumps({"passed": True, "gates": {}}))
     yield "JSON report", report, report.read_bytes(), b"[1, 2]", lambda: read_json(report, "report")
+
+
+def sb3_zip(path, net) -> None:
+    """The members of an SB3 DQN `model.save()` zip that recomb reads: `data` (JSON) and `policy.pth`."""
+    layers = {f"q_net.q_net.{i}.{name}": value for i, layer in ((0, net.network[0]), (2, net.network[4]),
+                                                             (4, net.network[8]))
+              for name, value in layer.state_dict().items()}
+    policy = io.BytesIO()
+    torch.save(layers, policy)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data", json.dumps({"policy_class": {"__module__": "stable_baselines3.dqn.policies"},
+                                             "policy_kwargs": {"net_arch": [16, 16]}}))
+        archive.writestr("policy.pth", policy.getvalue())
 
 
 def test_every_reader_turns_every_damage_into_one_line_naming_the_file(tmp_path):

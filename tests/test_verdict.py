@@ -11,7 +11,7 @@ import pytest
 from conftest import run_recomb
 from recomb.config import load_params
 from recomb.errors import RecombError
-from recomb.evaluation.verdict import collect, lookup, markdown, nest, verdict
+from recomb.evaluation.verdict import check_lines, collect, lookup, markdown, nest, verdict
 from scratch import BIN, ROOT
 from stages import paths
 from stages import report as report_stage
@@ -60,7 +60,8 @@ def pipeline_report(agreement_a: float = 0.95) -> dict:
 
 
 def test_every_checks_mapping_at_any_depth_is_a_gate_named_by_its_path():
-    gates, flags = collect(fabricated_reports())
+    gates, flags, unrun = collect(fabricated_reports())
+    assert unrun == {}
     assert list(gates) == [
         "distillation.pairs.A.action_agreement", "distillation.pairs.A.kl_divergence",
         "distillation.pairs.B.action_agreement", "distillation.pairs.B.kl_divergence",
@@ -68,6 +69,23 @@ def test_every_checks_mapping_at_any_depth_is_a_gate_named_by_its_path():
         "multigen.generations.0.best_primary", "multigen.generations.1.best_primary"]
     assert gates["distillation.pairs.A.kl_divergence"] == {"value": 0.02, "max": 0.1, "passed": True}
     assert flags["distillation"] is True and flags["distillation.pairs.B"] is True
+
+
+def test_a_gate_that_could_not_run_is_listed_and_the_pipeline_is_not_called_passed():
+    """No task to play (synthetic parents, brought files without `task`): the return gates are named, not
+    dropped, and a run whose every other gate passed is INCOMPLETE, not PASSED."""
+    reports = fabricated_reports()
+    reports["recombination"]["checks_not_run"] = {"child_greedy_return": 475.0}
+    report = verdict(reports, {"reports": {}})
+    assert report["gates_not_run"] == {"recombination.child_greedy_return": 475.0}
+    assert report["passed"] is False and report["recombination_passed"] is False and report["distillation_passed"]
+    ok, lines = check_lines(report, "pipeline.json")
+    assert not ok and lines == ["NOT RUN recombination.child_greedy_return: no task to play (rule >= 475)",
+                                "pipeline INCOMPLETE: all 8 gates that ran passed, 1 could not run "
+                                "(no task: parents.files.task, or the synthetic source)"]
+    assert "## Gates that could not run" in markdown(report) and "| recombination.child_greedy_return | >= 475 |" \
+        in markdown(report)
+    assert "gates_not_run" not in verdict(fabricated_reports(), {"reports": {}})  # every gate ran: nothing added
 
 
 def test_all_passing_gates_pass_every_area_and_an_area_without_gates_passes():

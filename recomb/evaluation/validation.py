@@ -78,8 +78,15 @@ def gate(checks: list[tuple[str, float, str, float]]) -> dict[str, dict]:
     """
     return {
         name: {"value": value, BOUND_KEY[op]: threshold, "passed": bool(OPS[op](value, threshold))}
-        for name, value, op, threshold in checks
+        for name, value, op, threshold in checks if value is not None
     }
+
+
+def not_run(checks: list[tuple[str, float | None, str, float]]) -> dict:
+    """`{"checks_not_run": {name: threshold}}` for the gates with no value (no task to play a return in), so the
+    verdict lists them instead of counting fewer gates as a pass; empty when every gate ran."""
+    missing = {name: threshold for name, value, _, threshold in checks if value is None}
+    return {"checks_not_run": missing} if missing else {}
 
 
 def all_passed(gated: dict[str, dict]) -> bool:
@@ -128,7 +135,7 @@ def validate_student(teacher, student, heldout: np.ndarray, task: Task | None, c
         ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
         *((f"robustness_{name}", value, ">=", t.min_robustness_agreement) for name, value in robustness.items()),
     ]
-    if returns["student"] is not None and isinstance(t.min_greedy_return, float):
+    if isinstance(t.min_greedy_return, float):
         checks.append(("student_greedy_return", returns["student"], ">=", t.min_greedy_return))
     gated = gate(checks)
     return {
@@ -136,6 +143,7 @@ def validate_student(teacher, student, heldout: np.ndarray, task: Task | None, c
         "robustness_agreement": robustness,
         "greedy_return": returns,
         "checks": gated,
+        **not_run(checks),
         "passed": all_passed(gated),
     }
 
@@ -215,7 +223,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
         ("advantage_relative_mse", fidelity["advantage_relative_mse"], "<=", t.max_advantage_relative_mse),
         ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
     ]
-    if returns["int8"] is not None and isinstance(t.min_greedy_return, float):
+    if isinstance(t.min_greedy_return, float):
         checks.append(("int8_greedy_return", returns["int8"], ">=", t.min_greedy_return))
     gated = gate(checks)
     return {
@@ -224,6 +232,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
         "greedy_return": returns,
         "batch_dependence_max_abs": batch_dependence(int8_student, states[:cfg.batch_invariance_states]),
         "checks": gated,
+        **not_run(checks),
         "passed": all_passed(gated),
     }
 
@@ -271,25 +280,29 @@ class ValidateRecombConfig(Section):
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
 
 
-def child_checks(gain_over_copy: float, child_return: float | None, t: RecombThresholds) -> dict[str, dict]:
-    """The recombination gates of one child: its held-out gain over a copy of either parent, and its return when
-    there is an environment (a copied parent passes the return gate, never the gain gate)."""
+def child_checks(gain_over_copy: float, child_return: float | None, t: RecombThresholds) -> dict:
+    """The recombination gates of one child, `{"checks": …}` and the return gate under `checks_not_run` when
+    there is no environment: its held-out gain over a copy of either parent, and its return (a copied parent
+    passes the return gate, never the gain gate)."""
     checks = [("child_gain_over_copy", gain_over_copy, ">=", t.min_gain_over_copy)]
-    if child_return is not None and isinstance(t.min_child_return, float):
+    if isinstance(t.min_child_return, float):
         checks.append(("child_greedy_return", child_return, ">=", t.min_child_return))
-    return gate(checks)
+    return {"checks": gate(checks), **not_run(checks)}
 
 
 def grid_checks(search_summary: dict, multigen_summary: dict, t: RecombThresholds) -> tuple[dict, dict]:
-    """The recombination gates on the search's recommended child and on each generation's best child.
+    """The recombination gates on the search's recommended child and on each generation's best child, each
+    as `child_checks` gives them.
 
     Computed from the grid stages' figures by the `report` stage, so changing a gate's
     threshold re-runs the verdict, not the training of every child.
     """
     best = search_summary["best"]
     search = child_checks(best["gain_over_copy"], best["online_return"], t)
-    multigen = {f"generation_{g['generation']}_{name}": check for g in multigen_summary["generations"]
-                for name, check in child_checks(g["best_gain_over_copy"], g["best_online_return"], t).items()}
+    multigen: dict = {}
+    for g in multigen_summary["generations"]:
+        for key, named in child_checks(g["best_gain_over_copy"], g["best_online_return"], t).items():
+            multigen.setdefault(key, {}).update({f"generation_{g['generation']}_{n}": v for n, v in named.items()})
     return search, multigen
 
 

@@ -86,16 +86,19 @@ def _gate(name: str, check) -> dict:
     return dict(check)
 
 
-def _walk(node, path: str, gates: dict, flags: dict) -> None:
-    """Gates of every `checks` mapping under `node`, and every `passed` flag beside them, keyed by path."""
+def _walk(node, path: str, gates: dict, flags: dict, unrun: dict) -> None:
+    """Gates of every `checks` mapping under `node`, every `passed` flag beside them, and every gate a report
+    could not run (`checks_not_run`: name → its bar), keyed by path."""
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, child in items:
         if key == "checks" and isinstance(child, dict):
             gates.update({f"{path}.{name}": _gate(f"{path}.checks.{name}", check) for name, check in child.items()})
+        elif key == "checks_not_run" and isinstance(child, dict):
+            unrun.update({f"{path}.{name}": bar for name, bar in child.items()})
         elif key == "passed" and isinstance(child, bool):
             flags[path] = child
         else:
-            _walk(child, f"{path}.{key}", gates, flags)
+            _walk(child, f"{path}.{key}", gates, flags, unrun)
 
 
 def nest(named: dict[str, object]) -> dict[str, object]:
@@ -110,12 +113,12 @@ def nest(named: dict[str, object]) -> dict[str, object]:
     return tree
 
 
-def collect(tree: dict[str, object]) -> tuple[dict[str, dict], dict[str, bool]]:
-    """(gates, `passed` flags) of `{area: report}`, both keyed by dotted path starting with the area."""
-    gates, flags = {}, {}
+def collect(tree: dict[str, object]) -> tuple[dict[str, dict], dict[str, bool], dict[str, float]]:
+    """(gates, `passed` flags, gates not run) of `{area: report}`, keyed by dotted path starting with the area."""
+    gates, flags, unrun = {}, {}, {}
     for area, report in tree.items():
-        _walk(report, area, gates, flags)
-    return gates, flags
+        _walk(report, area, gates, flags, unrun)
+    return gates, flags, unrun
 
 
 def passed_under(gates: dict[str, dict], prefix: str) -> bool:
@@ -132,11 +135,13 @@ def flag_mismatches(gates: dict[str, dict], flags: dict[str, bool]) -> list[str]
 
 def verdict(tree: dict[str, object], artifacts: dict[str, dict[str, str]]) -> dict:
     """pipeline.json of the reports `{area: report}` (see `nest`) and the artifacts `{group: {name: path}}`."""
-    gates, flags = collect(tree)
+    gates, flags, unrun = collect(tree)
     return {
-        "passed": all(gate["passed"] for gate in gates.values()),
-        **{f"{area}_passed": passed_under(gates, area) for area in tree},
+        "passed": all(gate["passed"] for gate in gates.values()) and not unrun,  # a gate that could not run never passes
+        **{f"{area}_passed": passed_under(gates, area) and not any(n.startswith(f"{area}.") for n in unrun)
+           for area in tree},
         "gates": gates,
+        **({"gates_not_run": unrun} if unrun else {}),
         "flag_mismatches": flag_mismatches(gates, flags),
         "headline": {path: lookup(tree, path) for path in HEADLINE},
         "artifacts": artifacts,
@@ -171,12 +176,18 @@ def failure_line(name: str, gate: dict) -> str:
 def check_lines(report, source: str) -> tuple[bool, list[str]]:
     """What `recomb check` prints: one line per failed gate, then a summary; and whether everything passed."""
     failed = failed_gates(report, source)
+    unrun = report.get("gates_not_run") or {}
     total = len(report["gates"])
-    if not failed:
-        return True, [f"pipeline PASSED: all {total} gates passed"]
-    areas = sorted({name.split(".")[0] for name in failed})
-    return False, [*(failure_line(name, gate) for name, gate in failed.items()),
-                   f"pipeline FAILED: {len(failed)} of {total} gates failed ({', '.join(areas)})"]
+    lines = [*(failure_line(name, gate) for name, gate in failed.items()),
+             *(f"NOT RUN {name}: no task to play (rule >= {bar:g})" for name, bar in unrun.items())]
+    if failed:
+        areas = sorted({name.split(".")[0] for name in failed})
+        return False, [*lines, f"pipeline FAILED: {len(failed)} of {total} gates failed ({', '.join(areas)})"
+                               + (f"; {len(unrun)} more could not run" if unrun else "")]
+    if unrun:
+        return False, [*lines, f"pipeline INCOMPLETE: all {total} gates that ran passed, {len(unrun)} could not run "
+                               "(no task: parents.files.task, or the synthetic source)"]
+    return True, [f"pipeline PASSED: all {total} gates passed"]
 
 
 def markdown(report: dict) -> str:
@@ -201,6 +212,11 @@ def markdown(report: dict) -> str:
               [[name, g["value"], rule(g), g["passed"]]
                for name, g in gates.items()]),
     ]
+    if report.get("gates_not_run"):
+        parts += ["", "## Gates that could not run", "",
+                  "No task to play a return in (the synthetic source, or `parents.files.task: false`): these gates "
+                  "were not checked, so the pipeline is not called passed.", "",
+                  table(["gate", "rule"], [[name, f">= {bar:g}"] for name, bar in report["gates_not_run"].items()])]
     if report["flag_mismatches"]:
         parts += ["", "Reports whose own `passed` disagrees with their gates (the gates decide):", "",
                   *(f"- {line}" for line in report["flag_mismatches"])]

@@ -28,6 +28,7 @@ from typing import Callable, Literal
 import torch
 
 from ..config import Section
+from ..errors import RecombError
 from ..networks import PARAM_KEYS, QNetwork, seeded_qnetwork
 
 State = dict[str, torch.Tensor]
@@ -159,6 +160,9 @@ def align_to(a_state: State, b_state: State, max_passes: int) -> tuple[State, di
 
 def crossover(a: QNetwork, b: QNetwork, cfg: CrossoverConfig) -> tuple[QNetwork, dict]:
     """The child (eval mode, A's Architecture) and a JSON-able record of what the operator chose."""
+    if not (isinstance(a, QNetwork) and isinstance(b, QNetwork)):
+        raise RecombError("crossover.parents: parents is a brought MLP outside recomb's LayerNorm family, which the "
+                          "operators cannot cross; cross its students (crossover.parents: students)")
     if a.arch != b.arch:
         raise ValueError(f"crossover needs parents of one architecture, got {a.arch} and {b.arch}")
     a_state, b_state = ({k: v.detach().to(torch.float32) for k, v in n.state_dict().items()} for n in (a, b))

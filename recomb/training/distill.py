@@ -20,7 +20,6 @@ its own seed, so a member's result does not depend on who it was trained with.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Section
-from ..networks import Architecture, QNetwork, QNetworkStack, seeded_qnetwork, student_hidden
+from ..networks import Architecture, MLPArchitecture, QNetwork, QNetworkStack, seeded_qnetwork, student_hidden, width
 from ..optim import Adam
 from ..portable import probabilities
 from ..selection import split_indices
@@ -139,15 +138,17 @@ def _dropout_masks(shape: tuple[int, ...], p: float, gens: list[torch.Generator]
     return keep.float() / (1 - p)
 
 
-def initial_students(teacher_archs: list[Architecture], base: DistillConfig, seeds: list[int]) -> list[QNetwork]:
-    """One freshly initialised student per teacher: the teacher's architecture at the student's width and dropout.
+def initial_students(teacher_archs: list[Architecture | MLPArchitecture], base: DistillConfig,
+                     seeds: list[int]) -> list[QNetwork]:
+    """One freshly initialised student per teacher, all of one architecture (their stack, and later the child,
+    need one): recomb's family at the requested width, or half the widest teacher's, with the student dropout.
 
     `distill` copies the weights into its stack, so a comparison can start every run from these same ones.
     """
-    return [seeded_qnetwork(dataclasses.replace(arch, hidden=student_hidden(arch.hidden, base.student_hidden),
-                                                dropout=base.student_dropout), seed)
-            for arch, seed in zip(teacher_archs, seeds)]
-
+    first = teacher_archs[0]
+    arch = Architecture(first.input_dim, first.output_dim,
+                        student_hidden(max(width(a) for a in teacher_archs), base.student_hidden), base.student_dropout)
+    return [seeded_qnetwork(arch, seed) for seed in seeds]
 
 
 def distill(

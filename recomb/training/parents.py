@@ -23,7 +23,7 @@ from . import tasks
 from ..artifacts import USER_FOLDER, Checkpoint, in_user_folder, load_parent, load_states
 from ..config import Section
 from ..errors import RecombError
-from ..networks import Architecture, QNetwork, seeded_qnetwork
+from ..networks import ACTIVATIONS, Architecture, MLPQNetwork, QNetwork, seeded_qnetwork
 from ..parallel import Progress, map_processes
 from .dqn import DQNConfig, DQNResult, train_dqn
 
@@ -80,19 +80,28 @@ class SyntheticSource(Section):
 
 @dataclass(frozen=True)
 class FilesSource(Section):
-    """`parents.files`: the user's parents (ours or AgentFarm's) and states, under `data/user/`."""
+    """`parents.files`: the user's parents (any plain MLP Q-network: SB3, CleanRL, AgentFarm, a state dict,
+    ours) and states, under `data/user/`."""
 
     parent_a: str
     parent_b: str
-    states: str
+    states: str  # "" with task: true → ε-greedy rollouts of both parents in parents.env (`buffer`)
+    task: bool  # the parents play parents.env: every return gate runs; false: none can, and the verdict says so
     input_dim: int
     output_dim: int
+    activation: str  # of a plain MLP whose file does not say it (a state dict); an SB3 zip names its own
     dropout: float  # an AgentFarm .pt holds weights only: the dropout its BaseQNetwork was built with
+    buffer: BufferConfig
 
     def check(self) -> None:
-        for key in ("parent_a", "parent_b", "states"):
+        for key in ("parent_a", "parent_b") + (("states",) if self.states else ()):
             self.require(in_user_folder(getattr(self, key)), key,
                          f"must be a file under {USER_FOLDER}/ (the folder dvc.yaml tracks)")
+        self.require(bool(self.states) or self.task, "states", "is empty: give a states file, or set task: true "
+                                                               "to collect states by rollouts in parents.env")
+        self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
+        self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
+        self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
         self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
 
@@ -125,7 +134,8 @@ class ParentsConfig(Section):
         self.require(0 < self.heldout_fraction < 1, "heldout_fraction", "must be in (0, 1)")
         presets = {env: DQNConfig.from_mapping(preset, f"{self._where}.presets.{env}")
                    for env, preset in self.presets.items()}
-        spec = tasks.task(self.env, f"{self._where}.env") if self.source == "dqn" else None  # a task it can play
+        plays = self.source == "dqn" or (self.source == "files" and self.files.task)
+        spec = tasks.task(self.env, f"{self._where}.env") if plays else None  # a task it can play
         # whatever the source: dvc.yaml reads parents.presets.<env>.pass_return, the task's return bar
         self.require(self.env in presets, "env", f"no DQN preset parents.presets.{self.env}; add one "
                                                  f"(presets: {', '.join(map(str, presets))})")
@@ -163,7 +173,7 @@ class ParentsConfig(Section):
 class ParentSet:
     """Two parents, the states to learn from and the states to judge on, and how they were made."""
 
-    parents: list[QNetwork]
+    parents: list[QNetwork | MLPQNetwork]
     train: np.ndarray
     heldout: np.ndarray
     env: str | None
@@ -173,14 +183,10 @@ class ParentSet:
 
 @dataclass
 class ImportedFiles:
-    """The files source after checking: two parents of one architecture and their states."""
+    """The files source after checking: two parents of one action count and, if given, their states."""
 
     parents: list[Checkpoint]
-    states: np.ndarray
-
-    @property
-    def env(self) -> str | None:
-        return self.parents[0].meta.get("env")
+    states: np.ndarray | None
 
 
 def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,15 +240,18 @@ def synthetic_parents(cfg: ParentsConfig) -> ParentSet:
 MIN_STATES = 4  # one held-out, and train states that still split into training and validation
 
 
-def import_files(files: FilesSource) -> ImportedFiles:
-    """Read and check the user's parents and states against `parents.files`; every refusal names the file."""
-    loaded = [load_parent(p, files.dropout) for p in (files.parent_a, files.parent_b)]
+def import_files(cfg: ParentsConfig) -> ImportedFiles:
+    """Read and check the user's parents and states against `parents.files` (and the task's spaces when they
+    play `parents.env`); every refusal names the file. The two parents may differ in architecture."""
+    files = cfg.files
+    loaded = [load_parent(p, files.dropout, files.activation) for p in (files.parent_a, files.parent_b)]
     for ckpt in loaded:
         ckpt.expect_dims(files.input_dim, files.output_dim, "params.yaml parents.files")
-    if loaded[0].arch.hidden != loaded[1].arch.hidden:
-        raise RecombError(
-            f"{files.parent_b}: hidden width {loaded[1].arch.hidden} differs from parent A's {loaded[0].arch.hidden}"
-        )
+        if files.task:
+            spec = tasks.task(cfg.env, f"{cfg._where}.env")
+            ckpt.expect_dims(spec.obs_dim, spec.n_actions, f"parents.env {cfg.env}")
+    if not files.states:
+        return ImportedFiles(loaded, None)
     states = load_states(files.states, files.input_dim)
     if len(states) < MIN_STATES:
         raise RecombError(f"{files.states}: {len(states)} states; the train/held-out split and the validation split "
@@ -251,10 +260,16 @@ def import_files(files: FilesSource) -> ImportedFiles:
 
 
 def file_parents(cfg: ParentsConfig, imported: ImportedFiles) -> ParentSet:
-    """The imported files, their states split like any other source's."""
-    train, heldout = split_states(imported.states, cfg.heldout_fraction, cfg.split_seed)
+    """The imported files and their states, or (no states file) rollouts of both parents in the task."""
+    parents = [c.model for c in imported.parents]
+    env = cfg.env if cfg.files.task else None
+    states = imported.states
+    if states is None:
+        buffer = cfg.files.buffer
+        states = tasks.task(cfg.env).collect_states(parents, buffer.n_states, buffer.epsilon, buffer.seed)
+    train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [{"file": c.meta.get("file", str(c.path))} for c in imported.parents]
-    return ParentSet([c.model for c in imported.parents], train, heldout, imported.env, [[], []], summaries)
+    return ParentSet(parents, train, heldout, env, [[], []], summaries)
 
 
 def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None,
