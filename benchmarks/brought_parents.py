@@ -98,13 +98,15 @@ def main() -> None:
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="recomb_brought_"))
     work.mkdir(parents=True, exist_ok=True)
+    pairs = (("SB3 × SB3", "sb3_a", "sb3_b"), ("SB3 × CleanRL", "sb3_a", "cleanrl"))
+    projects = {label: Project(work / label.replace(" × ", "_x_")) for label, *_ in pairs}  # today's code, first
     made = {}
     for name, kind, seed in (("sb3_a", "sb3", 0), ("sb3_b", "sb3", 10), ("cleanrl", "cleanrl", 20)):
         made[name], line = parent(kind, seed, args.steps, work)
         print(line, flush=True)
-    for label, a, b in (("SB3 × SB3", "sb3_a", "sb3_b"), ("SB3 × CleanRL", "sb3_a", "cleanrl")):
-        p = Project(work / label.replace(" × ", "_x_"))
-        for slot, name in (("A", a), ("B", b)):
+    for label, a, b in pairs:
+        p = projects[label]
+        for name in (a, b):
             (p.path / "data/user" / made[name].name).write_bytes(made[name].read_bytes())
         p.set(**{"parents.source": "files", "parents.env": ENV, "parents.files.task": True,
                  "parents.files.states": "", "parents.files.input_dim": 4, "parents.files.output_dim": 2,

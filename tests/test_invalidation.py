@@ -25,7 +25,7 @@ SCORERS = {"validate_distillation", "validate_quantized", "compare_distillation"
 EXPECTED = {
     # foundation, models, formats, files: what every stage runs
     **{module: EVERY for module in ("__init__", "errors", "portable", "dispatch", "config", "reports", "networks",
-                                    "quantization/int8", "artifacts")},
+                                    "layouts", "quantization/int8", "artifacts")},
     "parallel": {"inputs", "parents", "search", "multigen", "generalize", "compare_distillation", "compare_operators"},
     "plots": EVERY - {"inputs", "validate_distillation", "ptq", "validate_quantized", "crossover",
                       "validate_recombination", "report"},
@@ -61,9 +61,10 @@ EXPECTED = {
     # the command line (`recomb check`, `leaderboard`, `lock-diff`, `machine`): no stage runs it
     "cli": set(),
     "reproducibility": set(),
+    "export": set(),  # `recomb export`
 }
 ONLY_CHECKERS = {"evaluation/ablation_summary": {"ablation/dvc.yaml:ablation"},  # the ablation's own summary
-                 "evaluation/verdict": set(), "cli": set(), "reproducibility": set()}
+                 "evaluation/verdict": set(), "cli": set(), "reproducibility": set(), "export": set()}
 
 
 def stale_stages(project: Path) -> dict[str, set[str]]:

@@ -197,7 +197,14 @@ def test_grid_checks_gate_the_recommended_and_each_generations_best_child_on_its
         {"best": {"gain_over_copy": 0.7, "primary_over_bound": 0.2, "online_return": 120.0}},
         {"generations": [{"generation": 1, "best_gain_over_copy": 0.3, "best_primary_over_bound": 0.99,
                           "best_online_return": 450.0}]}, t)
-    assert search == {"child_gain_over_copy": {"value": 0.7, "min": 0.5, "passed": True},
-                      "child_greedy_return": {"value": 120.0, "min": 400.0, "passed": False}}
-    assert multigen == {"generation_1_child_gain_over_copy": {"value": 0.3, "min": 0.5, "passed": False},
-                        "generation_1_child_greedy_return": {"value": 450.0, "min": 400.0, "passed": True}}
+    assert search == {"checks": {"child_gain_over_copy": {"value": 0.7, "min": 0.5, "passed": True},
+                                 "child_greedy_return": {"value": 120.0, "min": 400.0, "passed": False}}}
+    assert multigen == {"checks": {"generation_1_child_gain_over_copy": {"value": 0.3, "min": 0.5, "passed": False},
+                                   "generation_1_child_greedy_return": {"value": 450.0, "min": 400.0, "passed": True}}}
+    search, multigen = grid_checks(  # no task: no return, and the return gates are named as not run
+        {"best": {"gain_over_copy": 0.7, "online_return": None}},
+        {"generations": [{"generation": g, "best_gain_over_copy": 0.3, "best_online_return": None} for g in (0, 1)]}, t)
+    assert search["checks_not_run"] == {"child_greedy_return": 400.0} and list(search["checks"]) == [
+        "child_gain_over_copy"]
+    assert multigen["checks_not_run"] == {"generation_0_child_greedy_return": 400.0,
+                                          "generation_1_child_greedy_return": 400.0}
