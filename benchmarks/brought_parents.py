@@ -8,12 +8,15 @@
    CleanRL-architecture parent (dqn.py's 4 → 120 → 84 → 2, trained with the same settings by SB3 and saved
    as CleanRL saves it, `torch.save(q_network.state_dict())` with keys `network.{0,2,4}`). A seed whose
    parent misses 475 over 100 fixed-seed episodes is replaced by the next seed (said in the output).
-2. For each pair (SB3 × SB3 as `.zip`, SB3 × CleanRL), a scratch copy of the pipeline with
-   `parents.source: files`, `task: true`, no states file (the buffer is both parents' rollouts), every other
-   param as committed; `dvc repro validate_recombination`, then `recomb export`.
-3. Prints each parent's return, the child's held-out primary/U and return with their intervals, and the
-   return of the exported ONNX child run by onnxruntime on the episodes recomb scored it on.
-Needs the interop extra (`pip install -e '.[interop]'`). About 15 minutes on 2 cores.
+2. For each run (SB3 × SB3 as `.zip` with plain students, the same with recomb's LayerNorm students, SB3 ×
+   CleanRL with plain students), a scratch copy of the pipeline with `parents.source: files`, `task: true`, no
+   states file (the buffer is both parents' rollouts), every other param as committed;
+   `dvc repro validate_recombination`, then `recomb export`.
+3. Prints each parent's return, the students' held-out agreement with their parents, the child's held-out
+   primary/U and return with their intervals, the return of the exported ONNX child run by onnxruntime on the
+   episodes recomb scored it on, and (plain family) the exported SB3 child's return by SB3's own
+   `evaluate_policy` on those episodes (a DummyVecEnv whose env i is seeded eval_seed + i).
+Needs the interop extra (`pip install -e '.[interop]'`). About 20 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -76,18 +79,37 @@ def parent(kind: str, first_seed: int, steps: int, folder: Path) -> tuple[Path, 
     raise SystemExit(f"no {kind} parent reached {BAR:g} in 5 seeds")
 
 
+def sb3_return(zip_path: Path, episodes: int, seed: int) -> float:
+    """The exported child's mean return by SB3's own `evaluate_policy`, episode i seeded `seed + i`."""
+    import gymnasium
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import DummyVecEnv
+    envs = DummyVecEnv([lambda: gymnasium.make(ENV) for _ in range(episodes)])
+    envs.seed(seed)
+    mean, _ = evaluate_policy(DQN.load(zip_path, device="cpu"), envs, n_eval_episodes=episodes, deterministic=True)
+    return float(mean)
+
+
 def child_figures(p: Project) -> dict:
     import onnxruntime
     report = json.loads((p.path / "data/reports/recombination.json").read_text())
+    distilled = json.loads((p.path / "data/reports/distillation.json").read_text())["pairs"]
     child = report["children"]["child"]
     params = p.params()["validate_recombination"]
+    episodes, seed = params["eval_episodes"], params["eval_seed"]
     session = onnxruntime.InferenceSession(str(p.path / "data/export/child.onnx"))
     onnx_q = lambda x: torch.from_numpy(session.run(None, {"states": x.float().numpy()})[0])  # noqa: E731
     interval = report["greedy_return_interval"]["child"]
-    return {"primary/U": child["primary_over_bound"], "primary/U interval": child["primary_over_bound_ci"],
-            "return": interval["mean"], "return interval": [interval["low"], interval["high"]],
-            "ONNX child's return (onnxruntime, same episodes)": mean_return(onnx_q, params["eval_episodes"],
-                                                                            params["eval_seed"])}
+    figures = {"students' agreement with their parents (A, B)": [distilled[pair]["fidelity"]["action_agreement"]
+                                                                 for pair in "AB"],
+               "primary/U": child["primary_over_bound"], "primary/U interval": child["primary_over_bound_ci"],
+               "return": interval["mean"], "return interval": [interval["low"], interval["high"]],
+               "ONNX child's return (onnxruntime, same episodes)": mean_return(onnx_q, episodes, seed)}
+    sb3_zip = p.path / "data/export/child_sb3.zip"
+    if sb3_zip.is_file():
+        figures["SB3 child's return (evaluate_policy, same episodes)"] = sb3_return(sb3_zip, episodes, seed)
+    return figures
 
 
 def main() -> None:
@@ -98,17 +120,20 @@ def main() -> None:
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="recomb_brought_"))
     work.mkdir(parents=True, exist_ok=True)
-    pairs = (("SB3 × SB3", "sb3_a", "sb3_b"), ("SB3 × CleanRL", "sb3_a", "cleanrl"))
-    projects = {label: Project(work / label.replace(" × ", "_x_")) for label, *_ in pairs}  # today's code, first
+    runs = (("SB3 × SB3, plain students", "sb3_a", "sb3_b", "plain"),
+            ("SB3 × SB3, LayerNorm students", "sb3_a", "sb3_b", "layernorm"),
+            ("SB3 × CleanRL, plain students", "sb3_a", "cleanrl", "plain"))
+    projects = {label: Project(work / f"{a}_x_{b}_{family}") for label, a, b, family in runs}  # today's code, first
     made = {}
     for name, kind, seed in (("sb3_a", "sb3", 0), ("sb3_b", "sb3", 10), ("cleanrl", "cleanrl", 20)):
         made[name], line = parent(kind, seed, args.steps, work)
         print(line, flush=True)
-    for label, a, b in pairs:
+    for label, a, b, family in runs:
         p = projects[label]
         for name in (a, b):
             (p.path / "data/user" / made[name].name).write_bytes(made[name].read_bytes())
         p.set(**{"parents.source": "files", "parents.env": ENV, "parents.files.task": True,
+                 "distill.student_family": family,
                  "parents.files.states": "", "parents.files.input_dim": 4, "parents.files.output_dim": 2,
                  "parents.files.parent_a": f"data/user/{made[a].name}",
                  "parents.files.parent_b": f"data/user/{made[b].name}"})

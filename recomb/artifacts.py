@@ -256,9 +256,12 @@ def _architecture_from(path: Path, data: Any) -> Architecture | MLPArchitecture:
     if isinstance(data, dict) and data.get("family") == "mlp":
         return _mlp_architecture_from(path, data)
     try:
-        arch = Architecture(**{k: data[k] for k in ("input_dim", "output_dim", "hidden", "dropout")})
-    except (KeyError, TypeError):
+        arch = Architecture(**{k: data[k] for k in ("input_dim", "output_dim", "hidden", "dropout")},
+                            layer_norm=data.get("layer_norm", True))
+    except (KeyError, TypeError, AttributeError):
         raise RecombError(f"{sidecar_path(path)}: 'architecture' must hold input_dim, output_dim, hidden, dropout") from None
+    if not isinstance(arch.layer_norm, bool):
+        raise RecombError(f"{sidecar_path(path)}: architecture.layer_norm must be true or false (got {arch.layer_norm!r})")
     if not _positive_ints((arch.input_dim, arch.output_dim, arch.hidden)):
         raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers")
     dropout = arch.dropout

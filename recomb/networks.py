@@ -29,26 +29,43 @@ PARAM_KEYS = tuple(
 
 @dataclass(frozen=True)
 class Architecture:
-    """Everything needed to rebuild a QNetwork; stored in every checkpoint sidecar."""
+    """Everything needed to rebuild a QNetwork; stored in every checkpoint sidecar.
+
+    `layer_norm: False` is the plain family (SB3's and CleanRL's MLPs): the same network with
+    its LayerNorms left out, so a child of it goes back into those libraries.
+    """
 
     input_dim: int
     output_dim: int
     hidden: int
     dropout: float
+    layer_norm: bool = True
+
+    @property
+    def norm_indices(self) -> tuple[int, ...]:
+        return NORM_INDICES if self.layer_norm else ()
+
+    def param_keys(self) -> tuple[str, ...]:
+        """The state-dict keys of this family, in `PARAM_KEYS` order."""
+        return PARAM_KEYS if self.layer_norm else tuple(k for k in PARAM_KEYS if int(k.split(".")[1]) in LINEAR_INDICES)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Expected parameter shapes by state-dict key."""
         i, h, o = self.input_dim, self.hidden, self.output_dim
-        return {
+        shapes = {
             "network.0.weight": (h, i), "network.0.bias": (h,),
             "network.1.weight": (h,), "network.1.bias": (h,),
             "network.4.weight": (h, h), "network.4.bias": (h,),
             "network.5.weight": (h,), "network.5.bias": (h,),
             "network.8.weight": (o, h), "network.8.bias": (o,),
         }
+        return {key: shapes[key] for key in self.param_keys()}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The sidecar's architecture; the LayerNorm family's has no `layer_norm` key (checkpoints from before
+        the plain family read the same)."""
+        data = asdict(self)
+        return data if not self.layer_norm else {k: v for k, v in data.items() if k != "layer_norm"}
 
 
 # The activations a brought MLP may use, by the name `parents.files.activation` gives them.
@@ -115,15 +132,17 @@ def student_hidden(parent_hidden: int, requested: int) -> int:
 
 
 class QNetwork(nn.Module):
-    """Linear→LayerNorm→ReLU→Dropout ×2 → Linear, Xavier-uniform weights, zero biases."""
+    """Linear→LayerNorm→ReLU→Dropout ×2 → Linear (the plain family: no LayerNorm), Xavier-uniform weights,
+    zero biases. A LayerNorm draws no random numbers, so both families start from the same Linear weights."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
         self.arch = arch
         i, h, o, p = arch.input_dim, arch.hidden, arch.output_dim, arch.dropout
+        norm = (lambda: nn.LayerNorm(h)) if arch.layer_norm else nn.Identity
         self.network = nn.Sequential(
-            nn.Linear(i, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(p),
-            nn.Linear(h, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(p),
+            nn.Linear(i, h), norm(), nn.ReLU(), nn.Dropout(p),
+            nn.Linear(h, h), norm(), nn.ReLU(), nn.Dropout(p),
             nn.Linear(h, o),
         )
         for idx in LINEAR_INDICES:
@@ -163,7 +182,7 @@ class QNetworkStack(nn.Module):
             key.replace(".", "_"): nn.Parameter(
                 torch.stack([sd[key].detach().to(torch.float32) for sd in state_dicts]).clone()
             )
-            for key in PARAM_KEYS
+            for key in arch.param_keys()
         })
 
     def _p(self, idx: int, name: str) -> torch.Tensor:
@@ -179,8 +198,11 @@ class QNetworkStack(nn.Module):
             x = x.unsqueeze(0).expand(self.size, -1, -1)
         for layer, (lin, norm) in enumerate(zip(LINEAR_INDICES[:2], NORM_INDICES)):
             x = torch.baddbmm(self._p(lin, "bias").unsqueeze(1), x, self._p(lin, "weight").transpose(1, 2))
-            x = F.layer_norm(x, (self.arch.hidden,))
-            x = torch.relu(x * self._p(norm, "weight").unsqueeze(1) + self._p(norm, "bias").unsqueeze(1))
+            if self.arch.layer_norm:
+                x = F.layer_norm(x, (self.arch.hidden,))
+                x = torch.relu(x * self._p(norm, "weight").unsqueeze(1) + self._p(norm, "bias").unsqueeze(1))
+            else:
+                x = torch.relu(x)
             if dropout_masks is not None:
                 x = x * dropout_masks[:, layer]
             else:
@@ -189,7 +211,7 @@ class QNetworkStack(nn.Module):
         return torch.baddbmm(self._p(last, "bias").unsqueeze(1), x, self._p(last, "weight").transpose(1, 2))
 
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
-        return {key: self.params[key.replace(".", "_")][member].detach().clone() for key in PARAM_KEYS}
+        return {key: self.params[key.replace(".", "_")][member].detach().clone() for key in self.arch.param_keys()}
 
     def member(self, member: int) -> QNetwork:
         net = QNetwork(self.arch)

@@ -1,7 +1,7 @@
 """The `recomb` subcommands (run by `recomb.cli`): `recomb leaderboard` ranks DVC crossover experiments, `recomb check` gates CI,
 `recomb timing` measures this machine's latencies, `recomb machine` and `recomb lock-diff` say how
 this machine differs from the one that made the committed dvc.lock, `recomb ablation` plans the ablation (--dry-run) or aggregates
-DVC experiments over seeds (--from-exps), `recomb export` writes the child as ONNX and a torch state dict.
+DVC experiments over seeds (--from-exps), `recomb export` writes the child as ONNX, a torch state dict and an SB3 zip.
 
 `recomb check` exits 1 when a quality gate of the last `dvc repro` failed (the `report` stage's verdict).
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 from recomb.artifacts import Outputs, load_checkpoint, read_json
-from recomb.export import architecture_card, onnx_bytes, state_dict_bytes
+from recomb.export import architecture_card, onnx_bytes, sb3_zip_bytes, state_dict_bytes
 from recomb.reproducibility import describe_machine, explain, fingerprint, fingerprint_differences, lock_differences
 from recomb.config import load_params, pipeline_file, pipeline_stages, read_text
 from recomb.errors import RecombError
@@ -217,6 +217,7 @@ def export(args: argparse.Namespace) -> None:
     children = {"child": Path(paths.CHILD), "child_int8": Path(paths.CHILD_INT8)}
     if not children["child"].is_file():
         raise RecombError(f"{paths.CHILD}: not found; run the pipeline first (make run)")
+    env = load_checkpoint(paths.PARENTS.format("A")).meta.get("env")  # the task the SB3 agent is built on
     out = Outputs()
     for name, path in children.items():
         if not path.is_file():
@@ -226,6 +227,8 @@ def export(args: argparse.Namespace) -> None:
         out.add_json(args.out / f"{name}.json", architecture_card(checkpoint.model, checkpoint.meta))
         if checkpoint.kind == "float":
             out.add_bytes(args.out / f"{name}.pt", state_dict_bytes(checkpoint.model))
+        if checkpoint.kind == "float" and not checkpoint.arch.layer_norm:
+            out.add_bytes(args.out / f"{name}_sb3.zip", sb3_zip_bytes(checkpoint.model, env))
     out.commit()
     for path in sorted(out.files):
         print(f"wrote {path}")
@@ -291,11 +294,12 @@ def parser() -> argparse.ArgumentParser:
     abl.add_argument("--exp-show", metavar="FILE", help="with --from-exps: saved `dvc exp show --csv` output "
                                                         "('-' = stdin); default: dvc.api.exp_show() here")
     abl.set_defaults(handler=ablation)
-    exp = commands.add_parser("export", help="the child as ONNX and a torch state dict (AgentFarm's layout)",
+    exp = commands.add_parser("export", help="the child as ONNX, a torch state dict and (plain family) an SB3 zip",
                               description=f"Write the fine-tuned child ({paths.CHILD}) and its int8 form, when the "
                                           "run made one, as ONNX (input `states`, output `q_values`), a torch "
-                                          "state dict in AgentFarm's BaseQNetwork layout (float only), and a JSON "
-                                          "card of the architecture. ONNX needs the `interop` extra.")
+                                          "state dict (float only; AgentFarm's BaseQNetwork layout for the "
+                                          "LayerNorm family), an SB3 DQN zip (float, plain family) and a JSON "
+                                          "card of the architecture. ONNX and SB3 need the `interop` extra.")
     exp.add_argument("--out", type=Path, default=Path(paths.EXPORT_DIR), metavar="DIR",
                      help=f"where to write them (default: {paths.EXPORT_DIR})")
     exp.set_defaults(handler=export)

@@ -262,3 +262,27 @@ def test_a_header_that_promises_terabytes_is_refused_before_anything_is_allocate
 
 def test_missing_states(tmp_path):
     assert refused(load_states, tmp_path / "s.npy", 8) == f"{tmp_path / 's.npy'}: states file not found"
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_a_plain_family_network_and_its_int8_form_round_trip(tmp_path, mode):
+    """The plain family's sidecar says `layer_norm: false`; its float and int8 checkpoints read back as written,
+    and the int8 one holds no LayerNorm tensors."""
+    from recomb.quantization.quantize import ptq
+    net = seeded_qnetwork(Architecture(4, 2, 16, 0.1, layer_norm=False), 0).eval()
+    states = torch.randn(64, 4)
+    out = Outputs()
+    out.add_checkpoint(tmp_path / "child.safetensors", net, "child", {})
+    out.add_checkpoint(tmp_path / "child_int8.safetensors", ptq(net, mode, [states]), "child_int8", {})
+    out.commit()
+    assert json.loads((tmp_path / "child.json").read_text())["architecture"]["layer_norm"] is False
+    back = load_checkpoint(tmp_path / "child.safetensors")
+    torch.testing.assert_close(back.model(states), net(states), rtol=0, atol=0)
+    int8 = load_checkpoint(tmp_path / "child_int8.safetensors")
+    assert not any(".1." in key or ".5." in key for key in int8.model.tensors())
+    assert (int8.model(states).argmax(1) == net(states).argmax(1)).float().mean() > 0.9
+    sidecar = json.loads((tmp_path / "child.json").read_text())
+    sidecar["architecture"]["layer_norm"] = "no"
+    (tmp_path / "child.json").write_text(json.dumps(sidecar))
+    assert refused(load_checkpoint, tmp_path / "child.safetensors") == (
+        f"{tmp_path / 'child.json'}: architecture.layer_norm must be true or false (got 'no')")

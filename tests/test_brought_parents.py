@@ -16,7 +16,7 @@ from torch import nn
 from conftest import SMALL_SYNTHETIC
 from recomb.artifacts import load_checkpoint, load_parent
 from recomb.errors import RecombError
-from recomb.export import ONNX_INPUT, architecture_card, onnx_bytes, state_dict_bytes
+from recomb.export import ONNX_INPUT, architecture_card, onnx_bytes, sb3_zip_bytes, state_dict_bytes
 from recomb.networks import Architecture, MLPArchitecture, MLPQNetwork, QNetwork, seeded_qnetwork
 from recomb.quantization.quantize import ptq
 from scratch import BIN
@@ -137,6 +137,11 @@ def test_the_child_exported_as_onnx_and_a_state_dict_computes_what_it_computes(t
     back = load_parent(tmp_path / "child.pt", 0.1, "relu")  # AgentFarm's layout, read as AgentFarm's is
     assert back.arch == child.arch
     torch.testing.assert_close(back.model(STATES), child(STATES), rtol=0, atol=0)
+    plain = seeded_qnetwork(Architecture(4, 2, 16, 0.1, layer_norm=False), 3).eval()
+    session = onnxruntime.InferenceSession(onnx_bytes(ptq(plain, "dynamic")))
+    np.testing.assert_allclose(session.run(None, {ONNX_INPUT: STATES.numpy()})[0],
+                               ptq(plain, "dynamic")(STATES).numpy(), rtol=1e-5, atol=1e-5)
+    assert refused(sb3_zip_bytes, child, "CartPole-v1").startswith("an SB3 zip needs a float child of the plain family")
     card = architecture_card(int8, {"role": "child_int8", "params": {"seed": 1}, "history": []})
     assert card["architecture"] == child.arch.to_dict() and card["made_by"] == {"role": "child_int8",
                                                                                 "params": {"seed": 1}}
@@ -144,12 +149,14 @@ def test_the_child_exported_as_onnx_and_a_state_dict_computes_what_it_computes(t
 
 def test_sb3_and_cleanrl_parents_go_through_the_pipeline_with_their_task(project):
     """An SB3 zip × a CleanRL state dict, of different widths, on CartPole with no states file: the states are
-    both parents' rollouts, the students share one width, the returns are gated; crossing the parents
-    themselves is refused in one line, and `recomb export` writes the child."""
+    both parents' rollouts, the students share one width in the plain family, the returns are gated; crossing
+    the parents themselves is refused in one line, and `recomb export` writes the child, which SB3 loads and
+    plays as recomb does on every held-out state."""
     p = project
     sb3_dqn(p.path / "data/user/dqn.zip", seed=1)
     torch.save(cleanrl_network(2).state_dict(), p.path / "data/user/agent.cleanrl_model")
     p.set(**{**SMALL_SYNTHETIC, "parents.source": "files", "parents.env": "CartPole-v1",
+             "distill.student_family": "plain",  # students and child in SB3's and CleanRL's family
              "parents.files.parent_a": "data/user/dqn.zip", "parents.files.parent_b": "data/user/agent.cleanrl_model",
              "parents.files.states": "", "parents.files.task": True, "parents.files.input_dim": 4,
              "parents.files.output_dim": 2, "parents.files.buffer.n_states": 300,
@@ -162,7 +169,7 @@ def test_sb3_and_cleanrl_parents_go_through_the_pipeline_with_their_task(project
     assert json.loads((p.path / "data/parents/parent_A.json").read_text())["env"] == "CartPole-v1"
     assert len(np.load(p.path / "data/states/train.npy")) + len(np.load(p.path / "data/states/heldout.npy")) == 300
     student = load_checkpoint(p.path / "data/students/student_A.safetensors")
-    assert student.arch.hidden == 60  # half the widest parent (120), one width for both students
+    assert student.arch == Architecture(4, 2, 60, 0.05, layer_norm=False)  # half the widest parent (120), one width
     report = json.loads((p.path / "data/reports/recombination.json").read_text())
     assert report["greedy_return"]["child"] is not None and "child_greedy_return" in report["checks"]
     assert "checks_not_run" not in report
@@ -176,5 +183,12 @@ def test_sb3_and_cleanrl_parents_go_through_the_pipeline_with_their_task(project
     assert one_line_error(p.stage("crossover", check=False)) == (
         "crossover.parents: parents is a brought MLP outside recomb's LayerNorm family, which the operators "
         "cannot cross; cross its students (crossover.parents: students)")
+    p.set(**{"crossover.parents": "students"})
     printed = p.run(str(BIN / "recomb"), "export").stdout
-    assert printed.splitlines() == [f"wrote data/export/child.{ext}" for ext in ("json", "onnx", "pt")]
+    assert printed.splitlines() == [f"wrote data/export/child{ext}" for ext in (".json", ".onnx", ".pt", "_sb3.zip")]
+    child = load_checkpoint(p.path / "data/children/finetuned/child.safetensors").model
+    agent = DQN.load(p.path / "data/export/child_sb3.zip", device="cpu")  # SB3 itself opens the child
+    heldout = np.load(p.path / "data/states/heldout.npy")
+    with torch.no_grad():
+        greedy = child(torch.from_numpy(heldout)).argmax(1).numpy()
+    assert (agent.predict(heldout, deterministic=True)[0] == greedy).all()

@@ -32,7 +32,7 @@ def state(net: QNetwork) -> dict[str, torch.Tensor]:
 
 
 def same(x: dict, y: dict) -> bool:
-    return all(torch.equal(x[key], y[key]) for key in PARAM_KEYS)
+    return list(x) == list(y) and all(torch.equal(x[key], y[key]) for key in x)
 
 
 def max_diff(x: QNetwork, y: QNetwork) -> float:
@@ -269,3 +269,20 @@ def test_config_rejects_alpha_outside_unit_interval():
     with pytest.raises(RecombError) as err:
         CrossoverConfig.from_mapping(data, "params.yaml: crossover")
     assert str(err.value) == "params.yaml: crossover.alpha: must be in [0, 1] (got 1.5)"
+
+
+@pytest.mark.parametrize("mode", ["random", "layer", "weighted", "aligned", "slerp"])
+def test_every_operator_crosses_the_plain_family_into_the_plain_family(mode):
+    """No LayerNorm tensors to cross (SB3's and CleanRL's MLP): every operator keeps the child's keys, and
+    alignment still recovers a permuted copy (a plain network's hidden units permute as freely)."""
+    plain = Architecture(ARCH.input_dim, ARCH.output_dim, 16, 0.0, layer_norm=False)
+    a, b = seeded_qnetwork(plain, 1), seeded_qnetwork(plain, 2)
+    child, _ = crossover(a, b, cfg(mode, 0.5))
+    assert child.arch == plain and list(state(child)) == list(plain.param_keys())
+    gen = torch.Generator().manual_seed(3)
+    shuffled = permute(state(a), torch.randperm(16, generator=gen), torch.randperm(16, generator=gen))
+    copy = QNetwork(plain).eval()
+    copy.load_state_dict(shuffled)
+    assert max_diff(copy, a) <= 1e-5 and not same(shuffled, state(a))  # the same function, other unit order
+    recovered, info = align_to(state(a), shuffled, 20)
+    assert same(recovered, state(a)) and info["converged"]

@@ -55,3 +55,23 @@ def test_per_member_clipping_leaves_other_members_alone():
     for param in stack.params.values():
         assert torch.allclose(param.grad[0], torch.full_like(param.grad[0], 0.04271788), rtol=1e-6, atol=0)
         assert torch.equal(param.grad[1], torch.ones_like(param.grad[1]) * 1e-4)
+
+
+def test_the_plain_family_is_the_same_network_without_its_layernorms():
+    """`layer_norm: False` (SB3's and CleanRL's MLP): Linear keys only, the same starting Linear weights as the
+    LayerNorm family's for a seed, its stack computing what each member computes; the LayerNorm family's
+    sidecar keeps its old form (no `layer_norm` key)."""
+    plain, normed = Architecture(4, 2, 8, 0.0, layer_norm=False), Architecture(4, 2, 8, 0.0)
+    net = seeded_qnetwork(plain, 5)
+    assert list(net.state_dict()) == list(plain.param_keys()) == [
+        f"network.{i}.{name}" for i in (0, 4, 8) for name in ("weight", "bias")]
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == plain.shapes()
+    twin = seeded_qnetwork(normed, 5).state_dict()
+    assert all(torch.equal(value, twin[key]) for key, value in net.state_dict().items())
+    x = torch.randn(32, 4)
+    with torch.no_grad():
+        manual = net.network[8](torch.relu(net.network[4](torch.relu(net.network[0](x)))))
+        torch.testing.assert_close(net.eval()(x), manual, rtol=0, atol=0)
+        stack = QNetworkStack(plain, [net.state_dict(), seeded_qnetwork(plain, 6).state_dict()]).eval()
+        torch.testing.assert_close(stack(x)[0], net(x), rtol=0, atol=0)
+    assert "layer_norm" not in normed.to_dict() and plain.to_dict()["layer_norm"] is False

@@ -66,7 +66,7 @@ def test_the_stage_table_lists_every_stage_of_both_pipeline_files():
 def test_recomb_help_says_every_subcommand_in_whole_sentences(capsys):
     code, out, _ = run_recomb(capsys, "--help")
     description = out.split("\n\n")[1].replace("\n", " ")
-    assert code == 0 and description.rstrip().endswith("a torch state dict.")
+    assert code == 0 and description.rstrip().endswith("an SB3 zip.")
     assert all(f"`recomb {name}`" in description for name in ("leaderboard", "check", "timing", "machine", "lock-diff",
                                                                "ablation", "export"))
 

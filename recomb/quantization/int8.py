@@ -64,7 +64,7 @@ class Int8QNetwork(nn.Module):
             correction = (zero_point * weight.to(torch.int32).sum(1)).float()
             kernel.update(inv_scale=1.0 / scale, zero_point=zero_point.float(), out_scale=out_scale,
                           bias=bias - correction * out_scale, weight_t_float=kernel["weight_t"].float())
-            if idx != LINEAR_INDICES[0] and int(zero_point) == ACT_QMIN:
+            if idx != LINEAR_INDICES[0] and int(zero_point) == ACT_QMIN and self.arch.layer_norm:
                 # Input = ReLU(LayerNorm(·)). With the zero point at the int8 minimum, the clamp
                 # already zeroes negatives, so ReLU and quantization fold into the LayerNorm's affine.
                 norm = NORM_INDICES[LINEAR_INDICES.index(idx) - 1]
@@ -86,24 +86,27 @@ class Int8QNetwork(nn.Module):
             acc = torch._int_mm(q.to(torch.int8), k["weight_t"])
         return torch.addcmul(k["bias"], acc, k["out_scale"])
 
+    def _hidden(self, x: torch.Tensor, norm: int) -> torch.Tensor:
+        """A hidden layer's activation: ReLU(LayerNorm(x)), or ReLU(x) in the plain family."""
+        if not self.arch.layer_norm:
+            return torch.relu(x)
+        return torch.relu(F.layer_norm(x, (self.arch.hidden,), self._t(norm, "weight"), self._t(norm, "bias")))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeeze = x.dim() == 1
         x = x.reshape(-1, self.arch.input_dim).float()
-        hidden = (self.arch.hidden,)
         first, *rest = (self._kernels[idx] for idx in LINEAR_INDICES)
         if self.mode == "dynamic":
             x = self._dynamic_linear(x, first)
             for norm, k in zip(NORM_INDICES, rest):
-                x = torch.relu(F.layer_norm(x, hidden, self._t(norm, "weight"), self._t(norm, "bias")))
-                x = self._dynamic_linear(x, k)
+                x = self._dynamic_linear(self._hidden(x, norm), k)
         else:
             x = self._static_linear(torch.addcmul(first["zero_point"], x, first["inv_scale"]), first)
             for norm, k in zip(NORM_INDICES, rest):
                 if "norm_weight" in k:
-                    q = F.layer_norm(x, hidden, k["norm_weight"], k["norm_bias"])
+                    q = F.layer_norm(x, (self.arch.hidden,), k["norm_weight"], k["norm_bias"])
                 else:
-                    x = torch.relu(F.layer_norm(x, hidden, self._t(norm, "weight"), self._t(norm, "bias")))
-                    q = torch.addcmul(k["zero_point"], x, k["inv_scale"])
+                    q = torch.addcmul(k["zero_point"], self._hidden(x, norm), k["inv_scale"])
                 x = self._static_linear(q, k)
         return x.squeeze(0) if squeeze else x
 
@@ -118,7 +121,7 @@ class Int8QNetwork(nn.Module):
         for idx in LINEAR_INDICES:
             state[f"network.{idx}.weight"] = self._t(idx, "weight").float() * self._t(idx, "weight_scale").unsqueeze(1)
             state[f"network.{idx}.bias"] = self._t(idx, "bias").clone()
-        for idx in NORM_INDICES:
+        for idx in self.arch.norm_indices:
             state[f"network.{idx}.weight"] = self._t(idx, "weight").clone()
             state[f"network.{idx}.bias"] = self._t(idx, "bias").clone()
         net = QNetwork(self.arch)
@@ -144,7 +147,7 @@ def int8_tensor_spec(arch: Architecture, mode: QuantMode) -> dict[str, tuple[tup
         if mode == "static":
             spec[f"network.{idx}.input_scale"] = ((1,), torch.float32)
             spec[f"network.{idx}.input_zero_point"] = ((1,), torch.int32)
-    for idx in NORM_INDICES:
+    for idx in arch.norm_indices:
         for name in ("weight", "bias"):
             spec[f"network.{idx}.{name}"] = (shapes[f"network.{idx}.{name}"], torch.float32)
     return spec

@@ -141,7 +141,7 @@ def ptq(model: QNetwork, mode: QuantMode, calibration: list[torch.Tensor] | None
             act_scale, act_zero_point = activation_qparams(*ranges[slot])
             tensors[f"network.{idx}.input_scale"] = torch.tensor([act_scale], dtype=torch.float32)
             tensors[f"network.{idx}.input_zero_point"] = torch.tensor([act_zero_point], dtype=torch.int32)
-    for idx in NORM_INDICES:
+    for idx in model.arch.norm_indices:
         tensors[f"network.{idx}.weight"] = state[f"network.{idx}.weight"]
         tensors[f"network.{idx}.bias"] = state[f"network.{idx}.bias"]
     return Int8QNetwork(model.arch, mode, tensors, backend).eval()

@@ -51,22 +51,27 @@ class CrossoverConfig(Section):
         self.require(self.align_max_passes >= 1, "align_max_passes", "must be ≥ 1")
 
 
+def keys(state: State) -> list[str]:
+    """The parameters the parents have, in `PARAM_KEYS` order (the plain family has no LayerNorm ones)."""
+    return [key for key in PARAM_KEYS if key in state]
+
+
 def _random(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
     """Each tensor whole from A with probability alpha; a private generator keeps it reproducible."""
-    draws = torch.rand(len(PARAM_KEYS), generator=torch.Generator().manual_seed(cfg.seed))
-    info["sources"] = {key: "a" if draw < cfg.alpha else "b" for key, draw in zip(PARAM_KEYS, draws.tolist())}
-    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in PARAM_KEYS}
+    draws = torch.rand(len(keys(a)), generator=torch.Generator().manual_seed(cfg.seed))
+    info["sources"] = {key: "a" if draw < cfg.alpha else "b" for key, draw in zip(keys(a), draws.tolist())}
+    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in keys(a)}
 
 
 def _layer(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
     """Even blocks from A, odd from B; alpha is ignored, the split is fixed."""
     info["sources"] = {key: "ab"[block % 2] for block, prefixes in enumerate(BLOCKS)
-                       for key in PARAM_KEYS if key.rsplit(".", 1)[0] in prefixes}
-    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in PARAM_KEYS}
+                       for key in keys(a) if key.rsplit(".", 1)[0] in prefixes}
+    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in keys(a)}
 
 
 def _weighted(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    return {key: cfg.alpha * a[key] + (1 - cfg.alpha) * b[key] for key in PARAM_KEYS}
+    return {key: cfg.alpha * a[key] + (1 - cfg.alpha) * b[key] for key in keys(a)}
 
 
 def _aligned(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
@@ -90,7 +95,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> tuple[torch.Tensor, flo
 
 
 def _slerp(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    results = {key: slerp(a[key], b[key], 1 - cfg.alpha) for key in PARAM_KEYS}
+    results = {key: slerp(a[key], b[key], 1 - cfg.alpha) for key in keys(a)}
     info["angles"] = {key: theta for key, (_, theta) in results.items()}
     return {key: child for key, (child, _) in results.items()}
 
@@ -110,16 +115,16 @@ def permute(state: State, perm1: torch.Tensor, perm2: torch.Tensor) -> State:
     """`state` with hidden layer 1 reordered by `perm1` and hidden layer 2 by `perm2`.
 
     New unit i is old unit perm[i]; LayerNorm normalises over all units, so the
-    function is unchanged.
+    function is unchanged (and the plain family has none).
     """
-    s = state
-    return {
-        "network.0.weight": s["network.0.weight"][perm1], "network.0.bias": s["network.0.bias"][perm1],
-        "network.1.weight": s["network.1.weight"][perm1], "network.1.bias": s["network.1.bias"][perm1],
-        "network.4.weight": s["network.4.weight"][perm2][:, perm1], "network.4.bias": s["network.4.bias"][perm2],
-        "network.5.weight": s["network.5.weight"][perm2], "network.5.bias": s["network.5.bias"][perm2],
-        "network.8.weight": s["network.8.weight"][:, perm2], "network.8.bias": s["network.8.bias"].clone(),
-    }
+    order = {"network.0": (perm1, None), "network.1": (perm1, None), "network.4": (perm2, perm1),
+             "network.5": (perm2, None), "network.8": (None, perm2)}  # (rows, columns) of each layer's tensors
+    permuted = {}
+    for key in keys(state):
+        rows, columns = order[key.rsplit(".", 1)[0]]
+        tensor = state[key] if rows is None else state[key][rows]
+        permuted[key] = tensor[:, columns] if columns is not None and tensor.dim() == 2 else tensor.clone()
+    return permuted
 
 
 def _similarity(a: State, b: State, layer: int) -> torch.Tensor:
@@ -130,7 +135,8 @@ def _similarity(a: State, b: State, layer: int) -> torch.Tensor:
     B = {k: v.double() for k, v in b.items()}
     sim = A[f"{lin}.weight"] @ B[f"{lin}.weight"].T + A[f"{nxt}.weight"].T @ B[f"{nxt}.weight"]
     for key in (f"{lin}.bias", f"{norm}.weight", f"{norm}.bias"):
-        sim += torch.outer(A[key], B[key])
+        if key in A:  # the plain family has no norm
+            sim += torch.outer(A[key], B[key])
     return sim
 
 

@@ -40,6 +40,7 @@ class DistillConfig(Section):
 
     student_hidden: int        # 0 = max(16, parent hidden // 2)
     student_dropout: float
+    student_family: Literal["layernorm", "plain"]  # plain: no LayerNorm, a child SB3 and CleanRL can load
     train_dropout: bool
     epochs: int
     lr: float
@@ -141,13 +142,14 @@ def _dropout_masks(shape: tuple[int, ...], p: float, gens: list[torch.Generator]
 def initial_students(teacher_archs: list[Architecture | MLPArchitecture], base: DistillConfig,
                      seeds: list[int]) -> list[QNetwork]:
     """One freshly initialised student per teacher, all of one architecture (their stack, and later the child,
-    need one): recomb's family at the requested width, or half the widest teacher's, with the student dropout.
+    need one): the student family at the requested width, or half the widest teacher's, with the student dropout.
 
     `distill` copies the weights into its stack, so a comparison can start every run from these same ones.
     """
     first = teacher_archs[0]
     arch = Architecture(first.input_dim, first.output_dim,
-                        student_hidden(max(width(a) for a in teacher_archs), base.student_hidden), base.student_dropout)
+                        student_hidden(max(width(a) for a in teacher_archs), base.student_hidden), base.student_dropout,
+                        layer_norm=base.student_family == "layernorm")
     return [seeded_qnetwork(arch, seed) for seed in seeds]
 
 
