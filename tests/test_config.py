@@ -4,7 +4,7 @@ from recomb.config import load_params
 from recomb.training.distill import DistillConfig
 from recomb.errors import RecombError
 
-GOOD = dict(student_hidden=0, student_dropout=0.05, train_dropout=True, epochs=2, lr=1e-3, lr_schedule="cosine", warmup_fraction=0.05, batch_size=8, max_grad_norm=1.0,
+GOOD = dict(student_hidden=0, student_dropout=0.05, student_family="layernorm", train_dropout=True, epochs=2, lr=1e-3, lr_schedule="cosine", warmup_fraction=0.05, batch_size=8, max_grad_norm=1.0,
             val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0)
 WHERE = "params.yaml: distill"
 

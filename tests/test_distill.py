@@ -11,7 +11,7 @@ from recomb.networks import Architecture, seeded_qnetwork
 
 TEACHER = Architecture(8, 4, 64, 0.1)
 STUDENT = Architecture(8, 4, 32, 0.05)
-CFG = DistillConfig(student_hidden=0, student_dropout=0.05, train_dropout=True, epochs=4, lr=1e-2, lr_schedule="cosine", warmup_fraction=0.05, batch_size=64, max_grad_norm=1.0,
+CFG = DistillConfig(student_hidden=0, student_dropout=0.05, student_family="layernorm", train_dropout=True, epochs=4, lr=1e-2, lr_schedule="cosine", warmup_fraction=0.05, batch_size=64, max_grad_norm=1.0,
                     val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0)
 
 
