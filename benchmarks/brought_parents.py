@@ -7,11 +7,12 @@
    update every 10, train_freq 256, gradient_steps 128, exploration 0.16 → 0.04), one thread each, and a
    CleanRL-architecture parent (dqn.py's 4 → 120 → 84 → 2, trained with the same settings by SB3 and saved
    as CleanRL saves it, `torch.save(q_network.state_dict())` with keys `network.{0,2,4}`). A seed whose
-   parent misses 475 over 100 fixed-seed episodes is replaced by the next seed (said in the output).
+   parent misses 475 over 100 fixed-seed episodes is replaced by the next seed (said in the output); parents
+   saved in `--work` by an earlier run are reused.
 2. For each run (SB3 × SB3 as `.zip` with plain students, the same with recomb's LayerNorm students, SB3 ×
    CleanRL with plain students), a scratch copy of the pipeline with `parents.source: files`, `task: true`, no
    states file (the buffer is both parents' rollouts), every other param as committed;
-   `dvc repro validate_recombination`, then `recomb export`.
+   `dvc repro validate_distillation validate_recombination`, then `recomb export`.
 3. Prints each parent's return, the students' held-out agreement with their parents, the child's held-out
    primary/U and return with their intervals, the return of the exported ONNX child run by onnxruntime on the
    episodes recomb scored it on, and (plain family) the exported SB3 child's return by SB3's own
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -58,19 +60,28 @@ def mean_return(q_fn, episodes: int = EPISODES, seed: int = EPISODE_SEED) -> flo
     return float(task(ENV).greedy_returns(q_fn, episodes, seed).mean())
 
 
+def saved(kind: str, seed: int, folder: Path) -> Path:
+    return folder / (f"sb3_seed{seed}.zip" if kind == "sb3" else f"cleanrl_seed{seed}.cleanrl_model")
+
+
 def parent(kind: str, first_seed: int, steps: int, folder: Path) -> tuple[Path, str]:
-    """A trained parent of `kind` (sb3 or cleanrl) that reaches the bar, saved in its library's own form."""
+    """A trained parent of `kind` (sb3 or cleanrl) that reaches the bar, saved in its library's own form; one
+    saved in `folder` by an earlier run is read back (through recomb's reader) instead of trained again."""
+    from recomb.artifacts import load_parent
     net_arch = [256, 256] if kind == "sb3" else [120, 84]
     for seed in range(first_seed, first_seed + 5):
+        if saved(kind, seed, folder).is_file():
+            model = load_parent(saved(kind, seed, folder), 0.0, "relu").model
+            return saved(kind, seed, folder), (f"{kind} parent, seed {seed} (saved earlier): return "
+                                               f"{mean_return(model):.1f} over {EPISODES} episodes")
         model, seconds = train(seed, net_arch, steps)
         achieved = mean_return(model.q_net)
         line = f"{kind} parent, seed {seed}: {seconds:.0f} s of training, return {achieved:.1f} over {EPISODES} episodes"
         if achieved >= BAR:
+            path = saved(kind, seed, folder)
             if kind == "sb3":
-                path = folder / f"sb3_seed{seed}.zip"
                 model.save(path)
             else:
-                path = folder / f"cleanrl_seed{seed}.cleanrl_model"
                 layers = model.q_net.q_net
                 torch.save({f"network.{i}.{name}": value for i in (0, 2, 4)
                             for name, value in layers[i].state_dict().items()}, path)
@@ -123,6 +134,8 @@ def main() -> None:
     runs = (("SB3 × SB3, plain students", "sb3_a", "sb3_b", "plain"),
             ("SB3 × SB3, LayerNorm students", "sb3_a", "sb3_b", "layernorm"),
             ("SB3 × CleanRL, plain students", "sb3_a", "cleanrl", "plain"))
+    for _, a, b, family in runs:
+        shutil.rmtree(work / f"{a}_x_{b}_{family}", ignore_errors=True)  # a scratch project of an earlier run
     projects = {label: Project(work / f"{a}_x_{b}_{family}") for label, a, b, family in runs}  # today's code, first
     made = {}
     for name, kind, seed in (("sb3_a", "sb3", 0), ("sb3_b", "sb3", 10), ("cleanrl", "cleanrl", 20)):
@@ -138,7 +151,7 @@ def main() -> None:
                  "parents.files.parent_a": f"data/user/{made[a].name}",
                  "parents.files.parent_b": f"data/user/{made[b].name}"})
         start = time.perf_counter()
-        p.run("dvc", "repro", "validate_recombination")
+        p.run("dvc", "repro", "validate_distillation", "validate_recombination")
         seconds = time.perf_counter() - start
         p.run(str(BIN / "recomb"), "export")
         figures = child_figures(p)

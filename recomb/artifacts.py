@@ -261,7 +261,8 @@ def _architecture_from(path: Path, data: Any) -> Architecture | MLPArchitecture:
     except (KeyError, TypeError, AttributeError):
         raise RecombError(f"{sidecar_path(path)}: 'architecture' must hold input_dim, output_dim, hidden, dropout") from None
     if not isinstance(arch.layer_norm, bool):
-        raise RecombError(f"{sidecar_path(path)}: architecture.layer_norm must be true or false (got {arch.layer_norm!r})")
+        raise RecombError(f"{sidecar_path(path)}: architecture.layer_norm must be true or false "
+                          f"(got {arch.layer_norm!r})")
     if not _positive_ints((arch.input_dim, arch.output_dim, arch.hidden)):
         raise RecombError(f"{sidecar_path(path)}: architecture dims must be positive integers")
     dropout = arch.dropout

@@ -40,9 +40,11 @@ def _without_target_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def read_mlp(state: dict[str, torch.Tensor], activation: str) -> tuple[MLPArchitecture, list[torch.Tensor]]:
     """The architecture of the MLP Q-network in `state`, and its parameters in `MLPQNetwork` order."""
-    layers, params = [], []
-    widths: list[int] = []
-    norms: list[bool] = []
+    if activation not in ACTIVATIONS:
+        raise LayoutError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+    layers: list[tuple[int, int]] = []  # (inputs, outputs) of each Linear layer
+    norms: list[bool] = []  # whether each Linear layer is followed by a LayerNorm
+    params: list[torch.Tensor] = []
     for module, tensors in _modules(_without_target_copies(state)):
         where = module or "(top level)"
         if "running_mean" in tensors or "num_batches_tracked" in tensors:
@@ -75,12 +77,8 @@ def read_mlp(state: dict[str, torch.Tensor], activation: str) -> tuple[MLPArchit
         raise LayoutError("ends with a LayerNorm; a Q-network ends with its Linear output layer")
     if len(set(norms[:-1])) > 1:
         raise LayoutError("normalises some hidden layers and not others; recomb reads all or none")
-    widths = [out for _, out in layers[:-1]]
-    arch = MLPArchitecture(layers[0][0], layers[-1][1], tuple(widths), bool(norms[0]) and len(layers) > 1,
-                           activation)
-    if activation not in ACTIVATIONS:
-        raise LayoutError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
-    return arch, params
+    widths = tuple(out for _, out in layers[:-1])
+    return MLPArchitecture(layers[0][0], layers[-1][1], widths, norms[0] and len(layers) > 1, activation), params
 
 
 def is_recomb_layout(state: dict[str, torch.Tensor], arch: MLPArchitecture) -> bool:

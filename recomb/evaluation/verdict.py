@@ -137,7 +137,7 @@ def verdict(tree: dict[str, object], artifacts: dict[str, dict[str, str]]) -> di
     """pipeline.json of the reports `{area: report}` (see `nest`) and the artifacts `{group: {name: path}}`."""
     gates, flags, unrun = collect(tree)
     return {
-        "passed": all(gate["passed"] for gate in gates.values()) and not unrun,  # a gate that could not run never passes
+        "passed": all(gate["passed"] for gate in gates.values()) and not unrun,  # an unrun gate never passes
         **{f"{area}_passed": passed_under(gates, area) and not any(n.startswith(f"{area}.") for n in unrun)
            for area in tree},
         "gates": gates,

@@ -43,7 +43,8 @@ class QATConfig(Section):
     def distill_config(self) -> DistillConfig:
         """The same training loop as distillation: constant learning rate, no dropout."""
         cfg = DistillConfig(
-            student_hidden=0, student_dropout=0.0, student_family="layernorm", train_dropout=False, epochs=self.epochs, lr=self.lr,
+            student_hidden=0, student_dropout=0.0, student_family="layernorm", train_dropout=False,
+            epochs=self.epochs, lr=self.lr,
             lr_schedule="constant", warmup_fraction=0.0, batch_size=self.batch_size,
             max_grad_norm=self.max_grad_norm, val_fraction=self.val_fraction, seed=self.seed,
             loss_fn=self.loss_fn, temperature=self.temperature, temp_decay=1.0, alpha=self.alpha,
