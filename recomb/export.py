@@ -1,5 +1,5 @@
-"""The child back out, in the formats its users load: a torch state dict in AgentFarm's layout with a small
-architecture JSON, ONNX (what game engines and robot stacks run), and, for the plain family, a Stable-Baselines3
+"""The child back out, in the formats its users load: a torch state dict (AgentFarm's layout, for the LayerNorm
+family) with a small architecture JSON, ONNX (what game engines and robot stacks run), and, for the plain family, a Stable-Baselines3
 DQN zip.
 
 Pure: networks in, bytes and dicts out; `recomb export` writes them through `artifacts.Outputs`.
@@ -25,8 +25,8 @@ ONNX_OPSET = 17
 
 
 def state_dict_bytes(model: QNetwork) -> bytes:
-    """A float network's `state_dict()` as `torch.save` bytes: AgentFarm's BaseQNetwork loads it unchanged
-    (`network.{0,1,4,5,8}`), and `torch.load(..., weights_only=True)` reads it anywhere."""
+    """A float network's `state_dict()` as `torch.save` bytes, which `torch.load(..., weights_only=True)` reads
+    anywhere; in the LayerNorm family AgentFarm's BaseQNetwork loads it unchanged (`network.{0,1,4,5,8}`)."""
     buffer = io.BytesIO()
     torch.save({key: value.detach().clone() for key, value in model.state_dict().items()}, buffer)
     return buffer.getvalue()
