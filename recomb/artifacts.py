@@ -203,6 +203,18 @@ class Checkpoint:
                 raise RecombError(f"{self.path}: {name} is {got} but {source} says {want}")
 
 
+def _first_line(exc: BaseException) -> str:
+    """What a reader's exception says, on one line (its type when it says nothing)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _safetensors(path: Path, raw: bytes) -> dict[str, torch.Tensor]:
+    try:
+        return st_load(raw)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise RecombError(f"{path}: truncated or not a safetensors file ({_first_line(exc)})") from None
+
+
 def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], spec: dict[str, tuple[tuple[int, ...], torch.dtype | None]],
                    what: str) -> None:
     """Every tensor of `spec` (key → shape, dtype; None = any floating point) present, as specified, finite."""
@@ -292,10 +304,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     kind = meta.get("kind")
     if kind not in ("float", "int8"):
         raise RecombError(f"{sidecar_path(path)}: checkpoint kind is {kind!r}, expected 'float' or 'int8'")
-    try:
-        tensors = st_load(raw)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
+    tensors = _safetensors(path, raw)
     arch = _architecture_from(path, meta.get("architecture"))
     if kind == "float":
         _check_tensors(path, tensors, _float_spec(arch), "a Q-network checkpoint")
@@ -325,8 +334,7 @@ def _torch_state(path: Path, raw: bytes) -> dict:
     except pickle.UnpicklingError:
         raise RecombError(f"{path}: refused: holds objects other than tensors (unsafe pickle)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:  # OSError: a zip cut short
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise RecombError(f"{path}: truncated or not a torch state dict ({first_line})") from None
+        raise RecombError(f"{path}: truncated or not a torch state dict ({_first_line(exc)})") from None
 
 
 # SB3's `policy_kwargs.activation_fn`, as its JSON names the class, → recomb's activation name.
@@ -342,7 +350,7 @@ def _sb3_dqn(path: Path, archive: zipfile.ZipFile) -> tuple[dict, str]:
         data = json.loads(archive.read("data"))
         policy = archive.read("policy.pth")
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise RecombError(f"{path}: a damaged SB3 zip ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
+        raise RecombError(f"{path}: a damaged SB3 zip ({_first_line(exc)})") from None
     policy_class = data.get("policy_class") if isinstance(data, dict) else None
     module = policy_class.get("__module__", "?") if isinstance(policy_class, dict) else "?"
     state = _torch_state(path, policy)
@@ -373,11 +381,7 @@ def _brought_network(path: Path, state, source: str, dropout: float,
         arch, params = read_mlp(state, activation)
     except LayoutError as exc:
         raise RecombError(f"{path}: not a plain MLP Q-network: {exc}") from None
-    for key, tensor in state.items():
-        if not tensor.is_floating_point():
-            raise RecombError(f"{path}: tensor {key} has dtype {tensor.dtype}, expected floating point")
-        if not torch.isfinite(tensor).all():
-            raise RecombError(f"{path}: tensor {key} contains NaN or Inf")
+    _check_tensors(path, state, {key: (tuple(t.shape), None) for key, t in state.items()}, "a Q-network")
     if is_recomb_layout(state, arch):
         return _build(recomb_architecture(arch, dropout), dict(state)), {"imported_from": "agentfarm"}
     model = MLPQNetwork(arch)
@@ -400,7 +404,7 @@ def load_parent(path: str | Path, dropout: float, activation: str) -> Checkpoint
             archive = zipfile.ZipFile(io.BytesIO(raw))
             names = archive.namelist()
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise RecombError(f"{path}: a truncated or damaged zip ({(str(exc).splitlines() or ['?'])[0]})") from None
+            raise RecombError(f"{path}: a truncated or damaged zip ({_first_line(exc)})") from None
         if {"data", "policy.pth"} <= set(names):
             state, activation = _sb3_dqn(path, archive)
             source = "sb3"
@@ -414,10 +418,7 @@ def load_parent(path: str | Path, dropout: float, activation: str) -> Checkpoint
     elif _is_safetensors(raw):
         if sidecar_path(path).exists():
             return load_checkpoint(path)
-        try:
-            state, source = st_load(raw), "safetensors"
-        except (SafetensorError, ValueError, RuntimeError) as exc:
-            raise RecombError(f"{path}: truncated or not a safetensors file ({str(exc).splitlines()[0]})") from None
+        state, source = _safetensors(path, raw), "safetensors"
     else:
         raise RecombError(f"{path}: {'empty file' if not raw else 'not a network file recomb reads'} (expected an "
                           "SB3 zip, a torch.save state dict, or safetensors)")

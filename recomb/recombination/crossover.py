@@ -58,16 +58,17 @@ def keys(state: State) -> list[str]:
 
 def _random(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
     """Each tensor whole from A with probability alpha; a private generator keeps it reproducible."""
-    draws = torch.rand(len(keys(a)), generator=torch.Generator().manual_seed(cfg.seed))
-    info["sources"] = {key: "a" if draw < cfg.alpha else "b" for key, draw in zip(keys(a), draws.tolist())}
-    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in keys(a)}
+    present = keys(a)
+    draws = torch.rand(len(present), generator=torch.Generator().manual_seed(cfg.seed))
+    info["sources"] = {key: "a" if draw < cfg.alpha else "b" for key, draw in zip(present, draws.tolist())}
+    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in present}
 
 
 def _layer(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
     """Even blocks from A, odd from B; alpha is ignored, the split is fixed."""
     info["sources"] = {key: "ab"[block % 2] for block, prefixes in enumerate(BLOCKS)
                        for key in keys(a) if key.rsplit(".", 1)[0] in prefixes}
-    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in keys(a)}
+    return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in info["sources"]}
 
 
 def _weighted(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:

@@ -33,6 +33,11 @@ def _check_network(section: Section, hidden: int, dropout: float) -> None:
     section.require(0 <= dropout < 1, "dropout", "must be in [0, 1)")
 
 
+def _check_dims(section: Section, input_dim: int, output_dim: int) -> None:
+    section.require(input_dim >= 1, "input_dim", "must be ≥ 1")
+    section.require(output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
+
+
 @dataclass(frozen=True)
 class BufferConfig(Section):
     n_states: int
@@ -73,8 +78,7 @@ class SyntheticSource(Section):
 
     def check(self) -> None:
         _check_network(self, self.hidden, self.dropout)
-        self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
-        self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
+        _check_dims(self, self.input_dim, self.output_dim)
         self.require(self.n_states >= 10, "n_states", "must be ≥ 10")
 
 
@@ -99,8 +103,7 @@ class FilesSource(Section):
                          f"must be a file under {USER_FOLDER}/ (the folder dvc.yaml tracks)")
         self.require(bool(self.states) or self.task, "states", "is empty: give a states file, or set task: true "
                                                                "to collect states by rollouts in parents.env")
-        self.require(self.input_dim >= 1, "input_dim", "must be ≥ 1")
-        self.require(self.output_dim >= 2, "output_dim", "must be ≥ 2 (at least two actions)")
+        _check_dims(self, self.input_dim, self.output_dim)
         self.require(self.activation in ACTIVATIONS, "activation", f"must be one of {', '.join(ACTIVATIONS)}")
         self.require(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
@@ -245,10 +248,10 @@ def import_files(cfg: ParentsConfig) -> ImportedFiles:
     play `parents.env`); every refusal names the file. The two parents may differ in architecture."""
     files = cfg.files
     loaded = [load_parent(p, files.dropout, files.activation) for p in (files.parent_a, files.parent_b)]
+    spec = tasks.task(cfg.env, f"{cfg._where}.env") if files.task else None
     for ckpt in loaded:
         ckpt.expect_dims(files.input_dim, files.output_dim, "params.yaml parents.files")
-        if files.task:
-            spec = tasks.task(cfg.env, f"{cfg._where}.env")
+        if spec is not None:
             ckpt.expect_dims(spec.obs_dim, spec.n_actions, f"parents.env {cfg.env}")
     if not files.states:
         return ImportedFiles(loaded, None)
