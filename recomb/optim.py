@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from . import portable
@@ -63,15 +62,17 @@ class Adam(Optimizer):
         self.exp_avg, self.exp_avg_sq = self._zeros(), self._zeros()
 
     @torch.no_grad()
-    def step(self) -> None:
-        if self.fused:
-            adam(self.params, self._grads(), self.exp_avg, self.exp_avg_sq, [], self.steps,
-                 foreach=False, fused=True, differentiable=False, decoupled_weight_decay=self.decoupled,
-                 amsgrad=False, beta1=self.betas[0], beta2=self.betas[1], lr=self.lr,
-                 weight_decay=self.weight_decay, eps=self.eps, maximize=False)
+    def step(self, grads: list[torch.Tensor] | None = None) -> None:
+        """One step on the parameters' `.grad`, or on `grads` (one per parameter, e.g. `autograd.grad`'s)."""
+        grads = self._grads() if grads is None else grads
+        if self.fused:  # what torch.optim.adam's fused path runs on CPU tensors, without its wrappers
+            torch._foreach_add_(self.steps, 1)
+            fused_step = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+            fused_step(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.steps, amsgrad=False,
+                       lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=self.weight_decay,
+                       eps=self.eps, maximize=False, grad_scale=None, found_inf=None)
             return
         beta1, beta2 = self.betas
-        grads = self._grads()
         torch._foreach_add_(self.steps, 1)
         if self.weight_decay and self.decoupled:
             torch._foreach_mul_(self.params, 1 - self.lr * self.weight_decay)
@@ -86,6 +87,14 @@ class Adam(Optimizer):
         torch._foreach_div_(denoms, [(1 - beta2 ** n) ** 0.5 for n in counts])
         torch._foreach_add_(denoms, self.eps)
         torch._foreach_addcdiv_(self.params, self.exp_avg, denoms, step_sizes)
+
+
+@torch.no_grad()
+def clip_grad_norm_(grads: list[torch.Tensor], max_norm: float) -> None:
+    """Scale `grads` in place to a total 2-norm of at most `max_norm`: the operations (and bits) of
+    `torch.nn.utils.clip_grad_norm_(foreach=True)`, without its per-call grouping and wrappers."""
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
 
 
 class SGD(Optimizer):

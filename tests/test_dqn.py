@@ -93,13 +93,13 @@ def test_target_syncs_exactly_every_interval_gradient_steps(gradient_steps, inte
     snapshots = [[p.detach().clone() for p in online.parameters()]]  # online weights after each step
 
     class Watched(Adam):
-        def step(self):
+        def step(self, grads=None):
             done = len(snapshots) - 1
             last_sync = snapshots[done - done % interval]
             assert all(torch.equal(t, s) for t, s in zip(target.parameters(), last_sync)), done
             synced = all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
             assert synced == (done % interval == 0), done
-            super().step()
+            super().step(grads)
             snapshots.append([p.detach().clone() for p in online.parameters()])
 
     opt, done = Watched(online.parameters(), lr=cfg.learning_rate), 0

@@ -72,6 +72,30 @@ def test_the_fused_adam_matches_torchs_fused_adam():
         assert torch.equal(p, q)
 
 
+def test_the_dqn_gradient_step_is_torchs_bit_for_bit():
+    """The DQN's update (`autograd.grad`, our clip, the fused step on those grads) against what it replaced:
+    `backward`, `torch.nn.utils.clip_grad_norm_(foreach=True)` and `torch.optim.Adam(fused=True)`; the
+    norm is clipped on most steps (max 0.5) and left alone on some."""
+    from recomb.networks import Architecture, seeded_qnetwork
+    from recomb.optim import Adam, clip_grad_norm_
+    ours, ref = (seeded_qnetwork(Architecture(8, 4, 32, 0.1), 3).eval() for _ in range(2))
+    opt_ours, opt_ref = Adam(ours.parameters(), lr=1e-3, fused=True), torch.optim.Adam(ref.parameters(), lr=1e-3, fused=True)
+    gen = torch.Generator().manual_seed(0)
+    clipped = 0
+    for step in range(30):
+        states, targets = torch.randn(64, 8, generator=gen), torch.randn(64, 4, generator=gen) * (step % 3)
+        grads = list(torch.autograd.grad(torch.nn.functional.smooth_l1_loss(ours(states), targets), list(ours.parameters())))
+        clip_grad_norm_(grads, 0.5)
+        opt_ours.step(grads)
+        opt_ref.zero_grad()
+        torch.nn.functional.smooth_l1_loss(ref(states), targets).backward()
+        clipped += float(torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.5, foreach=True)) > 0.5
+        opt_ref.step()
+    assert 0 < clipped < 30
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        assert torch.equal(p, q)
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sgd"])
 def test_a_stack_member_steps_as_it_would_alone(name):
     """What lets a QNetworkStack train members together: an element's update does not depend on its neighbours."""
