@@ -35,7 +35,7 @@ from recomb.stats import UncertaintyConfig
 
 from . import paths, timing
 from .params_check import SECTIONS, check_params, validate_section
-from .common import run as run_stage, with_task_bars
+from .common import run as run_stage, with_task_values
 
 PARAMS_FILE = Path("params.yaml")
 DVC_FILE = Path(paths.PIPELINE)
@@ -93,7 +93,7 @@ def return_bar(params: dict, context: dict) -> float | None:
         for key in branch:
             node[key] = node = dict(node.get(key) or {})
         node[leaf] = context[name]
-    params = with_task_bars(params)
+    params = with_task_values(params)
     return (ValidateRecombConfig.from_params(params, "validate_recombination").thresholds.min_child_return
             if "validate_recombination" in params else None)
 
@@ -188,7 +188,7 @@ def ablation(args: argparse.Namespace) -> None:
     """--dry-run: the plan, every override checked, written beside a stub summary; nothing trained.
     --from-exps: finished DVC experiments (one per seed) summarised as the ablation stage summarises its runs."""
     check_params()  # every section first, as `recomb params` does
-    params = with_task_bars(load_params(PARAMS_FILE, SECTIONS))
+    params = with_task_values(load_params(PARAMS_FILE, SECTIONS))
     if args.dry_run:
         planned = sharing(plan(params, validate_section, paths.ABLATION_DIR, str(PARAMS_FILE)),
                           pipeline_stages(DVC_FILE))

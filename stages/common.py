@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from recomb import dispatch
 from recomb.config import Section, load_params
 from recomb.errors import RecombError
 from recomb.reports import rule
+from recomb.training.tasks import task
 
 PARAMS_FILE = "params.yaml"
 log = logging.getLogger("recomb")
@@ -74,21 +76,42 @@ class WorkerBars:
             self._bars.pop(slot).close()
 
 
-TASK_BARS = (("validate_distillation", "min_greedy_return"), ("validate_quantized", "min_greedy_return"),
-             ("validate_recombination", "min_child_return"))  # return gates that follow the task when `task`
+# A key set to `task` takes its value from the row of the parents' task, parents.env: a return bar from its DQN
+# preset (the bar its parents had to reach), a budget from `tasks` (what its students need to reach it).
+TASK_VALUES = {
+    ("validate_distillation", "thresholds", "min_greedy_return"): ("parents", "presets", "pass_return"),
+    ("validate_quantized", "thresholds", "min_greedy_return"): ("parents", "presets", "pass_return"),
+    ("validate_recombination", "thresholds", "min_child_return"): ("parents", "presets", "pass_return"),
+    ("parents", "dqn", "buffer", "n_states"): ("tasks", "buffer_states"),
+    ("distill", "epochs"): ("tasks", "distill_epochs"),
+}
+RETURN_BARS = {key for key, (*_, leaf) in TASK_VALUES.items() if leaf == "pass_return"}
 
 
-def with_task_bars(params: dict) -> dict:
-    """`params` with each return gate set to `task` (`TASK_BARS`) replaced by the bar of the parents' task,
-    `parents.presets.<parents.env>.pass_return`, or by null (no gate) when no preset names that task."""
-    parents = params.get("parents") or {}
-    preset = (parents.get("presets") or {}).get(parents.get("env"))
-    bar = preset.get("pass_return") if isinstance(preset, dict) else None
-    resolved = {**params}
-    for section, key in TASK_BARS:
-        thresholds = (params.get(section) or {}).get("thresholds")
-        if isinstance(thresholds, dict) and thresholds.get(key) == "task":
-            resolved[section] = {**params[section], "thresholds": {**thresholds, key: bar}}
+def _at(tree, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def with_task_values(params: dict) -> dict:
+    """`params` with each key of `TASK_VALUES` that says `task` replaced by the value of parents.env's row.
+
+    A return bar of a task without a preset becomes null (no gate: a source with no task to play); a budget
+    of a task without a `tasks` row is a one-line error naming the row (or why the task cannot be played)."""
+    env = _at(params, ("parents", "env"))
+    resolved = copy.deepcopy(params)
+    for key, (*table, leaf) in TASK_VALUES.items():
+        if _at(params, key) != "task":
+            continue
+        value = _at(params, (*table, env, leaf))
+        if value is None and key not in RETURN_BARS:
+            task(str(env), "params.yaml: parents.env")  # a task it cannot play says so first
+            raise RecombError(f"params.yaml: parents.env: {env} has no row {'.'.join(table)}.{env} with {leaf}, "
+                              f"which {'.'.join(key)}: task takes (add the row, or give {key[-1]} a number)")
+        _at(resolved, key[:-1])[key[-1]] = value
     return resolved
 
 
@@ -99,7 +122,7 @@ def run(main: Callable[[dict], None]) -> None:
         unpinned = dispatch.check()
         if unpinned:
             raise RecombError("dispatch not pinned, results would depend on this CPU: " + "; ".join(unpinned))
-        params = with_task_bars(load_params(PARAMS_FILE))  # unknown sections: refused by the params stage, first
+        params = with_task_values(load_params(PARAMS_FILE))  # unknown sections: refused by the params stage, first
         torch.set_num_threads(RuntimeConfig.from_params(params, "runtime").torch_threads)
         main(params)
     except RecombError as exc:

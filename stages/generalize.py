@@ -1,4 +1,4 @@
-"""Stage `generalize`: every network on in-distribution, held-out and shifted states, and in shifted CartPoles."""
+"""Stage `generalize`: every network on in-distribution, held-out and shifted states, and in shifted environments."""
 
 from pathlib import Path
 
@@ -44,11 +44,11 @@ def main(params: dict) -> None:
     found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, task, shifts, cfg, unc)
     summary = with_gaps(found, cfg)
     out = Outputs()
-    out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns))
+    out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns, task))
     out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, task, returns))
     out.add_csv(paths.GENERALIZE_CURVES, returns_rows(returns) if returns else [], empty_header=["shift", "level"])
     title = f"generalization, {task.env_id if task else 'no environment'}"
-    out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, unc.confidence, title))
+    out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, task, unc.confidence, title))
     out.commit()
     for name, s in summary["sets"].items():
         child = s["networks"][GATED]

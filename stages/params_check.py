@@ -29,13 +29,14 @@ from recomb.training.distill import DistillConfig
 from recomb.training.finetune import FinetuneConfig
 from recomb.training.parents import ParentsConfig
 from recomb.training.qat import QATConfig
+from recomb.training.tasks import TasksConfig
 
 from . import paths
-from .common import PARAMS_FILE, RuntimeConfig, run
+from .common import PARAMS_FILE, RuntimeConfig, run, with_task_values
 
 # Every class that checks whole sections of params.yaml, in the file's order; each names its sections and rules.
 CHECKED: tuple[type[Section], ...] = (
-    RuntimeConfig, ParentsConfig, DistillConfig, ValidateDistillConfig, PTQConfig, QATConfig, ValidateQuantizedConfig,
+    RuntimeConfig, ParentsConfig, TasksConfig, DistillConfig, ValidateDistillConfig, PTQConfig, QATConfig, ValidateQuantizedConfig,
     CrossoverConfig, FinetuneConfig, SelectionConfig, UncertaintyConfig, SearchConfig, MultigenConfig,
     ValidateRecombConfig, GeneralizeConfig, AnalyzeConfig, CompareObjectivesConfig, OperatorsConfig, AblationConfig)
 SECTIONS = tuple(name for cls in CHECKED for name in cls.sections)
@@ -51,7 +52,7 @@ def validate_section(params: dict, name: str) -> object:
 
 def check_params(path: str = PARAMS_FILE) -> int:
     """Validate every section (one-line `RecombError` at the first problem); returns how many were checked."""
-    params = load_params(path, SECTIONS)
+    params = with_task_values(load_params(path, SECTIONS))
     for name in SECTIONS:
         VALIDATORS[name](params)
     return len(SECTIONS)

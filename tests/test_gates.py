@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from recomb.config import load_params
-from stages.common import with_task_bars
+from stages.common import with_task_values
 from recomb.training.envs import ENV_ID, N_ACTIONS, OBS_DIM
 from recomb.training.tasks import Task, task
 from recomb.networks import Architecture, seeded_qnetwork
@@ -35,7 +35,7 @@ from scratch import ROOT
 
 CARTPOLE = task(ENV_ID)
 
-PARAMS = with_task_bars(load_params(ROOT / "params.yaml"))  # return gates at the CartPole bar, as stages see them
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))  # return gates at the CartPole bar, as stages see them
 DISTILL = ValidateDistillConfig.from_params(PARAMS, "validate_distillation")
 QUANT = ValidateQuantizedConfig.from_params(PARAMS, "validate_quantized")
 TEACHER = Architecture(OBS_DIM, N_ACTIONS, 64, 0.0)

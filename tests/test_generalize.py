@@ -16,8 +16,9 @@ from recomb.evaluation import generalization as gen
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.quantization.quantize import ptq
 from recomb.stats import UncertaintyConfig
-from recomb.training import envs
+from recomb.training import envs, tasks
 from stages import inputs
+from stages.common import with_task_values
 from test_pipeline import one_line_error
 
 torch.set_num_threads(1)
@@ -26,7 +27,7 @@ SECTION = {
     "states": 0, "sample_seed": 0, "noise_std": [0.5], "noise_seed": 0, "input_scaling": [2.0], "shifted_states": "",
     "gap_figure": "primary_over_bound", "max_drop_pp": 5.0, "report_only": False, "eval_episodes": 5,
     "eval_seed": 20000, "workers": 1,
-    "physics": {"gravity": [], "cart_mass": [], "pole_mass": [], "pole_length": [2.0], "force_magnitude": []},
+    "physics": {"CartPole-v1": {"pole_length": [2.0]}},
 }
 
 
@@ -108,11 +109,26 @@ def test_a_condition_returns_the_same_alone_or_batched_with_others():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"physics": {**SECTION["physics"], "pole_len": [2.0]}},
-     "params.yaml: generalize.physics.pole_len: unknown key (expected one of: gravity, cart_mass, pole_mass, "
-     "pole_length, force_magnitude)"),
-    ({"physics": {**SECTION["physics"], "gravity": [0.0]}},
-     "params.yaml: generalize.physics.gravity: multipliers must be > 0 and distinct (got [0.0])"),
+    ({"physics": {"CartPole-v1": {"pole_len": [2.0]}}},
+     "params.yaml: generalize.physics.CartPole-v1.pole_len: CartPole-v1 has no such shift (it has: gravity, "
+     "cart_mass, pole_mass, pole_length, force_magnitude)"),
+    ({"physics": {"CartPole-v1": {"gravity": [0.0]}}},
+     "params.yaml: generalize.physics.CartPole-v1.gravity: a multiplier must be > 0 (got 0.0)"),
+    ({"physics": {"CartPole-v1": {"gravity": [2, 2.0]}}},
+     "params.yaml: generalize.physics.CartPole-v1.gravity: levels must be distinct (got [2, 2.0])"),
+    ({"physics": {"CartPole-v1": {"gravity": 2.0}}},
+     "params.yaml: generalize.physics.CartPole-v1.gravity: expected a list of numbers (got 2.0)"),
+    ({"physics": {"LunarLander-v3": {"gravity": [-12.0]}}},
+     "params.yaml: generalize.physics.LunarLander-v3.gravity: must be in (-12, 0) (got -12.0)"),
+    ({"physics": {"LunarLander-v3": {"wind_power": [25.0]}}},
+     "params.yaml: generalize.physics.LunarLander-v3.wind_power: must be in [0, 20] (got 25.0)"),
+    ({"physics": {"LunarLander-v3": {"pole_length": [2.0]}}},
+     "params.yaml: generalize.physics.LunarLander-v3.pole_length: LunarLander-v3 has no such shift (it has: "
+     "gravity, wind_power, turbulence_power)"),
+    ({"physics": {"Acrobot-v1": {"link_mass_1": [-1.0]}}},
+     "params.yaml: generalize.physics.Acrobot-v1.link_mass_1: a multiplier must be > 0 (got -1.0)"),
+    ({"physics": {"MountainCar-v0": {"gravity": [2.0]}}},
+     "params.yaml: generalize.physics.MountainCar-v0.gravity: MountainCar-v0 has no such shift (it has: none)"),
     ({"noise_std": [0.5, 0.50]}, "params.yaml: generalize.noise_std: levels must be > 0 and distinct (got [0.5, 0.5])"),
     ({"shifted_states": "data/states/heldout.npy"},
      "params.yaml: generalize.shifted_states: must be '' or a file under data/user/ (the folder dvc.yaml tracks) "
@@ -126,8 +142,8 @@ def test_bad_params_are_one_line_naming_the_key(overrides, message):
     assert str(err.value) == message
 
 
-def test_physics_keys_are_cartpoles_constants():
-    assert [f for f in gen.PhysicsShifts.__dataclass_fields__] == list(envs.PHYSICS_KEYS)
+def test_cartpoles_shifts_are_its_constants():
+    assert list(tasks.task("CartPole-v1").shifts) == list(envs.PHYSICS_KEYS)
 
 
 # ----------------------------------------------------------------------------- sets and figures
@@ -211,7 +227,7 @@ def test_the_gap_gate_fails_a_drop_beyond_max_and_report_only_keeps_the_figure(f
     reported = gen.with_gaps(sets_with_child(0.95, 0.88, figure), config(gap_figure=figure, report_only=True))
     assert reported["overall_passed"] and reported["sets"]["heldout"]["passed"]
     assert not reported["sets"]["heldout"]["checks"][f"child_{figure}_drop_pp"]["passed"]
-    assert "checks" not in gen.metrics(reported, None)["sets"]["heldout"]  # reported, never gating the pipeline
+    assert "checks" not in gen.metrics(reported, None, None)["sets"]["heldout"]  # reported, never gating the pipeline
 
 
 def test_stress_sets_are_compared_not_gated():
@@ -223,7 +239,7 @@ def test_stress_sets_are_compared_not_gated():
     noisy = summary["sets"]["gaussian_noise_2"]
     assert noisy["networks"]["child"]["drop_pp"] == pytest.approx(35.0)  # 0.95 in distribution → 0.6
     assert noisy["checks"] == {} and noisy["passed"] is None and summary["overall_passed"]
-    assert "passed" not in gen.metrics(summary, None)["sets"]["gaussian_noise_2"]
+    assert "passed" not in gen.metrics(summary, None, None)["sets"]["gaussian_noise_2"]
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -271,16 +287,16 @@ def test_stage_refuses_bad_input_then_scores_every_network(project, monkeypatch)
     p = project
     write_artifacts(p.path)
     written = [p.path / "data/reports/generalization", p.path / "data/plots/generalization"]
-    set_section(p, physics={**SECTION["physics"], "mass": [2.0]})
+    set_section(p, physics={"CartPole-v1": {"mass": [2.0]}})
     assert one_line_error(p.stage("generalize", check=False)) == (
-        "params.yaml: generalize.physics.mass: unknown key (expected one of: gravity, cart_mass, pole_mass, "
-        "pole_length, force_magnitude)")
+        "params.yaml: generalize.physics.CartPole-v1.mass: CartPole-v1 has no such shift (it has: gravity, "
+        "cart_mass, pole_mass, pole_length, force_magnitude)")
     monkeypatch.chdir(p.path)  # the bad files in this process: the same main(), without another interpreter start
     for name, message in (("wide", "data/user/wide.npy: states must have shape (N, 4) with N > 0, got (80, 5)"),
                           ("nan", "data/user/nan.npy: 1 of 80 states contain NaN or Inf (first at row 7)")):
         set_section(p, shifted_states=f"data/user/{name}.npy")
         with pytest.raises(RecombError) as err:
-            inputs.main(load_params("params.yaml"))  # the stage that reads data/user/
+            inputs.main(with_task_values(load_params("params.yaml")))  # the stage that reads data/user/
         assert str(err.value) == message
     assert not any(path.exists() for path in written) and not (p.path / "data/inputs").exists()
 
@@ -316,8 +332,8 @@ def test_without_an_environment_the_report_and_figure_say_so():
     summary = gen.with_gaps(found, config())
     text = gen.markdown(summary, config(), 0.95, None, returns)
     assert "No environment" in text and "| heldout | 8 |" in text
-    assert "returns" not in gen.metrics(summary, returns)
-    figure = gen.robustness_figure(summary, config(), returns, 0.95, "no environment")
+    assert "returns" not in gen.metrics(summary, returns, None)
+    figure = gen.robustness_figure(summary, config(), returns, None, 0.95, "no environment")
     assert [ax.get_title() for ax in figure.axes if ax.axison] == ["held-out states: gaussian noise",
                                                                    "held-out states: input scaling"]
 
@@ -329,7 +345,8 @@ def test_the_child_is_drawn_over_an_identical_search_best():
             "input_scaling_2": STATES * 2}
     networks = {"parent_A": parent_a, "parent_B": parent_b, "child": by_sign(0), "search_best": by_sign(0)}
     found, returns = gen.evaluate(parent_a, parent_b, networks, sets, None, None, config(), UNC)
-    figure = gen.robustness_figure(gen.with_gaps(found, config()), config(), returns, 0.95, "identical children")
+    figure = gen.robustness_figure(gen.with_gaps(found, config()), config(), returns, None, 0.95,
+                                   "identical children")
     for ax in (ax for ax in figure.axes if ax.axison):
         drawn = [line.get_label() for line in ax.get_lines() if line.get_label() in networks]
         assert drawn[-1] == "child" and "search_best" in drawn, drawn

@@ -40,6 +40,8 @@ def type_problem(value, reference) -> str | None:
     a whole section for a value."""
     if isinstance(reference, dict):
         return "a section of params.yaml, not a value: set its keys one by one"
+    if reference == "task" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None  # `task` takes the task's row (stages.common.TASK_VALUES); a number fixes the value instead
     if type(value) is not type(reference):  # exact: a bool is not an int, an int not a float
         return f"{value!r} is a {type(value).__name__}, params.yaml's {reference!r} a {type(reference).__name__}"
     if isinstance(reference, list) and reference:
@@ -76,14 +78,15 @@ def test_the_small_budgets_are_keys_of_params_yaml_with_its_types():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    ({"distill.epochs": 3, "distill.epoch": 3, "nosection.epochs": 3, "distill.epochs.max": 3},
-     ["distill.epoch: no such key", "nosection.epochs: no such key", "distill.epochs.max: no such key"]),
-    ({"distill.epochs": 2.5}, ["distill.epochs: 2.5 is a float, params.yaml's "]),
-    ({"distill.epochs": True}, ["distill.epochs: True is a bool, params.yaml's "]),
-    ({"distill.epochs": "3"}, ["distill.epochs: '3' is a str, params.yaml's "]),
+    ({"qat.epochs": 3, "qat.epoch": 3, "nosection.epochs": 3, "qat.epochs.max": 3},
+     ["qat.epoch: no such key", "nosection.epochs: no such key", "qat.epochs.max: no such key"]),
+    ({"qat.epochs": 2.5}, ["qat.epochs: 2.5 is a float, params.yaml's "]),
+    ({"qat.epochs": True}, ["qat.epochs: True is a bool, params.yaml's "]),
+    ({"qat.epochs": "3"}, ["qat.epochs: '3' is a str, params.yaml's "]),
     ({"generalize.noise_std": 0.5}, ["generalize.noise_std: 0.5 is a float, params.yaml's "]),
     ({"generalize.noise_std": [0.5, 1]}, ["generalize.noise_std: items [1] are not of the types"]),
-    ({"distill": {"epochs": 3}}, ["distill: a section of params.yaml, not a value"]),
+    ({"qat": {"epochs": 3}}, ["qat: a section of params.yaml, not a value"]),
+    ({"distill.epochs": 30, "validate_quantized.thresholds.min_greedy_return": 100.0}, []),  # a number for `task`
 ])
 def test_an_override_params_yaml_lacks_or_types_otherwise_is_a_problem(overrides, expected):
     """The check above can fail: an unknown key, a wrong type or a list item of a wrong type each show."""

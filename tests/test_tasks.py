@@ -45,6 +45,16 @@ def by_first_feature(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([-x[:, 0], torch.zeros(len(x)), x[:, 0], torch.zeros(len(x))], dim=1)
 
 
+def gymnasium_return(env, policy, seed: int) -> float:
+    total = 0.0
+    obs, _ = env.reset(seed=seed)
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(int(policy(torch.from_numpy(obs[None])).argmax(1)))
+        total += reward
+        if terminated or truncated:
+            return total
+
+
 @pytest.mark.parametrize("env_id", ["LunarLander-v3", "Acrobot-v1"])
 def test_episode_i_of_an_evaluation_is_gymnasiums_episode_with_seed_plus_i(env_id):
     policy = by_first_feature if env_id == "LunarLander-v3" else (lambda x: by_first_feature(x)[:, :3])
@@ -61,6 +71,32 @@ def test_episode_i_of_an_evaluation_is_gymnasiums_episode_with_seed_plus_i(env_i
     np.testing.assert_array_equal(ours, tasks.task(env_id).greedy_returns(policy, 3, seed=40))  # to the bit
 
 
+def pumping(x: torch.Tensor) -> torch.Tensor:
+    """Acrobot: torque along the joints' summed velocity, which swings the tip up within the time limit."""
+    return torch.stack([-x[:, 4] - x[:, 5], torch.zeros(len(x)), x[:, 4] + x[:, 5]], dim=1)
+
+
+@pytest.mark.parametrize("env_id, key, level, make_args, attributes", [
+    ("LunarLander-v3", "gravity", -5.0, {"gravity": -5.0}, {}),
+    ("LunarLander-v3", "wind_power", 20.0, {"enable_wind": True, "wind_power": 20.0, "turbulence_power": 0.0}, {}),
+    ("LunarLander-v3", "turbulence_power", 2.0, {"enable_wind": True, "wind_power": 0.0, "turbulence_power": 2.0}, {}),
+    ("Acrobot-v1", "link_length_1", 2.0, {}, {"LINK_LENGTH_1": 2.0}),
+    ("Acrobot-v1", "torque_noise", 1.0, {}, {"torque_noise_max": 1.0}),
+])
+def test_a_shifted_episode_is_gymnasiums_with_that_argument_or_constant(env_id, key, level, make_args, attributes):
+    """`generalize.physics` beyond CartPole: a make argument (LunarLander) or a constant set on the copy (Acrobot),
+    episode i seeded `seed + i`, and the shift changes the returns."""
+    task = tasks.task(env_id)
+    policy = by_first_feature if task.n_actions == 4 else pumping
+    shifted, nominal = task.condition_returns(policy, [task.shifted(key, level), tasks.envs.Condition()], 3, 40, 0)
+    for i, got in enumerate(shifted):
+        env = gym.make(env_id, **make_args)
+        for name, value in attributes.items():
+            setattr(env.unwrapped, name, value)
+        assert got == pytest.approx(gymnasium_return(env, policy, 40 + i), abs=1e-9)
+    assert not np.array_equal(shifted, nominal)
+
+
 def test_observation_noise_is_seeded_and_changes_what_the_policy_sees():
     ours = tasks.task("LunarLander-v3").greedy_returns(by_first_feature, 3, seed=40)
     noise = np.full(8, 0.5)
@@ -71,7 +107,7 @@ def test_observation_noise_is_seeded_and_changes_what_the_policy_sees():
 
 
 def test_training_copies_reset_on_the_step_an_episode_ends():
-    env = tasks.GymBatch("LunarLander-v3", 2, seed=3)
+    env = tasks.GymBatch(tasks.task("LunarLander-v3"), 2, seed=3)
     reference = gym.make("LunarLander-v3")
     first, _ = reference.reset(seed=3)
     np.testing.assert_array_equal(env.observe()[0], first)
@@ -107,7 +143,7 @@ def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_
              "validate_quantized.throughput_repeats": 1, "validate_quantized.throughput_batch_size": 16,
              "validate_recombination.eval_episodes": 2, "selection.eval_episodes": 2})
     monkeypatch.chdir(p.path)
-    params = common.with_task_bars(common.load_params("params.yaml"))
+    params = common.with_task_values(common.load_params("params.yaml"))
     for stage in CORE:
         stage.main(params)
     sidecar = json.loads((p.path / "data/parents/parent_A.json").read_text())
@@ -127,7 +163,12 @@ def test_parents_env_that_cannot_be_played_stops_recomb_params_in_one_line(tmp_p
     code, out, err = run_recomb(capsys, "params")
     assert code == 1 and err.startswith("error: params.yaml: parents.env: MountainCarContinuous-v0 has a "
                                         "continuous") and err.count("\n") == 1
-    p.set(**{"parents.env": "MountainCar-v0"})  # playable, but no DQN preset
+    p.set(**{"parents.env": "MountainCar-v0"})  # playable, but no DQN preset and no row of what it needs
+    code, out, err = run_recomb(capsys, "params")
+    assert (code, err) == (1, "error: params.yaml: parents.env: MountainCar-v0 has no row tasks.MountainCar-v0 with "
+                              "buffer_states, which parents.dqn.buffer.n_states: task takes (add the row, or give "
+                              "n_states a number)\n")
+    p.set(**{"tasks.MountainCar-v0": {"buffer_states": 1000, "distill_epochs": 5}})
     code, out, err = run_recomb(capsys, "params")
     assert code == 1 and err.startswith("error: params.yaml: parents.env: no DQN preset parents.presets.MountainCar-v0")
     assert not os.path.exists(p.path / "data/parents")
@@ -141,8 +182,10 @@ def test_only_the_task_constructor_tells_tasks_apart():
                  and path.name not in ("envs.py", "tasks.py")]
     assert not offenders, f"task ids compared outside tasks.task(): {offenders}"
     cartpole, lander = tasks.task("CartPole-v1"), tasks.task("LunarLander-v3")
-    assert cartpole.physics_keys and cartpole.max_return == 500.0 and cartpole.plane is not None
-    assert (lander.physics_keys, lander.max_return, lander.plane) == ((), None, None)
+    assert list(cartpole.shifts) == list(tasks.envs.PHYSICS_KEYS) and cartpole.max_return == 500.0
+    assert cartpole.plane is not None and (lander.max_return, lander.plane) == (None, None)
+    assert list(lander.shifts) == ["gravity", "wind_power", "turbulence_power"]
+    assert tasks.task("MountainCar-v0").shifts == {}
     assert tasks.of_parents({"env": "CartPole-v1"}) is cartpole and tasks.of_parents({}) is None
 
 

@@ -1,4 +1,4 @@
-"""Generalization: every network on in-distribution, held-out and shifted states, and in shifted CartPoles.
+"""Generalization: every network on in-distribution, held-out and shifted states, and in shifted environments.
 
 Offline, each network's greedy actions are compared with parent A's and parent B's on
 sets of states: a seeded sample of the train states (in-distribution), the held-out
@@ -23,7 +23,8 @@ from ..plots import new_figure
 from ..reports import checks_table, fmt, table, with_interval
 from ..stats import UncertaintyConfig, mean_interval
 from ..training import envs
-from ..training.tasks import Task
+from ..errors import RecombError
+from ..training.tasks import SHIFT_NOTES, Task, known_shifts
 from ..artifacts import USER_FOLDER, in_user_folder
 from ..metrics import bound
 from .validation import RobustnessConfig, all_passed, child_figures, gate, parent_hits, q_values, robustness_slices
@@ -47,21 +48,6 @@ def _levels_ok(levels: list[float]) -> bool:
 
 
 @dataclass(frozen=True)
-class PhysicsShifts(Section):
-    """`generalize.physics`: multipliers of CartPole's nominal constants, one condition each ([] = none)."""
-
-    gravity: list[float]
-    cart_mass: list[float]
-    pole_mass: list[float]
-    pole_length: list[float]
-    force_magnitude: list[float]
-
-    def check(self) -> None:
-        for key in envs.PHYSICS_KEYS:
-            self.require(_levels_ok(getattr(self, key)), key, "multipliers must be > 0 and distinct")
-
-
-@dataclass(frozen=True)
 class GeneralizeConfig(Section):
     """The `generalize` params section."""
 
@@ -78,7 +64,7 @@ class GeneralizeConfig(Section):
     report_only: bool          # report the gate, but do not let it fail a set
     eval_episodes: int
     eval_seed: int
-    physics: PhysicsShifts
+    physics: dict              # task id → {shift key: levels} (`Task.shifts`); the parents' task's row is played
     workers: int               # processes scoring networks side by side
 
     def check(self) -> None:
@@ -89,6 +75,25 @@ class GeneralizeConfig(Section):
         self.require(self.max_drop_pp >= 0, "max_drop_pp", "must be ≥ 0")
         self.require(self.eval_episodes >= 1, "eval_episodes", "must be ≥ 1")
         self.require(self.workers >= 1, "workers", "must be ≥ 1")
+        for env, row in self.physics.items():
+            _check_shifts(row or {}, known_shifts(env), f"{self._where}.physics.{env}", env)
+
+
+def _check_shifts(row: dict, shifts: dict, where: str, env: str) -> None:
+    """A task's row of shift levels: keys it has, distinct numbers each of which it can play."""
+    if not isinstance(row, dict):
+        raise RecombError(f"{where}: expected a mapping of shift keys to lists of levels (got {row!r})")
+    for key, levels in row.items():
+        if key not in shifts:
+            raise RecombError(f"{where}.{key}: {env} has no such shift (it has: {', '.join(shifts) or 'none'})")
+        if not isinstance(levels, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v != v
+                                               for v in levels):
+            raise RecombError(f"{where}.{key}: expected a list of numbers (got {levels!r})")
+        if len({level_key(v) for v in levels}) != len(levels):
+            raise RecombError(f"{where}.{key}: levels must be distinct (got {levels!r})")
+        for level in levels:
+            if why := shifts[key].check(level):
+                raise RecombError(f"{where}.{key}: {why} (got {level!r})")
 
 
 # ----------------------------------------------------------------------------- offline: sets of states
@@ -123,23 +128,23 @@ def state_sets(train: np.ndarray, heldout: np.ndarray, cfg: GeneralizeConfig,
 # ----------------------------------------------------------------------------- shifted environments
 
 
-def unshifted_level(kind: str) -> float:
-    """The level of a shift kind that leaves the environment as it is: no noise, multiplier 1."""
-    return 0.0 if kind == OBSERVATION_NOISE else 1.0
+def unshifted_level(kind: str, task: Task) -> float:
+    """The level of a shift kind that leaves the environment as it is: no noise, the nominal value."""
+    return 0.0 if kind == OBSERVATION_NOISE else task.shifts[kind].unshifted
 
 
 def environment_shifts(cfg: GeneralizeConfig, feature_std: np.ndarray,
                        task: Task) -> dict[str, dict[float, envs.Condition]]:
-    """Per shift kind, its conditions by level, the unshifted level included (noise 0, multiplier 1).
-    Observation noise applies to every task; physics shifts to those the task can play (`Task.physics_keys`)."""
+    """Per shift kind, its conditions by level, the unshifted level included (noise 0, the nominal value).
+    Observation noise applies to every task; physics shifts to the task's row of `generalize.physics`."""
     kinds = {}
     if cfg.noise_std:
         kinds[OBSERVATION_NOISE] = {level: envs.Condition(observation_noise=tuple(level * feature_std.astype(float)))
                                     for level in cfg.noise_std}
-    for key in task.physics_keys:
-        if getattr(cfg.physics, key):
-            kinds[key] = {f: envs.Condition(envs.NOMINAL.scaled(**{key: f})) for f in getattr(cfg.physics, key)}
-    return {kind: dict(sorted({unshifted_level(kind): envs.Condition(), **levels}.items()))
+    for key, levels in (cfg.physics.get(task.env_id) or {}).items():
+        if levels:
+            kinds[key] = {float(level): task.shifted(key, level) for level in levels}
+    return {kind: dict(sorted({unshifted_level(kind, task): envs.Condition(), **levels}.items()))
             for kind, levels in kinds.items()}
 
 
@@ -233,7 +238,7 @@ def with_gaps(sets: dict[str, dict], cfg: GeneralizeConfig) -> dict:
             "overall_passed": all(s["passed"] for s in sets.values() if s["passed"] is not None), "sets": sets}
 
 
-def metrics(summary: dict, returns: dict | None) -> dict:
+def metrics(summary: dict, returns: dict | None, task: Task | None) -> dict:
     """The metrics file (numbers and booleans only, small enough for `dvc exp show`).
 
     Per set and network the point figures and the drop; the intervals are in the Markdown
@@ -249,7 +254,7 @@ def metrics(summary: dict, returns: dict | None) -> dict:
     if returns is not None:
         found["returns"] = {name: {"nominal": r["nominal"]["mean"], **{
             kind: {level_key(level): interval["mean"] for level, interval in levels.items()
-                   if level != unshifted_level(kind)}
+                   if level != unshifted_level(kind, task)}
             for kind, levels in r["shifts"].items()}} for name, r in returns.items()}
     return found
 
@@ -324,12 +329,11 @@ def markdown(summary: dict, cfg: GeneralizeConfig, confidence: float, task: Task
         rows = [["none", "–", *(_return_cell(returns[n]["nominal"]) for n in networks)]]
         rows += [[kind, fmt(level), *(_return_cell(returns[n]["shifts"][kind][level]) for n in networks)]
                  for kind, levels in returns[networks[0]]["shifts"].items()
-                 for level in levels if level != unshifted_level(kind)]
+                 for level in levels if level != unshifted_level(kind, task)]
         parts += [f"{task.env_id}: greedy return, mean [{pct} interval], over {cfg.eval_episodes} episodes (env seeds "
                   f"{cfg.eval_seed}..{cfg.eval_seed + cfg.eval_episodes - 1}) per condition, the same episodes in "
                   "every condition. Observation noise: std in units of each feature's held-out std, seen by the "
-                  "policy only; physics (CartPole-v1 only): multipliers of gymnasium's constants (pole_length: its "
-                  "half-length).", "",
+                  f"policy only; physics: {SHIFT_NOTES.get(task.env_id, 'none')}.", "",
                   table(["shift", "level", *networks], rows)]
     parts += ["", "- primary: min(agreement with A, agreement with B); oracle: share of states where the network "
                   "picks A's greedy action or B's; U = a + (1 − a)/2 with a the parents' agreement on that set, "
@@ -352,7 +356,7 @@ def _line_style(name: str) -> dict:
     return {"linestyle": "-", "linewidth": 2.4}
 
 
-def _panels(summary: dict, cfg: GeneralizeConfig, returns: dict | None) -> list[dict]:
+def _panels(summary: dict, cfg: GeneralizeConfig, returns: dict | None, task: Task | None) -> list[dict]:
     """What each panel draws: title, axis labels, log x (multipliers), the unshifted x, lines
     {network: [(x, y, low, high)]}, and a reference line or None."""
     sets, figure = summary["sets"], cfg.gap_figure
@@ -374,9 +378,12 @@ def _panels(summary: dict, cfg: GeneralizeConfig, returns: dict | None) -> list[
         lines = {n: [(level, r["mean"], r["low"], r["high"]) for level, r in found["shifts"][kind].items()]
                  for n, found in returns.items()}
         noise = kind == OBSERVATION_NOISE
-        panels.append({"title": f"CartPole: {kind.replace('_', ' ')}", "ylabel": "greedy return", "log_x": not noise,
-                       "xlabel": "noise std (held-out std units)" if noise else "multiplier of the nominal value",
-                       "unshifted": unshifted_level(kind), "lines": lines, "reference": None})
+        multiplier = not noise and task.shifts[kind].multiplier
+        panels.append({"title": f"{task.env_id}: {kind.replace('_', ' ')}", "ylabel": "greedy return",
+                       "log_x": multiplier, "ylim": (0, 1.04 * task.max_return) if task.max_return else None,
+                       "xlabel": ("noise std (held-out std units)" if noise else "multiplier of the nominal value"
+                                  if multiplier else f"{kind.replace('_', ' ')} (the environment's value)"),
+                       "unshifted": unshifted_level(kind, task), "lines": lines, "reference": None})
     return panels
 
 
@@ -387,15 +394,15 @@ def _colours(names: list[str]) -> dict[str, str]:
     return {GATED: "black", **{name: palette[i % len(palette)] for i, name in enumerate(others)}}
 
 
-def robustness_figure(summary: dict, cfg: GeneralizeConfig, returns: dict | None, confidence: float,
-                      title: str) -> "Figure":
+def robustness_figure(summary: dict, cfg: GeneralizeConfig, returns: dict | None, task: Task | None,
+                      confidence: float, title: str) -> "Figure":
     """Panels per shift kind, one line per network with its interval band, the unshifted level dotted.
 
     Offline panels: the gap figure against the noise level / scaling factor of the held-out
     states, with what a parent itself scores there (from the parents' agreement a) in grey.
     Environment panels: the greedy return under each observation noise and physics shift.
     """
-    panels = _panels(summary, cfg, returns)
+    panels = _panels(summary, cfg, returns, task)
     names = list(dict.fromkeys([*(returns or {}), *summary["sets"]["heldout"]["networks"]]))
     colours = _colours(names)
     cols = min(4, max(1, len(panels)))
@@ -418,8 +425,8 @@ def robustness_figure(summary: dict, cfg: GeneralizeConfig, returns: dict | None
             ax.minorticks_off()
             ax.set_xticks(sorted({x for points in panel["lines"].values() for x, *_ in points}))
             ax.xaxis.set_major_formatter("{x:g}")
-        if panel["ylabel"] == "greedy return":
-            ax.set_ylim(0, 520)
+        if panel.get("ylim"):
+            ax.set_ylim(*panel["ylim"])
         ax.axvline(panel["unshifted"], color="black", linestyle=":", linewidth=1)
         ax.set_title(panel["title"], fontsize=10)
         ax.set_xlabel(panel["xlabel"], fontsize=9)

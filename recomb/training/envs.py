@@ -98,6 +98,7 @@ class Condition:
 
     physics: Physics = NOMINAL
     observation_noise: tuple[float, ...] | None = None
+    setting: tuple[tuple[str, float], ...] = ()  # another task's shifts: (key, level) of its `tasks.Shift`s
 
 
 def condition_returns(q_fn: QFunction, conditions: list[Condition], episodes: int, seed: int,

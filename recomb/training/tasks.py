@@ -9,14 +9,106 @@ lockstep with one Q-network forward per step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 import torch
 
 from . import envs
+from ..config import Section
 from ..errors import RecombError
+
+
+@dataclass(frozen=True)
+class TaskNeeds(Section):
+    """`tasks.<env id>`: what a task's students need beyond its DQN preset; a key set to `task` takes it."""
+
+    buffer_states: int   # parents.dqn.buffer.n_states
+    distill_epochs: int  # distill.epochs
+
+    def check(self) -> None:
+        self.require(self.buffer_states >= 10, "buffer_states", "must be ≥ 10")
+        self.require(self.distill_epochs >= 1, "distill_epochs", "must be ≥ 1")
+
+
+class TasksConfig(Section):
+    """The `tasks` section: one `TaskNeeds` row per task id."""
+
+    sections = ("tasks",)
+
+    @staticmethod
+    def validate(params: dict) -> dict[str, TaskNeeds]:
+        rows = params.get("tasks")
+        if not isinstance(rows, dict):
+            raise RecombError("params.yaml: tasks: expected a mapping of task ids to their needs")
+        return {env: TaskNeeds.from_mapping(row, f"params.yaml: tasks.{env}") for env, row in rows.items()}
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A physical parameter a task's episodes can be played under another value of (`generalize.physics`).
+
+    A level is a multiplier of the nominal constant (`multiplier`) or the parameter's own value. Gymnasium
+    takes it as a `gymnasium.make` argument (`make_arg`, with `also` beside it) or, where the environment has
+    no argument for it, as an attribute of the environment (`attribute`)."""
+
+    nominal: float  # the unshifted level
+    low: float      # levels lie between low and high: in [low, high] if `closed`, else in (low, high)
+    high: float
+    multiplier: bool
+    closed: bool = True
+    make_arg: str = ""
+    also: tuple[tuple[str, object], ...] = ()
+    attribute: str = ""
+
+    @property
+    def unshifted(self) -> float:
+        """The level that leaves the environment as it is."""
+        return 1.0 if self.multiplier else self.nominal
+
+    def check(self, level: float) -> str | None:
+        """Why `level` cannot be played, or None."""
+        inside = self.low <= level <= self.high if self.closed else self.low < level < self.high
+        if inside:
+            return None
+        if self.multiplier:
+            return "a multiplier must be > 0"
+        return f"must be in {'[' if self.closed else '('}{self.low:g}, {self.high:g}{']' if self.closed else ')'}"
+
+
+_INF = float("inf")
+# The shifts each Gymnasium task exposes (CartPole's are `envs.Physics`, all multipliers).
+GYM_SHIFTS: dict[str, dict[str, Shift]] = {
+    "LunarLander-v3": {  # gymnasium.make arguments; wind and turbulence exist only with enable_wind (off: nominal)
+        "gravity": Shift(-10.0, -12.0, 0.0, False, closed=False, make_arg="gravity"),
+        "wind_power": Shift(0.0, 0.0, 20.0, False, make_arg="wind_power",
+                            also=(("enable_wind", True), ("turbulence_power", 0.0))),
+        "turbulence_power": Shift(0.0, 0.0, 2.0, False, make_arg="turbulence_power",
+                                  also=(("enable_wind", True), ("wind_power", 0.0))),
+    },
+    "Acrobot-v1": {  # class constants (no make argument): multipliers of 1 m, 1 kg, 1 kg·m²; torque noise in N·m
+        "link_length_1": Shift(1.0, 0.0, _INF, True, closed=False, attribute="LINK_LENGTH_1"),
+        "link_mass_1": Shift(1.0, 0.0, _INF, True, closed=False, attribute="LINK_MASS_1"),
+        "link_mass_2": Shift(1.0, 0.0, _INF, True, closed=False, attribute="LINK_MASS_2"),
+        "link_moi": Shift(1.0, 0.0, _INF, True, closed=False, attribute="LINK_MOI"),
+        "torque_noise": Shift(0.0, 0.0, 1.0, False, attribute="torque_noise_max"),
+    },
+}
+CARTPOLE_SHIFTS = {key: Shift(1.0, 0.0, _INF, True, closed=False) for key in envs.PHYSICS_KEYS}
+
+SHIFT_NOTES = {  # what a level of each task's shifts means, for reports
+    "CartPole-v1": "multipliers of gymnasium's constants (pole_length: its half-length)",
+    "LunarLander-v3": "the values of gymnasium.make's arguments (gravity in m/s², nominal −10; wind_power and "
+                      "turbulence_power with enable_wind, the other one 0; nominal: no wind)",
+    "Acrobot-v1": "multipliers of the environment's link constants (set on each copy: gymnasium.make has no "
+                  "argument for them); torque_noise: the uniform torque noise's bound in N·m (nominal 0)",
+}
+
+
+def known_shifts(env_id: str) -> dict[str, Shift]:
+    """The shifts a task id can be played under (none for a task not listed here)."""
+    return CARTPOLE_SHIFTS if env_id == envs.ENV_ID else GYM_SHIFTS.get(env_id, {})
 
 
 @dataclass(frozen=True)
@@ -30,7 +122,7 @@ class Task:
     obs_dim: int
     n_actions: int
     max_steps: int  # the time limit of the registered environment (its episodes' truncation)
-    physics_keys: tuple[str, ...] = ()  # the `envs.Physics` multipliers its episodes can be shifted by
+    shifts: dict[str, Shift] = field(default_factory=dict)  # what its episodes can be shifted in, by key
     max_return: float | None = None     # no policy can return more (CartPole: +1 a step); None when unbounded
     plane: tuple[tuple[int, str], tuple[int, str]] | None = None  # two telling features and their names, if known
 
@@ -47,18 +139,40 @@ class Task:
 
     def batch(self, num_envs: int, seed: int):
         """`num_envs` training copies that reset on the step an episode ends (`envs.CartPoleBatch`'s interface)."""
-        return GymBatch(self.env_id, num_envs, seed)
+        return GymBatch(self, num_envs, seed)
+
+    def shifted(self, key: str, level: float) -> envs.Condition:
+        """The condition with shift `key` at `level` (`shifts`)."""
+        return envs.Condition(setting=((key, float(level)),))
+
+    def make_vec(self, num_envs: int, setting: tuple[tuple[str, float], ...] = (), **vector_kwargs):
+        """Gymnasium's synchronous vector env of this task, its shifts (`setting`) applied to every copy."""
+        import gymnasium
+
+        make_args, attributes = {}, {}
+        for key, level in setting:
+            shift = self.shifts[key]
+            value = shift.nominal * level if shift.multiplier else level
+            if shift.make_arg:
+                make_args.update(shift.also, **{shift.make_arg: value})
+            else:
+                attributes[shift.attribute] = value
+        env = gymnasium.make_vec(self.env_id, num_envs=num_envs, vectorization_mode="sync", **vector_kwargs,
+                                 **make_args)
+        for copy in env.envs:
+            for name, value in attributes.items():
+                setattr(copy.unwrapped, name, value)  # an instance attribute shadows the class constant
+        return env
 
     def greedy_returns(self, q_fn, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
-                       noise_seed: int = 0) -> np.ndarray:
+                       noise_seed: int = 0, setting: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
         """The greedy policy's return in each of `episodes` episodes (episode i seeded `seed + i`), run together.
 
         `observation_noise`: per-feature std of Gaussian noise added to what the policy sees (the dynamics keep
-        the true state), one standard normal row per episode and step from `noise_seed`.
+        the true state), one standard normal row per episode and step from `noise_seed`. `setting`: the
+        task's shifts, (key, level) pairs.
         """
-        import gymnasium
-
-        env = gymnasium.make_vec(self.env_id, num_envs=episodes, vectorization_mode="sync")
+        env = self.make_vec(episodes, setting)
         try:
             obs, _ = env.reset(seed=seed)
             rng = np.random.default_rng(noise_seed)
@@ -80,9 +194,10 @@ class Task:
                           noise_seed: int) -> np.ndarray:
         """(len(conditions), episodes) greedy returns, every condition over the same fixed-seed episodes."""
         if any(c.physics != envs.NOMINAL for c in conditions):
-            raise ValueError(f"{self.env_id} has no physics shifts (physics_keys is empty)")
+            raise ValueError(f"{self.env_id} is not CartPole: its shifts are settings, not envs.Physics")
         return np.stack([self.greedy_returns(q_fn, episodes, seed, None if c.observation_noise is None
-                                             else np.asarray(c.observation_noise), noise_seed) for c in conditions])
+                                             else np.asarray(c.observation_noise), noise_seed, c.setting)
+                         for c in conditions])
 
     def collect_states(self, q_fns: list, n_states: int, epsilon: float, seed: int, num_envs: int = 16) -> np.ndarray:
         """States visited by ε-greedy rollouts of each policy in the task, equal shares, shuffled.
@@ -121,6 +236,9 @@ class CartPoleTask(Task):
     def batch(self, num_envs: int, seed: int):
         return envs.CartPoleBatch(num_envs, seed)
 
+    def shifted(self, key: str, level: float) -> envs.Condition:
+        return envs.Condition(envs.NOMINAL.scaled(**{key: level}))
+
     def greedy_returns(self, q_fn, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
                        noise_seed: int = 0) -> np.ndarray:
         noise = None if observation_noise is None else tuple(float(s) for s in observation_noise)
@@ -135,7 +253,7 @@ class CartPoleTask(Task):
 def task(env_id: str, where: str = "parents.env") -> Task:
     """The task `env_id` names, its spaces checked; a one-line error naming `where` otherwise."""
     if env_id == envs.ENV_ID:
-        return CartPoleTask(env_id, envs.OBS_DIM, envs.N_ACTIONS, envs.MAX_EPISODE_STEPS, envs.PHYSICS_KEYS,
+        return CartPoleTask(env_id, envs.OBS_DIM, envs.N_ACTIONS, envs.MAX_EPISODE_STEPS, known_shifts(env_id),
                             float(envs.MAX_EPISODE_STEPS),
                             ((2, "pole angle (rad)"), (3, "pole angular velocity (rad/s)")))
     import gymnasium
@@ -160,7 +278,7 @@ def task(env_id: str, where: str = "parents.env") -> Task:
         if limit is None:
             raise RecombError(f"{where}: {env_id} registers no time limit (max_episode_steps): episodes "
                               "could run forever")
-        return Task(env_id, int(obs.shape[0]), int(act.n), int(limit))
+        return Task(env_id, int(obs.shape[0]), int(act.n), int(limit), known_shifts(env_id))
     finally:
         env.close()
 
@@ -174,12 +292,10 @@ class GymBatch:
     """`num_envs` copies of a Gymnasium environment that reset on the very step an episode ends (Gymnasium's
     same-step autoreset), with the interface of `envs.CartPoleBatch`. Copy i is seeded `seed + i` once."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
-        import gymnasium
+    def __init__(self, task: Task, num_envs: int, seed: int):
         from gymnasium.vector import AutoresetMode
 
-        self.env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                                      vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+        self.env = task.make_vec(num_envs, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
         self.obs, _ = self.env.reset(seed=seed)
 
     def observe(self) -> np.ndarray:
