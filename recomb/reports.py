@@ -51,7 +51,8 @@ def distillation_markdown(quality: dict, kl_direction: str) -> str:
             f"## Pair {pair} — {'passed' if report['passed'] else 'FAILED'}",
             "",
             table(["metric", "value"], [[k, v] for k, v in report["fidelity"].items()]
-                  + [[f"robustness agreement ({k})", v] for k, v in report["robustness_agreement"].items()]
+                  + [[f"{figure.replace('_', ' ')} ({k})", v] for k, found in report["robustness"].items()
+                     for figure, v in found.items()]
                   + [[f"greedy return ({k})", v] for k, v in report["greedy_return"].items()]),
             "",
             checks_table(report["checks"]),

@@ -40,7 +40,7 @@ def distill_config(kl_temperature: float = 1.0, eval_episodes: int = 3) -> Valid
         {"top_k": 1, "kl_temperature": kl_temperature, "eval_episodes": eval_episodes, "eval_seed": 20000,
          "latency_repeats": 10, "robustness": {"noise_std": 0.0, "scale_factor": 1.0, "seed": 0},
          "thresholds": {"min_action_agreement": 0.5, "max_kl_divergence": 10.0, "min_advantage_correlation": -1.0,
-                        "min_centered_cosine": -1.0, "max_latency_ratio": 2.0, "min_robustness_agreement": 0.5,
+                        "min_centered_cosine": -1.0, "max_latency_ratio": 2.0, "min_robustness_followed": 0.5,
                         "min_greedy_return": None}},
         "validate_distillation")
 
@@ -159,7 +159,7 @@ def test_distillation_report_gives_the_teachers_and_the_students_own_greedy_retu
                 for name, net in (("teacher", BALANCER), ("student", PUSH_LEFT))}
     assert report["greedy_return"] == expected
     assert expected["teacher"] > 5 * expected["student"]
-    assert set(report["robustness_agreement"]) == {"gaussian_noise", "input_scaling"}
+    assert set(report["robustness"]) == {"gaussian_noise", "input_scaling"}
 
 
 def test_a_network_that_does_not_fit_the_environment_is_refused_by_a_line_naming_it():

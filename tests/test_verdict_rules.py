@@ -157,25 +157,26 @@ def test_a_child_below_the_return_bar_ranks_below_one_above_it_whatever_their_pr
 # ----------------------------------------------------------------------------- distillation gates and fidelity
 
 
-def distill_config(min_action_agreement: float, min_robustness_agreement: float) -> ValidateDistillConfig:
+def distill_config(min_action_agreement: float, min_robustness_followed: float) -> ValidateDistillConfig:
     return ValidateDistillConfig.from_mapping(
         {"top_k": 2, "kl_temperature": 1.0, "eval_episodes": 5, "eval_seed": 20000, "latency_repeats": 10,
          "robustness": {"noise_std": 0.0, "scale_factor": 1.1, "seed": 0},
          "thresholds": {"min_action_agreement": min_action_agreement, "max_kl_divergence": 10.0,
                         "min_advantage_correlation": -1.0, "min_centered_cosine": -1.0, "max_latency_ratio": 2.0,
-                        "min_robustness_agreement": min_robustness_agreement, "min_greedy_return": None}},
+                        "min_robustness_followed": min_robustness_followed, "min_greedy_return": None}},
         "validate_distillation")
 
 
-@pytest.mark.parametrize("min_action, min_robustness, robust_passes", [(0.95, 0.7, True), (0.5, 0.8, False)])
+@pytest.mark.parametrize("min_action, min_robustness, robust_passes", [(0.95, 0.0, True), (0.5, 0.5, False)])
 def test_robustness_gates_read_their_own_threshold_not_the_action_agreement_one(min_action, min_robustness,
                                                                                 robust_passes):
     """Teacher Q = (x, 1), student Q = (x, 1.05): both pick action 0 iff x is past their bar (1 or 1.05).
 
     On the held-out x = 0.93, 3, 0.2, 5 they agree everywhere (action agreement 1). Scaled by 1.1,
-    x = 0.93 becomes 1.023, between the two bars: input-scaling agreement 3/4; with noise 0 the noisy
-    copy is the states themselves (agreement 1). A robustness threshold of 0.7 passes 3/4 and 0.8
-    fails it, whatever the action-agreement threshold (0.95 or 0.5, both passed by 1).
+    x = 0.93 becomes 1.023, between the two bars: the teacher changes that one action (1/4) and the student
+    does not, agreement 3/4, so it follows none of the teacher's changes (followed 1 − ¼ / ¼ = 0). With noise 0
+    the noisy copy is the states themselves: nothing changes or is lost (followed 1). A threshold of 0 passes
+    the scaled states and 0.5 fails them, whatever the action-agreement threshold (0.95 or 0.5, both passed by 1).
     """
     teacher, student = linear([[1.0], [0.0]], [0.0, 1.0]), linear([[1.0], [0.0]], [0.0, 1.05])
     heldout = np.array([[0.93], [3.0], [0.2], [5.0]], dtype=np.float32)
@@ -183,7 +184,8 @@ def test_robustness_gates_read_their_own_threshold_not_the_action_agreement_one(
     checks = result["checks"]
     assert checks["action_agreement"] == {"value": 1.0, "min": min_action, "passed": True}
     assert checks["robustness_gaussian_noise"] == {"value": 1.0, "min": min_robustness, "passed": True}
-    assert checks["robustness_input_scaling"] == {"value": 0.75, "min": min_robustness, "passed": robust_passes}
+    assert checks["robustness_input_scaling"] == {"value": 0.0, "min": min_robustness, "passed": robust_passes}
+    assert result["robustness"]["input_scaling"] == {"agreement": 0.75, "teacher_changed": 0.25, "followed": 0.0}
     assert result["passed"] is robust_passes
 
 
