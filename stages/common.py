@@ -15,7 +15,6 @@ from recomb import dispatch
 from recomb.config import Section, load_params
 from recomb.errors import RecombError
 from recomb.reports import rule
-from recomb.training.tasks import task
 
 PARAMS_FILE = "params.yaml"
 log = logging.getLogger("recomb")
@@ -100,7 +99,7 @@ def with_task_values(params: dict) -> dict:
     """`params` with each key of `TASK_VALUES` that says `task` replaced by the value of parents.env's row.
 
     A return bar of a task without a preset becomes null (no gate: a source with no task to play); a budget
-    of a task without a `tasks` row is a one-line error naming the row (or why the task cannot be played)."""
+    of a task without a `tasks` row is a one-line error naming the row."""
     env = _at(params, ("parents", "env"))
     resolved = copy.deepcopy(params)
     for key, (*table, leaf) in TASK_VALUES.items():
@@ -108,7 +107,6 @@ def with_task_values(params: dict) -> dict:
             continue
         value = _at(params, (*table, env, leaf))
         if value is None and key not in RETURN_BARS:
-            task(str(env), "params.yaml: parents.env")  # a task it cannot play says so first
             raise RecombError(f"params.yaml: parents.env: {env} has no row {'.'.join(table)}.{env} with {leaf}, "
                               f"which {'.'.join(key)}: task takes (add the row, or give {key[-1]} a number)")
         _at(resolved, key[:-1])[key[-1]] = value
