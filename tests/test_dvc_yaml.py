@@ -143,3 +143,28 @@ def test_every_declared_curve_has_a_title_and_axis_titles():
 if __name__ == "__main__":
     for name in PIPELINE_FILES:
         rewrite_code_deps(ROOT / name)
+
+
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "ablation/dvc.yaml"])
+def test_a_stage_that_reads_a_task_value_depends_on_its_row(pipeline):
+    """A key set to `task` (stages.common.TASK_VALUES) is read from the row of parents.env: every stage whose
+    params cover the key must also cover that row's value, or editing the row would leave the stage stale."""
+    from recomb.config import declared_params, load_params, pipeline_stages
+    from stages.common import TASK_VALUES
+
+    parents = load_params(ROOT / "params.yaml")["parents"]
+    resolve = lambda dotted: dotted.replace("${parents.env}", parents["env"]).replace(  # noqa: E731
+        "${parents.source}", parents["source"])
+
+    def covers(declared: list[str], dotted: str) -> bool:
+        return any(d in ("params.yaml", dotted) or dotted.startswith(f"{d}.") for d in declared)
+
+    checked = 0
+    for name, stage in pipeline_stages(ROOT / pipeline).items():
+        declared = [resolve(d) for d in declared_params(stage)]
+        for key, (*table, leaf) in TASK_VALUES.items():
+            if covers(declared, ".".join(key)):
+                row = ".".join((*table, parents["env"], leaf))
+                assert covers(declared, row), f"{pipeline} {name}: reads {'.'.join(key)} but not {row}"
+                checked += 1
+    assert checked >= (6 if pipeline == "dvc.yaml" else 1)
