@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from conftest import run_recomb
+from stages.common import with_task_values
 from recomb.config import load_params, pipeline_stages
 from recomb.errors import RecombError
 from recomb.evaluation.ablation import plan, sharing
 from scratch import ROOT, Project
 from stages.params_check import VALIDATORS
 
-BASE = load_params(ROOT / "params.yaml")
+BASE = with_task_values(load_params(ROOT / "params.yaml"))  # as the stages see it
 PIPELINE = pipeline_stages(ROOT / "dvc.yaml")
 STAGES_ALL = ["distill", "quantize", "crossover", "compare"]
 
@@ -207,9 +208,9 @@ def test_what_runs_share_comes_from_the_pipelines_declaration():
     from recomb.evaluation.ablation import shared_sections
     from stages.ablation_runs import made
     found = shared_sections(PIPELINE)
-    assert found == {"parents": ("runtime", "parents"),
-                     "students": ("runtime", "parents", "distill", "validate_distillation"),
-                     "quantized": ("runtime", "parents", "distill", "validate_distillation", "ptq", "qat",
+    assert found == {"parents": ("runtime", "parents", "tasks"),
+                     "students": ("runtime", "parents", "tasks", "distill", "validate_distillation"),
+                     "quantized": ("runtime", "parents", "tasks", "distill", "validate_distillation", "ptq", "qat",
                                    "validate_quantized")}
     reading_more = {**PIPELINE, "distill": {**PIPELINE["distill"], "params": ["runtime", "distill", "crossover.seed"]}}
     assert "crossover" in shared_sections(reading_more)["students"]

@@ -11,6 +11,7 @@ import yaml
 from torch import nn
 
 from recomb.artifacts import load_checkpoint
+from stages.common import with_task_values
 from recomb.config import load_params
 from recomb.errors import RecombError
 from recomb.stats import UncertaintyConfig
@@ -20,7 +21,7 @@ from recomb.evaluation.objectives import (CompareObjectivesConfig, curve_rows, m
 from scratch import ROOT
 from test_pipeline import one_line_error
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))  # as the stages see it
 BASE = DistillConfig.from_params(PARAMS, "distill")
 SECTION = {"blended_alpha": 0.7, "temperature": 3.0, "epochs": 2, "eval_episodes": 5, "eval_seed": 20000, "workers": 1}
 CFG = CompareObjectivesConfig.from_mapping(SECTION, "params.yaml: compare_distillation")
