@@ -43,8 +43,13 @@ def level_key(level: float) -> str:
     return f"{level:g}".replace(".", "p")
 
 
+def _distinct(levels: list[float]) -> bool:
+    """No two levels name the same metrics key."""
+    return len({level_key(v) for v in levels}) == len(levels)
+
+
 def _levels_ok(levels: list[float]) -> bool:
-    return all(v > 0 for v in levels) and len({level_key(v) for v in levels}) == len(levels)
+    return all(v > 0 for v in levels) and _distinct(levels)
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ def _check_shifts(row: dict, shifts: dict, where: str, env: str) -> None:
         if not isinstance(levels, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v != v
                                                for v in levels):
             raise RecombError(f"{where}.{key}: expected a list of numbers (got {levels!r})")
-        if len({level_key(v) for v in levels}) != len(levels):
+        if not _distinct(levels):
             raise RecombError(f"{where}.{key}: levels must be distinct (got {levels!r})")
         for level in levels:
             if why := shifts[key].check(level):

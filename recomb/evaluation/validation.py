@@ -109,7 +109,8 @@ def robustness_slices(states: np.ndarray, cfg: RobustnessConfig) -> dict[str, to
     }
 
 
-def robustness(teacher, student, heldout: np.ndarray, cfg: RobustnessConfig) -> dict[str, dict[str, float]]:
+def robustness(teacher, student, heldout: np.ndarray, teacher_q: torch.Tensor, clean: float,
+               cfg: RobustnessConfig) -> dict[str, dict[str, float]]:
     """Per perturbation of the held-out states: the student's agreement with its teacher there, the share of
     states whose greedy action the perturbation changes for the teacher itself, and `followed`.
 
@@ -117,15 +118,13 @@ def robustness(teacher, student, heldout: np.ndarray, cfg: RobustnessConfig) -> 
     the student keeps its clean agreement, 0 when it loses as much as a network that kept its clean answers
     (ignoring the perturbation) would. Raw agreement cannot mean the same on every task: a 0.1σ noise changes
     a tenth of a CartPole teacher's actions and a third of a LunarLander one's. Where the teacher changes no
-    action, the share counts as one state (a lost agreement then scores far below 0)."""
-    states = torch.from_numpy(heldout)
-    teacher_clean = q_values(teacher, states)
-    clean = metrics.action_agreement(teacher_clean, q_values(student, states))
+    action, the share counts as one state (a lost agreement then scores far below 0). `teacher_q` and `clean`:
+    the teacher's Q-values on the held-out states and the student's agreement there, which the caller has."""
     found = {}
     for name, shifted in robustness_slices(heldout, cfg).items():
         teacher_shifted = q_values(teacher, shifted)
         agreement = metrics.action_agreement(teacher_shifted, q_values(student, shifted))
-        changed = 1 - metrics.action_agreement(teacher_clean, teacher_shifted)
+        changed = 1 - metrics.action_agreement(teacher_q, teacher_shifted)
         found[name] = {"agreement": agreement, "teacher_changed": changed,
                        "followed": 1 - (clean - agreement) / max(changed, 1 / len(heldout))}
     return found
@@ -144,7 +143,7 @@ def validate_student(teacher, student, heldout: np.ndarray, task: Task | None, c
     states = torch.from_numpy(heldout)
     teacher_q, student_q = q_values(teacher, states), q_values(student, states)
     fidelity = metrics.compare(teacher_q, student_q, cfg.top_k, cfg.kl_temperature)
-    shifted = robustness(teacher, student, heldout, cfg.robustness)
+    shifted = robustness(teacher, student, heldout, teacher_q, fidelity["action_agreement"], cfg.robustness)
     returns = {"teacher": greedy_return(teacher, task, cfg), "student": greedy_return(student, task, cfg)}
     t = cfg.thresholds
     checks = [
