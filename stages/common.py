@@ -83,6 +83,7 @@ TASK_VALUES = {
     ("validate_recombination", "thresholds", "min_child_return"): ("parents", "presets", "pass_return"),
     ("parents", "dqn", "buffer", "n_states"): ("tasks", "buffer_states"),
     ("distill", "epochs"): ("tasks", "distill_epochs"),
+    ("distill", "augment_copies"): ("tasks", "augment_copies"),
 }
 RETURN_BARS = {key for key, (*_, leaf) in TASK_VALUES.items() if leaf == "pass_return"}
 

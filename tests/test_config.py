@@ -5,7 +5,8 @@ from recomb.training.distill import DistillConfig
 from recomb.errors import RecombError
 
 GOOD = dict(student_hidden=0, student_dropout=0.05, student_family="layernorm", train_dropout=True, epochs=2, lr=1e-3, lr_schedule="cosine", warmup_fraction=0.05, batch_size=8, max_grad_norm=1.0,
-            val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0)
+            val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0,
+            augment_copies=0, augment_noise=0.2)
 WHERE = "params.yaml: distill"
 
 
@@ -22,6 +23,9 @@ def test_valid_section_parses():
     ({"loss_fn": "huber"}, "params.yaml: distill.loss_fn: must be one of kl, mse (got 'huber')"),
     ({"val_fraction": 1.0}, "params.yaml: distill.val_fraction: must be in (0, 1) (got 1.0)"),
     ({"lr": float("nan")}, "params.yaml: distill.lr: must be finite (got nan)"),
+    ({"augment_copies": -1}, "params.yaml: distill.augment_copies: must be ≥ 0 (0 = no noisy copies) (got -1)"),
+    ({"augment_copies": 1, "augment_noise": 0.0}, "params.yaml: distill.augment_noise: must be > 0 when "
+                                                  "augment_copies is not 0"),
     ({"temperatur": 3.0}, "params.yaml: distill.temperatur: unknown key (expected one of: "),
 ])
 def test_bad_values_name_the_key(change, message):

@@ -6,13 +6,15 @@ import torch
 
 from recomb import metrics
 from recomb.selection import split_indices
-from recomb.training.distill import DistillConfig, distill, objective
+from recomb.evaluation.validation import RobustnessConfig, robustness
+from recomb.training.distill import DistillConfig, distill, noisy_copies, objective
 from recomb.networks import Architecture, seeded_qnetwork
 
 TEACHER = Architecture(8, 4, 64, 0.1)
 STUDENT = Architecture(8, 4, 32, 0.05)
 CFG = DistillConfig(student_hidden=0, student_dropout=0.05, student_family="layernorm", train_dropout=True, epochs=4, lr=1e-2, lr_schedule="cosine", warmup_fraction=0.05, batch_size=64, max_grad_norm=1.0,
-                    val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0)
+                    val_fraction=0.1, seed=0, loss_fn="kl", temperature=3.0, temp_decay=1.0, alpha=1.0, q_weight=1.0,
+                    augment_copies=0, augment_noise=0.2)
 
 
 def states(n=1500, seed=0):
@@ -92,3 +94,33 @@ def test_a_member_trains_the_same_alone_or_in_a_population():
     alone = distill([seeded_qnetwork(STUDENT, 8)], teachers[1:], x, cfg, [8])
     for key, value in pair.students[1].state_dict().items():
         torch.testing.assert_close(value, alone.students[0].state_dict()[key], rtol=1e-5, atol=1e-6)
+
+
+def test_noisy_copies_are_seeded_and_scaled_per_feature():
+    x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 10.0, 0.0])
+    copies = noisy_copies(x, 2, 0.3, seed=5)
+    assert copies.shape == (800, 3) and copies.dtype == torch.float32
+    assert torch.equal(copies, noisy_copies(x, 2, 0.3, seed=5)) and not torch.equal(copies, noisy_copies(x, 2, 0.3, 6))
+    noise = (copies - x.repeat(2, 1))[:, :2] / x[:, :2].std(0)
+    assert torch.equal(copies[:, 2], torch.zeros(800))  # a constant feature stays constant
+    row_std = noise.pow(2).mean(1).sqrt()  # each copy's noise: a std drawn from [0, 0.3], in units of each feature's std
+    assert 0.1 < row_std.mean() < 0.2 and row_std.max() < 0.3 * 2.5
+
+
+def test_noisy_copies_teach_the_student_its_teacher_off_the_buffer():
+    """States on a plane in 8-D: plain distillation matches the teacher on the plane and not beside it, where
+    a 0.2σ noise moves a tenth of the teacher's actions; copies labelled by the teacher teach it the neighbourhood."""
+    embed = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    x, heldout = [torch.randn(n, 2, generator=torch.Generator().manual_seed(s)) @ embed for n, s in ((2000, 1), (1000, 2))]
+    teacher = seeded_qnetwork(TEACHER, 42).eval()
+    cfg = dataclasses.replace(CFG, train_dropout=False, epochs=8, temperature=1.0, alpha=0.5, augment_noise=0.4)
+    followed = []
+    for copies in (0, 1):
+        student = distill([seeded_qnetwork(STUDENT, 7)], [teacher], x, dataclasses.replace(cfg, augment_copies=copies),
+                          [7]).students[0]
+        teacher_q = teacher(heldout).detach()
+        clean = metrics.action_agreement(teacher_q, student(heldout))
+        found = robustness(teacher, student, heldout.numpy(), teacher_q, clean, RobustnessConfig(0.2, 1.1, 0))
+        assert clean > 0.99 and found["gaussian_noise"]["teacher_changed"] > 0.08
+        followed.append(found["gaussian_noise"]["followed"])
+    assert followed[0] < 0.2 and followed[1] > followed[0] + 0.3, followed

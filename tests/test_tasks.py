@@ -158,7 +158,7 @@ def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_
 
 def test_parents_env_that_cannot_be_played_stops_recomb_params_in_one_line(tmp_path, monkeypatch, capsys):
     p = Project(tmp_path / "project")
-    needs = {"buffer_states": 1000, "distill_epochs": 5}
+    needs = {"buffer_states": 1000, "distill_epochs": 5, "augment_copies": 0}
     p.set(**{"parents.env": "MountainCarContinuous-v0", "tasks.MountainCarContinuous-v0": needs})
     monkeypatch.chdir(p.path)
     code, out, err = run_recomb(capsys, "params")

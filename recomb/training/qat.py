@@ -41,14 +41,14 @@ class QATConfig(Section):
         self.distill_config()
 
     def distill_config(self) -> DistillConfig:
-        """The same training loop as distillation: constant learning rate, no dropout."""
+        """The same training loop as distillation: constant learning rate, no dropout, the buffer's states alone."""
         cfg = DistillConfig(
             student_hidden=0, student_dropout=0.0, student_family="layernorm", train_dropout=False,
             epochs=self.epochs, lr=self.lr,
             lr_schedule="constant", warmup_fraction=0.0, batch_size=self.batch_size,
             max_grad_norm=self.max_grad_norm, val_fraction=self.val_fraction, seed=self.seed,
             loss_fn=self.loss_fn, temperature=self.temperature, temp_decay=1.0, alpha=self.alpha,
-            q_weight=self.q_weight,
+            q_weight=self.q_weight, augment_copies=0, augment_noise=0.0,
         )
         object.__setattr__(cfg, "_where", self._where)
         cfg.check()

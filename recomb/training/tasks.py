@@ -26,10 +26,12 @@ class TaskNeeds(Section):
 
     buffer_states: int   # parents.dqn.buffer.n_states
     distill_epochs: int  # distill.epochs
+    augment_copies: int  # distill.augment_copies
 
     def check(self) -> None:
         self.require(self.buffer_states >= 10, "buffer_states", "must be ≥ 10")
         self.require(self.distill_epochs >= 1, "distill_epochs", "must be ≥ 1")
+        self.require(self.augment_copies >= 0, "augment_copies", "must be ≥ 0")
 
 
 class TasksConfig(Section):
