@@ -84,6 +84,8 @@ TASK_VALUES = {
     ("parents", "dqn", "buffer", "n_states"): ("tasks", "buffer_states"),
     ("distill", "epochs"): ("tasks", "distill_epochs"),
     ("distill", "augment_copies"): ("tasks", "augment_copies"),
+    ("validate_quantized", "return_gated"): ("tasks", "int8_return_gated"),
+    ("regimes", "tuned", "epochs"): ("tasks", "finetune_epochs"),
 }
 RETURN_BARS = {key for key, (*_, leaf) in TASK_VALUES.items() if leaf == "pass_return"}
 
@@ -109,7 +111,7 @@ def with_task_values(params: dict) -> dict:
         value = _at(params, (*table, env, leaf))
         if value is None and key not in RETURN_BARS:
             raise RecombError(f"params.yaml: parents.env: {env} has no row {'.'.join(table)}.{env} with {leaf}, "
-                              f"which {'.'.join(key)}: task takes (add the row, or give {key[-1]} a number)")
+                              f"which {'.'.join(key)}: task takes (add the row, or set {key[-1]} itself)")
         _at(resolved, key[:-1])[key[-1]] = value
     return resolved
 

@@ -19,7 +19,7 @@ DEFINITIONS = ("'float' is the distilled float student (for QAT rows too: the ne
 
 
 def main(params: dict) -> None:
-    cfg = ValidateQuantizedConfig.from_params(params, "validate_quantized")
+    cfg = ValidateQuantizedConfig.validate(params)
     int8_paths = paths.int8_students(QATConfig.from_params(params, "qat").convert)
     quality = {"students": {}}
     heldout = None
@@ -34,7 +34,8 @@ def main(params: dict) -> None:
         for method, pattern in int8_paths.items():
             int8 = load_checkpoint(pattern.format(pair))
             int8.expect_dims(heldout.shape[1], teacher.arch.output_dim, str(teacher.path))
-            report = validate_quantized(teacher.model, student.model, int8.model, heldout, task, cfg, float_return)
+            report = validate_quantized(teacher.model, student.model, int8.model, heldout, task, cfg, float_return,
+                                        gate_return=cfg.gates_return_of(method))
             on_disk = {"float": stored_bytes(student.path), "int8": stored_bytes(int8.path)}
             report["size_bytes"] = {
                 "tensors": {"float": tensor_bytes(student.model), "int8": tensor_bytes(int8.model)},

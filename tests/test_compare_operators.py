@@ -11,6 +11,7 @@ import yaml
 from torch import nn
 
 from recomb.config import load_params
+from stages.common import with_task_values
 from recomb.errors import RecombError
 from recomb.selection import SelectionConfig
 from recomb.evaluation.validation import ValidateRecombConfig
@@ -24,7 +25,7 @@ from recomb.stats import UncertaintyConfig
 from scratch import ROOT
 from test_pipeline import one_line_error
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))
 SECTION = {"seeds": [0, 1], "repeats": 3}
 
 

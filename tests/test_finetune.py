@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from recomb.config import load_params
+from stages.common import with_task_values
 from recomb.errors import RecombError
 from recomb.training.finetune import FinetuneConfig, finetune, finetune_config, make_targets
 from recomb.networks import Architecture, seeded_qnetwork
@@ -16,7 +17,7 @@ CHILD = Architecture(8, 4, 32, 0.0)
 
 
 def config(**overrides) -> FinetuneConfig:
-    return FinetuneConfig.from_mapping({**finetune_config(load_params(ROOT / "params.yaml")).to_dict(), **overrides},
+    return FinetuneConfig.from_mapping({**finetune_config(with_task_values(load_params(ROOT / "params.yaml"))).to_dict(), **overrides},
                                        "params.yaml: finetune")
 
 
@@ -129,7 +130,7 @@ def test_optimizer_kwargs_values_are_checked_before_training(optimizer, kwargs, 
 
 
 def test_a_regime_that_is_not_a_name_is_one_line():
-    params = load_params(ROOT / "params.yaml")
+    params = with_task_values(load_params(ROOT / "params.yaml"))
     params["finetune"]["regime"] = ["tuned"]
     with pytest.raises(RecombError, match=r"^params.yaml: finetune.regime: must be the name of one of the regimes "):
         finetune_config(params)
@@ -163,7 +164,7 @@ def test_children_trained_side_by_side_match_each_trained_alone_bit_for_bit(over
 
 
 def test_regime_fills_the_budget_and_an_unknown_regime_is_one_line():
-    params = load_params(ROOT / "params.yaml")
+    params = with_task_values(load_params(ROOT / "params.yaml"))
     short = finetune_config(params, "short")
     assert (short.epochs, short.learning_rate, short.batch_size, short.quantization_applied) == (5, 1e-3, 32, "none")
     assert finetune_config(params, "short_qat").quantization_applied == "ptq_dynamic"

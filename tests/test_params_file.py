@@ -22,7 +22,7 @@ def changed_lines(before: Path, after: Path) -> list[str]:
 @pytest.mark.parametrize("override, old, new", [
     ("crossover.alpha=0.3", "  alpha: 0.5 ", "  alpha: 0.3 "),
     ("finetune.regime=short", "  regime: tuned ", "  regime: short "),
-    ("regimes.tuned.epochs=5", "    epochs: 20\n", "    epochs: 5\n"),
+    ("regimes.short.epochs=6", "    epochs: 5\n", "    epochs: 6\n"),
 ])
 def test_dvc_set_param_rewrites_exactly_the_changed_line(tmp_path, override, old, new):
     before, after = tmp_path / "before.yaml", tmp_path / "params.yaml"

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from recomb.config import load_params
+from stages.common import with_task_values
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.errors import RecombError
 from recomb.training.finetune import finetune_config, regimes
@@ -21,7 +22,7 @@ from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateRecombConfig
 from scratch import ROOT
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))
 PARENT = Architecture(8, 4, 32, 0.0)
 STATES = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
 VALIDATION = torch.randn(60, 8, generator=torch.Generator().manual_seed(2))
@@ -299,7 +300,7 @@ def test_ray_backend_gives_the_local_results(ray_cluster):
 def test_the_search_section_is_validated_with_its_grid_against_the_regimes():
     """`SearchConfig.validate` (the params stage's rule) returns the grid the stage would run, and refuses a
     grid that names a regime the `regimes` section does not have."""
-    params = load_params(ROOT / "params.yaml")
+    params = with_task_values(load_params(ROOT / "params.yaml"))
     assert SearchConfig.validate(params) == grid(SearchConfig.from_params(params, "search"), regimes(params))
     custom = {**params["search"], "preset": "custom", "regimes": ["nope"]}
     with pytest.raises(RecombError, match=r"nope"):

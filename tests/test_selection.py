@@ -5,13 +5,14 @@ import pytest
 import torch
 
 from recomb.config import load_params
+from stages.common import with_task_values
 from recomb.errors import RecombError
 from recomb.selection import SelectionConfig, epoch_key, mark_ties, rank, split, split_indices
 from recomb.stats import (UncertaintyConfig, agreement_intervals, mean_interval, primary_difference_interval,
                           primary_interval, primary_over_bound_interval)
 from scratch import ROOT
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))
 UNC = UncertaintyConfig.from_params(PARAMS, "uncertainty")
 
 

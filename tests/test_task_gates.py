@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from recomb.config import load_params
+from recomb.errors import RecombError
 from recomb.evaluation.validation import (ValidateDistillConfig, ValidateQuantizedConfig, ValidateRecombConfig,
                                           child_checks, online_returns, recombination_offline, robustness_slices,
                                           validate_quantized, validate_student)
@@ -135,6 +136,33 @@ def test_each_quantization_gate_fails_its_int8_network_on_every_task(env_id):
         assert report["checks"][gate_name]["passed"] is False, (env_id, gate_name)
     assert validate_quantized(w["teacher"], float_student, int8(advantage), w["heldout"], None, w["quant"],
                               float_return=None)["passed"]
+
+
+def test_the_return_bar_gates_the_int8_students_a_task_ships_and_reports_the_others():
+    """LunarLander ships QAT (PTQ lost the bar on a seed pair): a PTQ network that cannot play is reported, not
+    failed; the same network as QAT fails. CartPole and Acrobot gate both."""
+    w = world("LunarLander-v3")
+    assert [w["quant"].gates_return_of(m) for m in ("ptq", "qat")] == [False, True]
+    assert all(world(env)["quant"].gates_return_of(m) for env in ("CartPole-v1", "Acrobot-v1") for m in ("ptq", "qat"))
+    value, advantage = fresh(w["student_arch"], 2), fresh(w["student_arch"], 3)
+    cannot_play = CartPoleLike(ptq(value, "dynamic"), ptq(fresh(w["student_arch"], 4), "dynamic"))
+    reports = {m: validate_quantized(w["teacher"], CartPoleLike(value, advantage), cannot_play, w["heldout"], w["task"],
+                                     w["quant"], float_return=None, gate_return=w["quant"].gates_return_of(m))
+               for m in ("ptq", "qat")}
+    assert reports["ptq"]["greedy_return"]["int8"] == reports["qat"]["greedy_return"]["int8"] < 200
+    assert "int8_greedy_return" not in reports["ptq"]["checks"]
+    assert reports["qat"]["checks"]["int8_greedy_return"]["passed"] is False
+
+
+def test_gating_qat_int8_students_that_are_not_written_is_one_line():
+    params = copy.deepcopy(RAW)
+    params["validate_quantized"]["return_gated"] = "qat"
+    params["qat"]["convert"] = False
+    with pytest.raises(RecombError, match=r"^params.yaml: validate_quantized.return_gated: qat gates the QAT int8 "
+                                          r"students, which qat.convert: false does not write"):
+        ValidateQuantizedConfig.validate(params)
+    params["validate_quantized"]["return_gated"] = "both"  # PTQ's are written: both gates what there is
+    assert ValidateQuantizedConfig.validate(params).gates_return_of("ptq")
 
 
 @pytest.mark.parametrize("env_id", TASKS)

@@ -158,7 +158,8 @@ def test_the_core_pipeline_on_a_task_beyond_cartpole(tmp_path, monkeypatch, env_
 
 def test_parents_env_that_cannot_be_played_stops_recomb_params_in_one_line(tmp_path, monkeypatch, capsys):
     p = Project(tmp_path / "project")
-    needs = {"buffer_states": 1000, "distill_epochs": 5, "augment_copies": 0}
+    needs = {"buffer_states": 1000, "distill_epochs": 5, "augment_copies": 0, "int8_return_gated": "both",
+             "finetune_epochs": 5}
     p.set(**{"parents.env": "MountainCarContinuous-v0", "tasks.MountainCarContinuous-v0": needs})
     monkeypatch.chdir(p.path)
     code, out, err = run_recomb(capsys, "params")
@@ -167,8 +168,8 @@ def test_parents_env_that_cannot_be_played_stops_recomb_params_in_one_line(tmp_p
     p.set(**{"parents.env": "MountainCar-v0"})  # playable, but no DQN preset and no row of what it needs
     code, out, err = run_recomb(capsys, "params")
     assert (code, err) == (1, "error: params.yaml: parents.env: MountainCar-v0 has no row tasks.MountainCar-v0 with "
-                              "buffer_states, which parents.dqn.buffer.n_states: task takes (add the row, or give "
-                              "n_states a number)\n")
+                              "buffer_states, which parents.dqn.buffer.n_states: task takes (add the row, or set "
+                              "n_states itself)\n")
     p.set(**{"tasks.MountainCar-v0": needs})
     code, out, err = run_recomb(capsys, "params")
     assert code == 1 and err.startswith("error: params.yaml: parents.env: no DQN preset parents.presets.MountainCar-v0")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from recomb.config import load_params
+from stages.common import with_task_values
 from recomb.errors import RecombError
 from recomb.metrics import parents_reference
 from recomb.selection import SelectionConfig
@@ -30,7 +31,7 @@ from recomb.training.finetune import FinetuneConfig, finetune, finetune_config
 from recomb.training.tasks import task
 from scratch import ROOT
 
-PARAMS = load_params(ROOT / "params.yaml")
+PARAMS = with_task_values(load_params(ROOT / "params.yaml"))
 UNCERTAINTY = UncertaintyConfig.from_mapping({"confidence": 0.95, "resamples": 200, "seed": 0}, "uncertainty")
 RECOMB = ValidateRecombConfig.from_mapping(
     {"parents_role": "parents", "top_k": 2, "kl_temperature": 1.0, "eval_episodes": 5, "eval_seed": 20000,

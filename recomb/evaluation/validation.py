@@ -20,6 +20,7 @@ from ..training.tasks import Task
 
 from .. import metrics
 from ..config import Section
+from ..errors import RecombError
 from ..stats import UncertaintyConfig, agreement_intervals, mean_interval, primary_interval
 from ..selection import SelectionConfig
 
@@ -194,7 +195,21 @@ class ValidateQuantizedConfig(Section):
     throughput_batch_size: int
     throughput_repeats: int
     batch_invariance_states: int
+    return_gated: Literal["ptq", "qat", "both"]  # the int8 students the return bar gates; the others': reported
     thresholds: QuantThresholds
+
+    @classmethod
+    def validate(cls, params: dict) -> ValidateQuantizedConfig:
+        """The section, and its one rule across sections: the gated students must be written."""
+        cfg = cls.from_params(params, "validate_quantized")
+        if cfg.return_gated == "qat" and params.get("qat", {}).get("convert") is False:
+            raise RecombError("params.yaml: validate_quantized.return_gated: qat gates the QAT int8 students, "
+                              "which qat.convert: false does not write (ptq or both, or convert: true)")
+        return cfg
+
+    def gates_return_of(self, method: str) -> bool:
+        """Whether the int8 students of `method` (ptq or qat) must reach the return bar."""
+        return self.return_gated in (method, "both")
 
     def check(self) -> None:
         self.require(self.top_k >= 1, "top_k", "must be ≥ 1")
@@ -215,7 +230,7 @@ def batch_dependence(model, states: torch.Tensor) -> float:
 
 
 def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray, task: Task | None,
-                       cfg: ValidateQuantizedConfig, float_return: float | None) -> dict:
+                       cfg: ValidateQuantizedConfig, float_return: float | None, gate_return: bool = True) -> dict:
     """The deterministic part of the report for one int8 student against its float student.
 
     `relative_q_error` is mean |Q_int8 − Q_float| over the standard deviation of the
@@ -224,7 +239,8 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
     actions share varies over states, so errors that reorder actions look negligible.
     The gates use the advantages instead (see `metrics.q_fidelity`).
     `float_return` is the float student's `greedy_return`, computed once by the caller
-    for all its int8 versions.
+    for all its int8 versions. `gate_return` false reports the int8 return without gating it (the int8 students
+    a task does not ship, `cfg.gates_return_of`).
     """
     states = torch.from_numpy(heldout)
     teacher_q, float_q, int8_q = (q_values(m, states) for m in (teacher, float_student, int8_student))
@@ -241,7 +257,7 @@ def validate_quantized(teacher, float_student, int8_student, heldout: np.ndarray
         ("advantage_relative_mse", fidelity["advantage_relative_mse"], "<=", t.max_advantage_relative_mse),
         ("centered_cosine", fidelity["centered_cosine"], ">=", t.min_centered_cosine),
     ]
-    if isinstance(t.min_greedy_return, float):
+    if gate_return and isinstance(t.min_greedy_return, float):
         checks.append(("int8_greedy_return", returns["int8"], ">=", t.min_greedy_return))
     gated = gate(checks)
     return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,11 +28,14 @@ class TaskNeeds(Section):
     buffer_states: int   # parents.dqn.buffer.n_states
     distill_epochs: int  # distill.epochs
     augment_copies: int  # distill.augment_copies
+    int8_return_gated: Literal["ptq", "qat", "both"]  # validate_quantized.return_gated
+    finetune_epochs: int  # regimes.tuned.epochs
 
     def check(self) -> None:
         self.require(self.buffer_states >= 10, "buffer_states", "must be ≥ 10")
         self.require(self.distill_epochs >= 1, "distill_epochs", "must be ≥ 1")
         self.require(self.augment_copies >= 0, "augment_copies", "must be ≥ 0")
+        self.require(self.finetune_epochs >= 1, "finetune_epochs", "must be ≥ 1")
 
 
 class TasksConfig(Section):
