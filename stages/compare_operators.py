@@ -17,7 +17,7 @@ def main(params: dict) -> None:
     regime = finetune_config(params)
     inputs = GridInputs(params)
     base = inputs.crossover
-    points = [GridPoint(r.label, r, regime.regime) for r in recipes(cfg, base.alpha)]
+    points = [GridPoint(r.label, r, regime.regime) for r in recipes(cfg.seeds, base.alpha)]
     started = time.perf_counter()
     outcomes = inputs.run(points, inputs.pair, {regime.regime: regime})
     log.info("%d children fine-tuned (regime %s) and scored in %.2f s", len(points), regime.regime,

@@ -38,11 +38,13 @@ class GridInputs:
         dims = teachers[0].arch.input_dim, teachers[0].arch.output_dim
         for checkpoint in (*crossed, *teachers[1:], *roles):
             checkpoint.expect_dims(*dims, str(teachers[0].path))
-        self.states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0])), selection)
+        train = torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0]))
+        self.states, validation = split(train, selection)
         heldout = load_states(paths.STATES_HELDOUT, dims[0])
         self.inputs = {"crossed": [str(c.path) for c in crossed], "teachers": [str(t.path) for t in teachers],
                        "scored_against": [str(r.path) for r in roles]}
-        self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
+        self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model,
+                         train)
         self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, of_parents(teachers[0].meta),
                                scoring_cfg, selection, UncertaintyConfig.from_params(params, "uncertainty"))
         self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads

@@ -14,8 +14,7 @@ caller, so every operator works on float32 state dicts keyed by `PARAM_KEYS`.
 
 `repair: true` resets the statistics of an interpolating operator's child (`weighted`, `aligned`, `slerp`) to
 the interpolation of the parents' (REPAIR). Why align and why repair: `alignment`.
-Each operator declares in `OPERATORS` the keys of the `crossover` section it reads: search, leaderboards and
-reports take a recipe's knobs from there.
+The keys of the `crossover` section each operator reads are declared once, in `recomb.operator_knobs`.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import torch
 from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork
+from ..operator_knobs import READS
 from .alignment import State, activation_matching, keys, network, repair, weight_matching
 
 BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",))
@@ -129,20 +129,14 @@ def _slerp(a: State, b: State, ctx: Context, info: dict) -> State:
 @dataclass(frozen=True)
 class Operator:
     """A crossover operator: `combine(a_state, b_state, ctx, info)` records its choices in `info` and returns
-    the child's state dict; `reads` are the keys of the `crossover` section it reads (besides `mode` and
-    `parents`), the one place that says which knobs change its child."""
+    the child's state dict; `reads`: the keys of the `crossover` section it reads (`operator_knobs.READS`)."""
 
     combine: Callable[[State, State, Context, dict], State]
     reads: tuple[str, ...]
 
 
-OPERATORS: dict[str, Operator] = {
-    "random": Operator(_random, ("alpha", "seed")),
-    "layer": Operator(_layer, ()),
-    "weighted": Operator(_weighted, ("alpha", "repair")),
-    "aligned": Operator(_aligned, ("alpha", "matching", "align_max_passes", "repair")),
-    "slerp": Operator(_slerp, ("alpha", "repair")),
-}
+COMBINE = {"random": _random, "layer": _layer, "weighted": _weighted, "aligned": _aligned, "slerp": _slerp}
+OPERATORS: dict[str, Operator] = {mode: Operator(COMBINE[mode], reads) for mode, reads in READS.items()}
 
 
 def crossover(a: QNetwork, b: QNetwork, cfg: CrossoverConfig,
