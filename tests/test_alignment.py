@@ -3,7 +3,8 @@ import torch
 
 from recomb.errors import RecombError
 from recomb.networks import Architecture, seeded_qnetwork
-from recomb.recombination.alignment import activation_matching, hidden_values, network, permute, repair
+from recomb.recombination.alignment import (activation_matching, hidden_values, network, permute, repair,
+                                            unit_moments)
 from recomb.recombination.crossover import CrossoverConfig, crossover
 
 NORMED = Architecture(6, 3, 24, 0.0)
@@ -40,6 +41,10 @@ def test_activation_matching_recovers_a_permuted_copy(arch):
     assert info["matched_correlation"] == pytest.approx([1.0, 1.0])
 
 
+def ends(arch: Architecture, a: dict, b: dict):
+    return unit_moments(arch, a, STATES), unit_moments(arch, b, STATES)
+
+
 def moments(arch: Architecture, state: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(v.double().mean(0), v.double().std(0, unbiased=False)) for v in hidden_values(arch, state, STATES)]
 
@@ -48,7 +53,7 @@ def moments(arch: Architecture, state: dict) -> list[tuple[torch.Tensor, torch.T
 def test_repair_gives_each_unit_the_interpolated_mean_and_spread(arch):
     a, b, alpha = parent(arch, 1), parent(arch, 2), 0.3
     child = {k: alpha * a[k] + (1 - alpha) * b[k] for k in a}
-    repaired, info = repair(arch, child, a, b, alpha, STATES)
+    repaired, info = repair(arch, child, *ends(arch, a, b), alpha, STATES)
     for layer, ((mean, std), (mean_a, std_a), (mean_b, std_b)) in enumerate(
             zip(moments(arch, repaired), moments(arch, a), moments(arch, b))):
         assert torch.allclose(mean, alpha * mean_a + (1 - alpha) * mean_b, atol=1e-4), layer
@@ -60,7 +65,7 @@ def test_repair_gives_each_unit_the_interpolated_mean_and_spread(arch):
 
 def test_repair_of_an_endpoint_leaves_it_as_it_is():
     a, b = parent(NORMED, 1), parent(NORMED, 2)
-    repaired, info = repair(NORMED, a, a, b, 1.0, STATES)
+    repaired, info = repair(NORMED, a, *ends(NORMED, a, b), 1.0, STATES)
     assert all(torch.allclose(repaired[k], a[k], atol=1e-6) for k in a)
     assert info["std_over_target"] == pytest.approx([1.0, 1.0])
 
@@ -70,7 +75,7 @@ def test_a_unit_constant_over_the_states_is_shifted_not_scaled():
     for state in (a, b):  # unit 0 of layer 1 ignores its inputs: its pre-ReLU value is its bias
         state["network.0.weight"][0] = 0.0
     child = {k: 0.5 * a[k] + 0.5 * b[k] for k in a}
-    repaired, _ = repair(PLAIN, child, a, b, 0.5, STATES)
+    repaired, _ = repair(PLAIN, child, *ends(PLAIN, a, b), 0.5, STATES)
     assert torch.isfinite(torch.cat([v.flatten() for v in repaired.values()])).all()
     assert repaired["network.0.bias"][0] == pytest.approx(0.5 * (a["network.0.bias"][0] + b["network.0.bias"][0]).item())
 

@@ -139,18 +139,24 @@ def _moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (v - mean).pow(2).mean(0).sqrt()
 
 
-def repair(arch: Architecture, child: State, a_state: State, b_state: State, alpha: float,
+Moments = list[tuple[torch.Tensor, torch.Tensor]]  # per hidden layer: each unit's pre-ReLU mean and std
+
+
+def unit_moments(arch: Architecture, state: State, states: torch.Tensor) -> Moments:
+    """Each hidden unit's pre-ReLU mean and standard deviation over `states` (float64), per layer."""
+    return [_moments(values) for values in hidden_values(arch, state, states)]
+
+
+def repair(arch: Architecture, child: State, moments_a: Moments, moments_b: Moments, alpha: float,
            states: torch.Tensor) -> tuple[State, dict]:
-    """`child` (an interpolation of `a_state` and `b_state`, B in A's unit order, A's share `alpha`) with each
-    hidden unit's pre-ReLU mean and standard deviation over `states` reset to alpha·A's + (1 − alpha)·B's.
+    """`child` (an interpolation of A and B, B in A's unit order, A's share `alpha`) with each hidden unit's
+    pre-ReLU mean and standard deviation over `states` reset to alpha·A's + (1 − alpha)·B's (`unit_moments`).
 
     A unit constant over the states (standard deviation 0 in the child) is only shifted. Info: per layer, the
     mean ratio of the child's unit standard deviations to their targets before the repair (1 = nothing to do).
     """
-    targets = []
-    for a_before, b_before in zip(hidden_values(arch, a_state, states), hidden_values(arch, b_state, states)):
-        (mean_a, std_a), (mean_b, std_b) = _moments(a_before), _moments(b_before)
-        targets.append((alpha * mean_a + (1 - alpha) * mean_b, alpha * std_a + (1 - alpha) * std_b))
+    targets = [(alpha * mean_a + (1 - alpha) * mean_b, alpha * std_a + (1 - alpha) * std_b)
+               for (mean_a, std_a), (mean_b, std_b) in zip(moments_a, moments_b)]
     repaired = {key: value.clone() for key, value in child.items()}
     shrinkage = []
     for layer, ((linear, norm), (target_mean, target_std)) in enumerate(zip(HIDDEN_LAYERS, targets)):

@@ -29,7 +29,7 @@ from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork
 from ..operator_knobs import READS
-from .alignment import State, activation_matching, keys, network, repair, weight_matching
+from .alignment import State, activation_matching, keys, network, repair, unit_moments, weight_matching
 
 BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",))
 
@@ -89,7 +89,8 @@ def _repaired(child: State, a: State, b: State, ctx: Context, info: dict) -> Sta
     """The interpolation `child` of `a` and `b` (B in A's unit order), REPAIRed when `repair` says so."""
     if not ctx.cfg.repair:
         return child
-    child, info["repair"] = repair(ctx.arch, child, a, b, ctx.cfg.alpha, ctx.states)
+    ends = (unit_moments(ctx.arch, a, ctx.states), unit_moments(ctx.arch, b, ctx.states))
+    child, info["repair"] = repair(ctx.arch, child, *ends, ctx.cfg.alpha, ctx.states)
     return child
 
 
