@@ -25,6 +25,7 @@ from .. import metrics
 from ..config import Section
 from ..evaluation.validation import parent_hits, q_values
 from ..networks import QNetwork
+from ..reports import table, with_interval
 from ..stats import UncertaintyConfig, intervals
 from ..training.tasks import Task
 from .alignment import activation_matching, network, repair, unit_moments, weight_matching
@@ -170,3 +171,68 @@ def connectivity(a: QNetwork, b: QNetwork, train: torch.Tensor, heldout: np.ndar
 def _with_interval(name: str, found: dict) -> dict:
     """`name`, `name_low`, `name_high` of a {value, low, high} figure."""
     return {name: found["value"], f"{name}_low": found["low"], f"{name}_high": found["high"]}
+
+
+LABELS = {"plain": "plain average", "weights": "weight matching", "activations": "activation matching"}
+
+
+def _label(method: str) -> str:
+    matcher, _, repaired = method.partition("_")
+    return LABELS[matcher] + (" + REPAIR" if repaired else "")
+
+
+def barrier_figure(summary: dict, title: str) -> "Figure":
+    """Loss (and return) along α per method, with interval bands; REPAIR dashed, in its matcher's colour."""
+    from ..plots import new_figure
+    keys = ["loss"] + (["return"] if summary["methods"]["plain"]["return"] is not None else [])
+    fig = new_figure((5.2 * len(keys), 3.8))
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        for method, entry in summary["methods"].items():
+            rows = entry["path"]
+            alphas = [r["alpha"] for r in rows]
+            colour = f"C{MATCHERS.index(method.partition('_')[0])}"
+            style = "--" if method.endswith("_repair") else "-"
+            ax.plot(alphas, [r[key] for r in rows], style, marker=".", color=colour, label=_label(method))
+            ax.fill_between(alphas, [r[f"{key}_low"] for r in rows], [r[f"{key}_high"] for r in rows],
+                            color=colour, alpha=0.12, linewidth=0)
+        ax.set_xlabel("α (A's share; 0 = B, 1 = A)")
+        ax.set_ylabel({"loss": "½ KL(A ‖ N) + ½ KL(B ‖ N), held-out states",
+                       "return": f"greedy return ({summary['episodes']} episodes)"}[key])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _cell(figure: dict | None, digits: int) -> str:
+    if figure is None:
+        return "–"
+    return with_interval(figure["value"], figure["low"], figure["high"], digits)
+
+
+def markdown(summary: dict, setup: str) -> str:
+    """The barrier table (height and reduction against plain averaging, per method) and the raw child at the
+    α nearest 0.5."""
+    middle = min(range(len(summary["alphas"])), key=lambda i: abs(summary["alphas"][i] - 0.5))
+    rows = []
+    for method, entry in summary["methods"].items():
+        mid = entry["path"][middle]
+        ret = entry["return"] or {}
+        rows.append([_label(method), _cell(entry["loss"]["barrier"], 4), _cell(entry["loss"].get("reduction"), 3),
+                     _cell(ret.get("barrier"), 1), _cell(ret.get("reduction"), 3),
+                     with_interval(mid["primary_over_bound"], mid["primary_over_bound_low"],
+                                   mid["primary_over_bound_high"], 4),
+                     with_interval(mid.get("return"), mid.get("return_low"), mid.get("return_high"), 1)])
+    alpha = summary["alphas"][middle]
+    header = ["method", "loss barrier", "loss reduction", "return barrier", "return reduction",
+              f"raw child primary / U (α = {alpha:g})", f"raw child return (α = {alpha:g})"]
+    return "\n".join([
+        "# Connectivity: the interpolation barrier between the crossed pair", "", setup, "",
+        "Barrier: the largest departure, in the bad direction, of the path from the straight line between its "
+        "endpoints (loss above it, return below it); 0 or less: no barrier. Reduction: 1 − barrier / plain "
+        "averaging's barrier (1: removed, 0: unchanged, < 0: higher); – where plain averaging has no barrier. "
+        f"Intervals: {summary['confidence']:.0%}, percentile bootstrap over the held-out states (loss, primary / U) "
+        "or the episodes (return), one joint draw for all networks (paired).", "",
+        table(header, rows), ""])
