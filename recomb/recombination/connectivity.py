@@ -83,7 +83,7 @@ def _barriers(means: np.ndarray, alphas: np.ndarray, worse: float) -> np.ndarray
     = 1 − barrier / plain averaging's (NaN where plain averaging has no barrier to reduce)."""
     share = alphas.reshape(1, -1, *([1] * (means.ndim - 2)))
     line = means[:, -1:] * share + means[:, :1] * (1 - share)
-    barriers = (worse * (means - line)).max(axis=1)
+    barriers = (worse * (means - line)).max(axis=1) + 0.0  # + 0.0: a path on its line has barrier 0, not -0
     plain = barriers[METHODS.index("plain")]
     with np.errstate(divide="ignore", invalid="ignore"):
         reductions = np.where(plain > 0, 1 - barriers / plain, np.nan)
@@ -185,7 +185,7 @@ def barrier_figure(summary: dict, title: str) -> "Figure":
     """Loss (and return) along α per method, with interval bands; REPAIR dashed, in its matcher's colour."""
     from ..plots import new_figure
     keys = ["loss"] + (["return"] if summary["methods"]["plain"]["return"] is not None else [])
-    fig = new_figure((5.2 * len(keys), 3.8))
+    fig = new_figure((5.2 * len(keys), 4.4))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
         for method, entry in summary["methods"].items():
@@ -200,9 +200,10 @@ def barrier_figure(summary: dict, title: str) -> "Figure":
         ax.set_ylabel({"loss": "½ KL(A ‖ N) + ½ KL(B ‖ N), held-out states",
                        "return": f"greedy return ({summary['episodes']} episodes)"}[key])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
