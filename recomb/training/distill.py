@@ -188,7 +188,8 @@ def distill(
 
     `states` is the training buffer; a `cfg.val_fraction` of it (seeded split)
     scores every epoch, and each student keeps the weights of its lowest
-    validation loss. The rest, with `cfg.augment_copies` noisy copies of it, trains. Returns the students (eval mode) and per-epoch histories.
+    validation loss; the rest, with `cfg.augment_copies` noisy copies of it, trains.
+    Returns the students (eval mode) and per-epoch histories.
     `weight_transform` is applied to the Linear weights in every forward, training
     and validation alike (QAT passes int8 fake quantization). With `score_start`
     the starting weights are scored too (epoch 0, no train losses) and kept if no
