@@ -6,6 +6,7 @@ import torch
 
 from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.operator_knobs import recipe_knobs
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.training.finetune import finetune_config, regimes
 from recomb.quantization.quantize import PTQConfig
@@ -61,7 +62,8 @@ class GridInputs:
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:
     """The DVC experiment that builds this child alone, with the same metrics."""
     sets = {"crossover.parents": crossover.parents, "crossover.mode": crossover.mode,
-            "crossover.alpha": crossover.alpha, "crossover.seed": crossover.seed, "finetune.regime": regime}
+            **{f"crossover.{key}": getattr(crossover, key) for key in recipe_knobs(crossover.mode)},
+            "finetune.regime": regime}
     return "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in sets.items())
 
 
