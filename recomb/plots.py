@@ -71,7 +71,7 @@ def children_scatter(rows: list[dict], title: str, return_bar: float | None = No
         yerr = [[y - row[f"{y_key}_low"]], [row[f"{y_key}_high"] - y]]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=MARKERS.get(row["mode"], "o"), color=colours[row["regime"]],
                     alpha=0.8, capsize=2)
-        label = "" if row.get("alpha") is None or row["mode"] == "layer" else f"α={row['alpha']:g}"  # layer ignores α
+        label = "" if row.get("alpha") is None else f"α={row['alpha']:g}"  # None: the operator does not read α
         if row["rank"] == 1:
             label = f"{label} recommended".strip()
         if label:

@@ -42,7 +42,8 @@ def _resampleable(sample) -> np.ndarray:
 
 
 def intervals(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray],
-              cfg: UncertaintyConfig) -> list[tuple[float, float]]:
+              cfg: UncertaintyConfig, methods: tuple[str, ...] = ("BCa", "percentile"),
+              batch: int = 250) -> list[tuple[float, float]]:
     """The bootstrap interval of each figure `statistic(*samples, axis=-1)` returns (a scalar or a vector).
 
     Samples are aligned 1-D arrays (one entry per state or episode); resampling them
@@ -52,6 +53,8 @@ def intervals(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarr
     states), so asking for k figures at once gives the intervals k calls would, for the
     price of one. Constant samples have no spread: the interval is the point; so is a
     figure for which neither BCa nor the percentile method finds finite bounds.
+    `methods: ("percentile",)` skips BCa, whose jackknife recomputes the statistic once per state: for
+    hundreds of figures over thousands of states, that is minutes. `batch`: resamples held in memory at once.
     """
     from scipy import stats  # here, not at the top: scipy.stats takes ~0.6 s to import, most stages never bootstrap
 
@@ -59,12 +62,12 @@ def intervals(samples: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarr
     points = np.atleast_1d(statistic(*arrays, axis=-1)).astype(np.float64)
     found: list[tuple[float, float] | None] = [None] * len(points)
     if len(arrays[0]) >= 2 and not all(np.ptp(a) == 0 for a in arrays):
-        for method in ("BCa", "percentile"):
+        for method in methods:
             if all(found):
                 break
             with warnings.catch_warnings():  # BCa announces its own failure; the percentile method then answers
                 warnings.simplefilter("ignore", (stats.DegenerateDataWarning, RuntimeWarning))
-                result = stats.bootstrap(arrays, statistic, n_resamples=cfg.resamples, batch=250, vectorized=True,
+                result = stats.bootstrap(arrays, statistic, n_resamples=cfg.resamples, batch=batch, vectorized=True,
                                          paired=True, axis=-1, confidence_level=cfg.confidence, method=method,
                                          rng=np.random.default_rng(cfg.seed))
             lows, highs = (np.atleast_1d(bound) for bound in result.confidence_interval)

@@ -17,7 +17,7 @@ def main(params: dict) -> None:
     regime = finetune_config(params)
     inputs = GridInputs(params)
     base = inputs.crossover
-    points = [GridPoint(r.label, r, regime.regime) for r in recipes(cfg, base.alpha)]
+    points = [GridPoint(r.label, r, regime.regime) for r in recipes(cfg.seeds, base.alpha)]
     started = time.perf_counter()
     outcomes = inputs.run(points, inputs.pair, {regime.regime: regime})
     log.info("%d children fine-tuned (regime %s) and scored in %.2f s", len(points), regime.regime,
@@ -25,7 +25,7 @@ def main(params: dict) -> None:
     result = compare(points, inputs.pair, base, inputs.ranked(points, outcomes), inputs.scoring)
 
     setup = (f"Pair crossed: `{base.parents}` ({', '.join(inputs.inputs['crossed'])}), alpha {base.alpha:g} "
-             f"(`layer` ignores it), `random` with seeds {', '.join(map(str, cfg.seeds))}; scored against "
+             f"(`layer` reads none), `random` with seeds {', '.join(map(str, cfg.seeds))}; scored against "
              f"`{inputs.scoring.cfg.parents_role}`; every child fine-tuned with regime `{regime.regime}` as the "
              "search stage fine-tunes it.")
     out = Outputs()

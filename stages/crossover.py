@@ -1,6 +1,8 @@
 """Stage `crossover`: one raw child from the chosen pair (parents, students, or their int8 versions)."""
 
-from recomb.artifacts import Outputs, load_checkpoint
+import torch
+
+from recomb.artifacts import Outputs, load_checkpoint, load_states
 from recomb.recombination.crossover import CrossoverConfig, crossover
 from recomb.errors import RecombError
 
@@ -16,7 +18,8 @@ def main(params: dict) -> None:
         raise RecombError(f"{b.path}: dims {b.arch.to_dict()} differ from {a.path}'s {a.arch.to_dict()}; "
                           "crossover needs two networks of one shape (the students share one: crossover.parents: "
                           "students)")
-    child, info = crossover(a.float_model(), b.float_model(), cfg)
+    states = torch.from_numpy(load_states(paths.STATES_TRAIN, a.arch.input_dim)) if cfg.needs_states else None
+    child, info = crossover(a.float_model(), b.float_model(), cfg, states)
     out = Outputs()
     out.add_checkpoint(paths.CHILD_RAW, child, "child_raw",
                        {"params": cfg.to_dict(), "parent_a": str(a.path), "parent_b": str(b.path), "crossover": info})

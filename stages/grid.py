@@ -6,6 +6,7 @@ import torch
 
 from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states
+from recomb.operator_knobs import recipe_knobs
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.training.finetune import finetune_config, regimes
 from recomb.quantization.quantize import PTQConfig
@@ -38,11 +39,13 @@ class GridInputs:
         dims = teachers[0].arch.input_dim, teachers[0].arch.output_dim
         for checkpoint in (*crossed, *teachers[1:], *roles):
             checkpoint.expect_dims(*dims, str(teachers[0].path))
-        self.states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0])), selection)
+        train = torch.from_numpy(load_states(paths.STATES_TRAIN, dims[0]))
+        self.states, validation = split(train, selection)
         heldout = load_states(paths.STATES_HELDOUT, dims[0])
         self.inputs = {"crossed": [str(c.path) for c in crossed], "teachers": [str(t.path) for t in teachers],
                        "scored_against": [str(r.path) for r in roles]}
-        self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model)
+        self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model,
+                         train)
         self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, of_parents(teachers[0].meta),
                                scoring_cfg, selection, UncertaintyConfig.from_params(params, "uncertainty"))
         self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads
@@ -59,7 +62,8 @@ class GridInputs:
 def reproduce_command(crossover: CrossoverConfig, regime: str) -> str:
     """The DVC experiment that builds this child alone, with the same metrics."""
     sets = {"crossover.parents": crossover.parents, "crossover.mode": crossover.mode,
-            "crossover.alpha": crossover.alpha, "crossover.seed": crossover.seed, "finetune.regime": regime}
+            **{f"crossover.{key}": getattr(crossover, key) for key in recipe_knobs(crossover.mode)},
+            "finetune.regime": regime}
     return "dvc exp run " + " ".join(f"-S {k}={v}" for k, v in sets.items())
 
 

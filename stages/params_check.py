@@ -21,6 +21,7 @@ from recomb.evaluation.validation import ValidateDistillConfig, ValidateQuantize
 from recomb.quantization.quantize import PTQConfig
 from recomb.recombination.crossover import CrossoverConfig
 from recomb.recombination.multigen import MultigenConfig
+from recomb.recombination.connectivity import ConnectivityConfig
 from recomb.recombination.operators import OperatorsConfig
 from recomb.recombination.search import SearchConfig
 from recomb.selection import SelectionConfig
@@ -38,7 +39,8 @@ from .common import PARAMS_FILE, RuntimeConfig, run, with_task_values
 CHECKED: tuple[type[Section], ...] = (
     RuntimeConfig, ParentsConfig, TasksConfig, DistillConfig, ValidateDistillConfig, PTQConfig, QATConfig, ValidateQuantizedConfig,
     CrossoverConfig, FinetuneConfig, SelectionConfig, UncertaintyConfig, SearchConfig, MultigenConfig,
-    ValidateRecombConfig, GeneralizeConfig, AnalyzeConfig, CompareObjectivesConfig, OperatorsConfig, AblationConfig)
+    ValidateRecombConfig, GeneralizeConfig, AnalyzeConfig, CompareObjectivesConfig, ConnectivityConfig, OperatorsConfig,
+    AblationConfig)
 SECTIONS = tuple(name for cls in CHECKED for name in cls.sections)
 VALIDATORS: dict[str, Callable[[dict], object]] = {name: cls.validate for cls in CHECKED for name in cls.sections}
 # The ablation's conditions are checked section by section by the rules above.

@@ -91,3 +91,6 @@ ABLATION_TIMING = "data/reports/latest/ablation_timing.md"  # wall-clock: never 
 ABLATION_PLAN = "data/reports/latest/ablation_plan"  # `recomb ablation --dry-run` (a command's, not a DVC output)
 ABLATION_FROM_EXPS = {kind: f"data/reports/latest/ablation_exps/{path.rsplit('/', 1)[1]}"  # `recomb ablation
                       for kind, path in ABLATION_SUMMARY.items()}                       # --from-exps`: the same
+CONNECTIVITY_SUMMARY = "data/reports/connectivity/summary.json"
+CONNECTIVITY_MARKDOWN = "data/reports/connectivity/report.md"
+CONNECTIVITY_PNG = "data/plots/connectivity/barrier.png"

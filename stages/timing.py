@@ -9,6 +9,8 @@ time of one crossover per operator on the pipeline's pair (`compare_operators`).
 
 import resource
 
+import torch
+
 from recomb.reproducibility import fingerprint
 
 from recomb.artifacts import Outputs, load_checkpoint, load_states
@@ -52,8 +54,9 @@ def main(params: dict) -> None:
     gates += [speed["checks"] for speed in timing["quantization"].values()]
     timing["passed"] = all(all_passed(checks) for checks in gates)
     a, b = (load_checkpoint(paths.CROSSOVER_INPUTS[crossing.parents].format(p)).float_model() for p in paths.PAIRS)
+    train = torch.from_numpy(load_states(paths.STATES_TRAIN, a.arch.input_dim))
     timing["operators"] = {"repeats": operators.repeats, "per_crossover_ms": time_operators(
-        a, b, crossing, operators.seeds[0], operators.repeats)}
+        a, b, crossing, operators.seeds[0], operators.repeats, train)}
     log.info("crossover of %s, median ms: %s", crossing.parents, ", ".join(
         f"{mode} {t['median_ms']:.4g}" for mode, t in timing["operators"]["per_crossover_ms"].items()))
     timing["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

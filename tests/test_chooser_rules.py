@@ -16,7 +16,8 @@ from recomb.selection import SelectionConfig, mark_ties, rank
 from recomb.evaluation.verdict import check_lines, markdown, numbers_only, short_headline, verdict
 from recomb.networks import seeded_qnetwork
 from recomb.recombination import search
-from recomb.recombination.crossover import CrossoverConfig, align_to, permute, slerp
+from recomb.recombination.alignment import permute, weight_matching as align_to
+from recomb.recombination.crossover import CrossoverConfig, slerp
 from recomb.recombination.search import GridPoint, Outcome, Recipe, Scoring, rank_outcomes, return_bar
 from recomb.stats import mean_interval, primary_difference_interval
 from recomb.training.finetune import regimes

@@ -38,10 +38,12 @@ def linear(weight: list[float], bias: list[float]) -> nn.Linear:
     return layer.eval()
 
 
-def test_each_operator_once_and_random_once_per_seed():
-    found = recipes(OperatorsConfig.from_mapping({"seeds": [3, 7], "repeats": 1}, "compare_operators"), 0.3)
+def test_each_operator_in_each_form_its_knobs_give_random_once_per_seed():
+    found = recipes([3, 7], 0.3)
     assert [r.label for r in found] == ["random_a0p30_s3", "random_a0p30_s7", "layer", "weighted_a0p30",
-                                        "aligned_a0p30", "slerp_a0p30"]
+                                        "weighted_a0p30_repair", "aligned_a0p30", "aligned_a0p30_repair",
+                                        "aligned_a0p30_act", "aligned_a0p30_act_repair", "slerp_a0p30",
+                                        "slerp_a0p30_repair"]
 
 
 @pytest.mark.parametrize("body, message", [
@@ -97,12 +99,14 @@ def test_the_seed_spread_is_mean_min_max_and_leaves_out_what_a_row_lacks():
 def test_every_operator_is_timed_and_the_timing_report_shows_it():
     arch = Architecture(4, 2, 16, 0.0)
     base = CrossoverConfig.from_params(PARAMS, "crossover")
-    timed = time_operators(seeded_qnetwork(arch, 0), seeded_qnetwork(arch, 1), base, 0, 3)
-    assert list(timed) == list(OPERATORS)
+    timed = time_operators(seeded_qnetwork(arch, 0), seeded_qnetwork(arch, 1), base, 0, 3, torch.randn(64, 4))
+    assert list(timed) == ["random α=0.5 seed=0", "layer", "weighted α=0.5", "weighted α=0.5 repair", "aligned α=0.5",
+                           "aligned α=0.5 repair", "aligned α=0.5 activations", "aligned α=0.5 activations repair",
+                           "slerp α=0.5", "slerp α=0.5 repair"]
     assert all(0 < t["min_ms"] <= t["median_ms"] for t in timed.values())
     text = timing_markdown({"passed": True, "distillation": {}, "quantization": {}, "peak_rss_mib": 1.0,
                             "operators": {"repeats": 3, "per_crossover_ms": timed}})
-    assert "3 calls per operator" in text and "| aligned |" in text
+    assert "3 calls per operator" in text and "| aligned α=0.5 activations repair |" in text
 
 
 def with_section(p, **section) -> None:
@@ -136,11 +140,13 @@ def test_the_stage_compares_every_operator_and_refuses_a_bad_section(synthetic_p
     summary = json.loads((p.path / "data/reports/operators/summary.json").read_text())
     assert numbers_only(summary)
     assert set(summary["children"]) == {"random_a0p50_s0", "random_a0p50_s1", "layer", "weighted_a0p50",
-                                        "aligned_a0p50", "slerp_a0p50"}
+                                        "weighted_a0p50_repair", "aligned_a0p50", "aligned_a0p50_repair",
+                                        "aligned_a0p50_act", "aligned_a0p50_act_repair", "slerp_a0p50",
+                                        "slerp_a0p50_repair"}
     copy_of_a = summary["children"]["random_a0p50_s0"]["raw"]
     assert (copy_of_a["mean_abs_dq_a"], copy_of_a["max_abs_dq_a"], copy_of_a["agreement_a"]) == (0, 0, 1)
     assert copy_of_a["primary_over_bound"] == pytest.approx(summary["parents_agreement"] / summary["bound"])
-    assert sorted(child["finetuned"]["rank"] for child in summary["children"].values()) == [1, 2, 3, 4, 5, 6]
+    assert sorted(child["finetuned"]["rank"] for child in summary["children"].values()) == list(range(1, 12))
     assert sum(child["raw"]["leads"] for child in summary["children"].values()) == 1
     assert summary["random_over_seeds"]["seeds"] == 2
     report = (p.path / "data/reports/operators/report.md").read_text()

@@ -4,7 +4,8 @@ import typing
 import pytest
 import torch
 
-from recomb.recombination.crossover import OPERATORS, CrossoverConfig, align_to, crossover, permute, slerp
+from recomb.recombination.alignment import permute, weight_matching as align_to
+from recomb.recombination.crossover import OPERATORS, Context, CrossoverConfig, crossover, slerp
 from recomb.errors import RecombError
 from recomb.networks import PARAM_KEYS, Architecture, QNetwork, seeded_qnetwork
 
@@ -23,8 +24,15 @@ def parent(seed: int) -> QNetwork:
     return net.eval()
 
 
-def cfg(mode: str, alpha: float = 0.5, seed: int = 0, passes: int = 20) -> CrossoverConfig:
-    return CrossoverConfig(parents="students", mode=mode, alpha=alpha, seed=seed, align_max_passes=passes)
+def cfg(mode: str, alpha: float = 0.5, seed: int = 0, passes: int = 20, matching: str = "weights",
+        repair: bool = False) -> CrossoverConfig:
+    return CrossoverConfig(parents="students", mode=mode, alpha=alpha, seed=seed, align_max_passes=passes,
+                           matching=matching, repair=repair)
+
+
+def combine(mode: str, a: dict, b: dict, config: CrossoverConfig, info: dict) -> dict:
+    """One operator's child state dict, called as `crossover` calls it."""
+    return OPERATORS[mode].combine(a, b, Context(config, ARCH, STATES), info)
 
 
 def state(net: QNetwork) -> dict[str, torch.Tensor]:
@@ -55,7 +63,7 @@ def from_one_parent(child: dict, info: dict) -> None:
 def promise_random(child: dict, info: dict, alpha: float) -> None:
     from_one_parent(child, info)
     # "from A with probability alpha": over 200 seeds × 10 tensors the share from A is alpha ± 4 standard errors
-    picks = [OPERATORS["random"](state(A), state(B), cfg("random", alpha, seed=s), record := {}) and record["sources"]
+    picks = [combine("random", state(A), state(B), cfg("random", alpha, seed=s), record := {}) and record["sources"]
              for s in range(200)]
     share = sum(v == "a" for sources in picks for v in sources.values()) / (200 * len(PARAM_KEYS))
     assert abs(share - alpha) < 4 * math.sqrt(alpha * (1 - alpha) / 2000)
@@ -108,7 +116,7 @@ def promise_slerp(child: dict, info: dict, alpha: float) -> None:
         assert angle(a, c) + angle(c, b) == pytest.approx(theta, abs=1e-4)
     # for tensors of equal norm it is the great-circle arc: (1 − alpha)·θ from A, alpha·θ from B, norm kept
     b_scaled = {key: state(B)[key] * state(A)[key].norm() / state(B)[key].norm() for key in PARAM_KEYS}
-    on_arc = OPERATORS["slerp"](state(A), b_scaled, cfg("slerp", alpha), {})
+    on_arc = combine("slerp", state(A), b_scaled, cfg("slerp", alpha), {})
     for key in PARAM_KEYS:
         a, b, c = state(A)[key], b_scaled[key], on_arc[key]
         theta = angle(a, b)
@@ -144,8 +152,8 @@ def tiny(pattern: str) -> dict[str, torch.Tensor]:
 def test_weighted_and_slerp_on_hand_made_parents():
     a, b = tiny("e0"), tiny("e1")
     info: dict = {}
-    weighted = OPERATORS["weighted"](a, b, cfg("weighted", 0.25), info)
-    slerped = OPERATORS["slerp"](a, b, cfg("slerp", 0.25), info)
+    weighted = combine("weighted", a, b, cfg("weighted", 0.25), info)
+    slerped = combine("slerp", a, b, cfg("slerp", 0.25), info)
     for key in PARAM_KEYS:
         if key == "network.8.bias":
             continue
@@ -265,7 +273,8 @@ def test_slerp_of_parallel_vectors_is_lerp_and_keeps_norm_between_orthogonal():
 
 
 def test_config_rejects_alpha_outside_unit_interval():
-    data = {"parents": "students", "mode": "aligned", "alpha": 1.5, "seed": 0, "align_max_passes": 10}
+    data = {"parents": "students", "mode": "aligned", "alpha": 1.5, "seed": 0, "align_max_passes": 10,
+            "matching": "weights", "repair": False}
     with pytest.raises(RecombError) as err:
         CrossoverConfig.from_mapping(data, "params.yaml: crossover")
     assert str(err.value) == "params.yaml: crossover.alpha: must be in [0, 1] (got 1.5)"

@@ -14,13 +14,14 @@ from scratch import ROOT, Project
 
 PIPELINE = ("inputs", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
             "finetune", "validate_recombination", "search", "multigen", "generalize", "analyze", "compare_distillation",
-            "compare_operators", "report")
+            "compare_operators", "connectivity", "report")
 EVERY = set(PIPELINE)
 # `params` checks every section (so it imports every config class) and the ablation validates its conditions the
 # same way: both are in every row; they are cheap, and `params`' output never changes, so it stales nothing after it.
 CHECKERS = {"params", "ablation/dvc.yaml:ablation"}
 ANALYSES_OF_CHILDREN = {"validate_recombination", "search", "multigen", "generalize", "analyze", "compare_operators"}
-SCORERS = {"validate_distillation", "validate_quantized", "compare_distillation", "report"} | ANALYSES_OF_CHILDREN
+SCORERS = {"validate_distillation", "validate_quantized", "compare_distillation", "connectivity",
+           "report"} | ANALYSES_OF_CHILDREN
 
 EXPECTED = {
     # foundation, models, formats, files: what every stage runs
@@ -29,7 +30,7 @@ EXPECTED = {
     "parallel": {"inputs", "parents", "search", "multigen", "generalize", "compare_distillation", "compare_operators"},
     "plots": EVERY - {"inputs", "validate_distillation", "ptq", "validate_quantized", "crossover",
                       "validate_recombination", "report"},
-    "optim": EVERY - {"validate_distillation", "ptq", "crossover", "generalize", "report"},
+    "optim": EVERY - {"validate_distillation", "ptq", "crossover", "generalize", "connectivity", "report"},
     "metrics": SCORERS | {"finetune"},
     "stats": SCORERS,
     "selection": SCORERS | {"distill", "qat", "finetune"},
@@ -54,7 +55,10 @@ EXPECTED = {
     "evaluation/leaderboard": {"search", "multigen", "compare_operators"},
     "evaluation/ablation": set(),
     "evaluation/ablation_summary": set(),
-    "recombination/crossover": {"crossover", "search", "multigen", "compare_operators"},
+    "operator_knobs": {"crossover", "search", "multigen", "compare_operators", "connectivity"},
+    "recombination/alignment": {"crossover", "search", "multigen", "compare_operators", "connectivity"},
+    "recombination/crossover": {"crossover", "search", "multigen", "compare_operators", "connectivity"},
+    "recombination/connectivity": {"connectivity"},
     "recombination/search": {"search", "multigen", "compare_operators"},
     "recombination/multigen": {"multigen"},
     "recombination/operators": {"compare_operators"},

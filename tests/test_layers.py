@@ -10,7 +10,8 @@ from test_dvc_yaml import ROOT, imported_modules
 # Lowest first. A module not listed takes its package's layer (`recomb.training` covers recomb/training/*.py).
 LAYERS = (
     ("foundation", ("recomb", "recomb.errors", "recomb.portable", "recomb.dispatch", "recomb.reproducibility",
-                    "recomb.config", "recomb.reports", "recomb.plots", "recomb.parallel")),
+                    "recomb.config", "recomb.reports", "recomb.plots", "recomb.parallel",
+                    "recomb.operator_knobs")),
     ("models and figures", ("recomb.networks", "recomb.optim", "recomb.metrics", "recomb.stats", "recomb.selection",
                             "recomb.layouts")),
     ("formats and tasks", ("recomb.quantization.int8", "recomb.training.envs", "recomb.training.tasks")),

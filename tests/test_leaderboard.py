@@ -165,7 +165,7 @@ def test_rows_from_exp_show_reads_finished_experiments_and_the_baseline_commit(e
     by_name = {r["experiment"]: r for r in rows}
     assert by_name["random-s1"] == {
         "experiment": "random-s1", "parents": "students", "mode": "random", "alpha": 0.5, "seed": 1,
-        "regime": "short",
+        "matching": None, "repair": None, "regime": "short",  # random reads neither
         "val_primary": 0.78, "val_primary_low": 0.7513, "val_primary_high": 0.8075, "val_return": 310.0,
         "primary": 0.74, "primary_low": 0.7208, "primary_high": 0.7592,
         "agreement_a": 0.74, "agreement_a_low": 0.7208, "agreement_a_high": 0.7592,

@@ -8,7 +8,7 @@ import torch
 
 from recomb.config import load_params
 from stages.common import with_task_values
-from recomb.recombination.crossover import CrossoverConfig
+from recomb.recombination.crossover import CrossoverConfig, crossover
 from recomb.errors import RecombError
 from recomb.training.finetune import finetune_config, regimes
 from recomb.evaluation.leaderboard import ranked, row_from_report
@@ -16,7 +16,8 @@ from recomb.recombination.multigen import MultigenConfig, evolve, mutate, promot
 from recomb.networks import Architecture, seeded_qnetwork
 from recomb.parallel import RAY_MISSING, import_ray
 from recomb.quantization.quantize import PTQConfig
-from recomb.recombination.search import Pair, Scoring, SearchConfig, crossover_config, grid, parse_recipe, run_grid
+from recomb.recombination.search import (Pair, Recipe, Scoring, SearchConfig, crossover_config, grid, jobs_for, parse_recipe,
+                                       run_grid)
 from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 from recomb.evaluation.validation import ValidateRecombConfig
@@ -73,13 +74,19 @@ def test_the_default_preset_holds_the_pipelines_own_recipe():
 @pytest.mark.parametrize("text, message", [
     ("blend 0.5", "the mode must be one of"), ("random 0.5", "write it as `random <alpha> <seed>`"),
     ("layer 0.5", "write it as `layer`"), ("weighted 1.5", "with alpha in [0, 1]"),
-    ("aligned x", "write it as `aligned <alpha>`")])
+    ("aligned x", "write it as `aligned <alpha> [weights|activations] [repair]`"),
+    ("weighted 0.5 activations", "write it as `weighted <alpha> [repair]`"),
+    ("random 0.5 1 repair", "write it as `random <alpha> <seed>`"), ("layer repair", "write it as `layer`"),
+    ("aligned 0.5 repair activations", "write it as `aligned <alpha> [weights|activations] [repair]`")])
 def test_a_malformed_preset_recipe_is_one_line_naming_it(text, message):
     with pytest.raises(RecombError) as err:
         search_config(presets={**PARAMS["search"]["presets"], "mine": {"recipes": ["layer", text], "regimes": ["short"]}})
     assert str(err.value).startswith(f"params.yaml: search.presets.mine.recipes[1]: {text!r}: ")
     assert message in str(err.value)
     assert parse_recipe("random 0.3 2", "x") == parse_recipe(" random  0.3 2 ", "x")
+    assert parse_recipe("aligned 0.4 activations repair", "x") == Recipe("aligned", 0.4, 0, "activations", True)
+    assert parse_recipe("aligned 0.4 weights", "x") == parse_recipe("aligned 0.4", "x") == Recipe("aligned", 0.4)
+    assert parse_recipe("slerp 0.2 repair", "x").label == "slerp_a0p20_repair"
     with pytest.raises(RecombError, match=r"^params.yaml: search.preset: must be one of minimal, "):
         search_config(preset="mine")
 
@@ -95,6 +102,27 @@ def test_custom_grid_drops_duplicate_children_and_caps_runs():
                                             "002_random_a0p50_s1_short"]
     with pytest.raises(RecombError, match=r"^params.yaml: search: regime 'huge' \(preset custom\) is not one of"):
         grid(search_config(preset="custom", regimes=["huge"]), regimes(PARAMS))
+    knobs = search_config(preset="custom", modes=["layer", "weighted", "aligned"], alphas=[0.5], seeds=[0, 1],
+                          matchings=["weights", "activations"], repairs=[False, True], regimes=["short"])
+    assert [p.recipe.label for p in grid(knobs, regimes(PARAMS))] == [
+        "layer", "weighted_a0p50", "weighted_a0p50_repair", "aligned_a0p50", "aligned_a0p50_repair",
+        "aligned_a0p50_act", "aligned_a0p50_act_repair"]  # a knob a mode does not read makes no second child
+    with pytest.raises(RecombError, match=r"^params.yaml: search.matchings: must be among weights, activations"):
+        search_config(matchings=["outputs"])
+
+
+def test_a_grid_child_measured_on_the_train_states_is_the_crossover_stages_child():
+    """Activation matching and REPAIR read the states: the grid crosses on the pair's train states, all of them,
+    as the crossover stage does, so `dvc exp run -S` of the recipe rebuilds the very child."""
+    params, pair, scoring = setting()
+    pair = Pair(pair.cross_a, pair.cross_b, pair.teach_a, pair.teach_b, torch.cat([VALIDATION, VALIDATION * 0.5]))
+    point = grid(search_config(preset="custom", modes=["aligned"], alphas=[0.3], seeds=[0],
+                               matchings=["activations"], repairs=[True], regimes=["short"]), regimes(params))[0]
+    base = CrossoverConfig.from_params(params, "crossover")
+    job = jobs_for([point], pair, VALIDATION, base, {"short": finetune_config(params, "short")}, None, scoring, 1)[0]
+    alone, info = crossover(pair.cross_a, pair.cross_b, crossover_config(base, point.recipe), pair.train_states)
+    assert info["matching"] == "activations" and info["repair"]
+    assert all(torch.equal(x, y) for x, y in zip(job.raw[0].state_dict().values(), alone.state_dict().values()))
 
 
 def test_children_are_the_same_on_one_or_two_workers_and_a_qat_regime_adds_an_int8_child():

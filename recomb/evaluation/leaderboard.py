@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import RecombError
+from ..operator_knobs import READS, RECIPE_KNOBS, recipe_knobs, recipe_text
 from ..reports import return_figure, table
 from ..reports import with_interval as interval_text
 from ..selection import mark_ties, rank, reaches_bar
@@ -29,7 +30,7 @@ from .validation import ROLE_NETWORKS
 
 METRICS_FILE = "data/reports/recombination.json"
 PARAMS_FILE = "params.yaml"
-RECIPE_KEYS = ("parents", "mode", "alpha", "seed")
+RECIPE_KEYS = ("parents", "mode", "alpha", "seed")  # what every revision's crossover section has held
 NONE = "—"
 
 
@@ -60,11 +61,20 @@ def reported_figures(figures: dict, returns: dict | None, where: str) -> dict:
     return row
 
 
+def recipe_fields(crossover: dict) -> dict:
+    """A crossover section's recipe: parents, mode and each knob the mode reads; None for a knob it does not
+    read (it cannot change the child) or one the section predates."""
+    reads = recipe_knobs(crossover["mode"])
+    knobs = {key: crossover.get(key) if key in reads else None for key in RECIPE_KNOBS}
+    cast = {"alpha": float, "seed": int}
+    return {"parents": crossover["parents"], "mode": crossover["mode"],
+            **{key: cast[key](value) if key in cast and value is not None else value for key, value in knobs.items()}}
+
+
 def row_from_report(experiment: str, crossover: dict, regime: str, report: dict) -> dict:
     """The leaderboard row of the child named `child` in a validate_recombination (or search) report."""
     chosen = _get(report, "selection.child", experiment)
-    return {"experiment": experiment, "parents": crossover["parents"], "mode": crossover["mode"],
-            "alpha": float(crossover["alpha"]), "seed": int(crossover["seed"]), "regime": regime,
+    return {"experiment": experiment, **recipe_fields(crossover), "regime": regime,
             "val_primary": _get(chosen, "primary", experiment), "val_primary_low": _get(chosen, "primary_low", experiment),
             "val_primary_high": _get(chosen, "primary_high", experiment), "val_return": chosen.get("return"),
             **reported_figures(_get(report, "children.child", experiment), _returns(report).get("child"), experiment)}
@@ -77,8 +87,8 @@ def baseline_rows(figures: dict, returns: dict, parents_role: str | None) -> lis
     two roles; each agrees fully with itself, so its primary is the roles' agreement.
     Nothing chose them: the validation and recipe fields are None.
     """
-    return [{"experiment": f"parent_{side} (baseline)", "parents": parents_role, "mode": None, "alpha": None,
-             "seed": None, "regime": None, "val_primary": None, "val_primary_low": None, "val_primary_high": None,
+    return [{"experiment": f"parent_{side} (baseline)", "parents": parents_role, "mode": None,
+             **{key: None for key in RECIPE_KNOBS}, "regime": None, "val_primary": None, "val_primary_low": None, "val_primary_high": None,
              "val_return": None,
              **reported_figures(figures[f"parent_{side}"], returns.get(f"parent_{side}"), "baseline")}
             for side in ("A", "B")]
@@ -232,7 +242,7 @@ def _params_and_report(row: dict) -> tuple[dict, str, dict, str | None] | None:
     regime = (params.get("finetune") or {}).get("regime")
     if not report or not isinstance(crossover, dict) or regime is None:
         return None
-    if not all(key in crossover for key in RECIPE_KEYS):
+    if not all(key in crossover for key in RECIPE_KEYS) or crossover["mode"] not in READS:
         return None
     return crossover, regime, report, (params.get("validate_recombination") or {}).get("parents_role")
 
@@ -245,7 +255,7 @@ def _rows_of(revisions: list[tuple[str, str, dict]]) -> tuple[list[dict], list[d
         if found is None:
             continue
         crossover, regime, report, role = found
-        key = json.dumps([{k: crossover[k] for k in RECIPE_KEYS}, regime, report], sort_keys=True)
+        key = json.dumps([recipe_fields(crossover), regime, report], sort_keys=True)
         if kind != "experiment" and key in seen:
             continue
         seen.add(key)
@@ -362,12 +372,8 @@ def differing_keys(groups: list[Group]) -> list[str]:
 
 
 def recipe(row: dict, with_parents: bool = False) -> str:
-    """`layer`, `random α=0.5 seed=1`, `weighted α=0.7` (`layer` ignores alpha, only `random` uses the seed)."""
-    text = row["mode"]
-    if row["mode"] != "layer":
-        text += f" α={row['alpha']:g}"
-    if row["mode"] == "random":
-        text += f" seed={row['seed']}"
+    """`layer`, `random α=0.5 seed=1`, `aligned α=0.5 activations repair` (`operator_knobs.recipe_text`)."""
+    text = recipe_text(row)
     return f"{text} on {row['parents']}" if with_parents else text
 
 

@@ -8,15 +8,13 @@ caller, so every operator works on float32 state dicts keyed by `PARAM_KEYS`.
 - `layer`:    whole blocks alternate, A, B, A (Linear 0 + LayerNorm 1, Linear 4 +
               LayerNorm 5, Linear 8); a Linear never leaves its LayerNorm.
 - `weighted`: alpha·A + (1 − alpha)·B on every tensor.
-- `aligned`:  `weighted` after permuting B's hidden units onto A's.
+- `aligned`:  `weighted` after permuting B's hidden units onto A's, by their weights
+              (`matching: weights`) or by their activations on the train states (`activations`).
 - `slerp`:    spherical interpolation of each flattened tensor.
 
-Why align: the hidden units of independently trained networks are in arbitrary
-order, so unit i of A and unit i of B usually compute unrelated features and
-averaging them blends noise. Permuting hidden units (with their LayerNorm
-parameters and the next layer's columns) leaves a network's function unchanged,
-so `align_to` searches for the permutation of B that best matches A's weights
-(Git Re-Basin weight matching) before blending.
+`repair: true` resets the statistics of an interpolating operator's child (`weighted`, `aligned`, `slerp`) to
+the interpolation of the parents' (REPAIR). Why align and why repair: `alignment`.
+The keys of the `crossover` section each operator reads are declared once, in `recomb.operator_knobs`.
 """
 
 from __future__ import annotations
@@ -29,9 +27,9 @@ import torch
 
 from ..config import Section
 from ..errors import RecombError
-from ..networks import PARAM_KEYS, QNetwork, seeded_qnetwork
-
-State = dict[str, torch.Tensor]
+from ..networks import Architecture, QNetwork
+from ..operator_knobs import READS
+from .alignment import State, activation_matching, keys, network, repair, unit_moments, weight_matching
 
 BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",))
 
@@ -45,39 +43,67 @@ class CrossoverConfig(Section):
     alpha: float
     seed: int
     align_max_passes: int
+    matching: Literal["weights", "activations"]
+    repair: bool
 
     def check(self) -> None:
         self.require(0 <= self.alpha <= 1, "alpha", "must be in [0, 1]")
         self.require(self.align_max_passes >= 1, "align_max_passes", "must be ≥ 1")
+        if self.repair:
+            interpolating = [name for name, op in OPERATORS.items() if "repair" in op.reads]
+            self.require(self.mode in interpolating, "repair",
+                         f"{self.mode} does not interpolate the parents; REPAIR applies to {', '.join(interpolating)}")
+
+    @property
+    def needs_states(self) -> bool:
+        """Whether this crossover reads the train states (activation matching, REPAIR)."""
+        reads = OPERATORS[self.mode].reads
+        return ("matching" in reads and self.matching == "activations") or ("repair" in reads and self.repair)
 
 
-def keys(state: State) -> list[str]:
-    """The parameters the parents have, in `PARAM_KEYS` order (the plain family has no LayerNorm ones)."""
-    return [key for key in PARAM_KEYS if key in state]
+@dataclass(frozen=True)
+class Context:
+    """What an operator reads besides the two state dicts."""
+
+    cfg: CrossoverConfig
+    arch: Architecture           # the parents' architecture
+    states: torch.Tensor | None  # the train states, when `cfg.needs_states`
 
 
-def _random(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
+def _random(a: State, b: State, ctx: Context, info: dict) -> State:
     """Each tensor whole from A with probability alpha; a private generator keeps it reproducible."""
     present = keys(a)
-    draws = torch.rand(len(present), generator=torch.Generator().manual_seed(cfg.seed))
-    info["sources"] = {key: "a" if draw < cfg.alpha else "b" for key, draw in zip(present, draws.tolist())}
+    draws = torch.rand(len(present), generator=torch.Generator().manual_seed(ctx.cfg.seed))
+    info["sources"] = {key: "a" if draw < ctx.cfg.alpha else "b" for key, draw in zip(present, draws.tolist())}
     return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in present}
 
 
-def _layer(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    """Even blocks from A, odd from B; alpha is ignored, the split is fixed."""
+def _layer(a: State, b: State, ctx: Context, info: dict) -> State:
+    """Even blocks from A, odd from B; the split is fixed."""
     info["sources"] = {key: "ab"[block % 2] for block, prefixes in enumerate(BLOCKS)
                        for key in keys(a) if key.rsplit(".", 1)[0] in prefixes}
     return {key: (a if info["sources"][key] == "a" else b)[key].clone() for key in info["sources"]}
 
 
-def _weighted(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    return {key: cfg.alpha * a[key] + (1 - cfg.alpha) * b[key] for key in keys(a)}
+def _repaired(child: State, a: State, b: State, ctx: Context, info: dict) -> State:
+    """The interpolation `child` of `a` and `b` (B in A's unit order), REPAIRed when `repair` says so."""
+    if not ctx.cfg.repair:
+        return child
+    ends = (unit_moments(ctx.arch, a, ctx.states), unit_moments(ctx.arch, b, ctx.states))
+    child, info["repair"] = repair(ctx.arch, child, *ends, ctx.cfg.alpha, ctx.states)
+    return child
 
 
-def _aligned(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    b_aligned, info["alignment"] = align_to(a, b, cfg.align_max_passes)
-    return _weighted(a, b_aligned, cfg, info)
+def _weighted(a: State, b: State, ctx: Context, info: dict) -> State:
+    return _repaired({key: ctx.cfg.alpha * a[key] + (1 - ctx.cfg.alpha) * b[key] for key in keys(a)}, a, b, ctx, info)
+
+
+def _aligned(a: State, b: State, ctx: Context, info: dict) -> State:
+    if ctx.cfg.matching == "weights":
+        b_aligned, info["alignment"] = weight_matching(a, b, ctx.cfg.align_max_passes)
+    else:
+        b_aligned, info["alignment"] = activation_matching(ctx.arch, a, b, ctx.states)
+    return _weighted(a, b_aligned, ctx, info)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> tuple[torch.Tensor, float]:
@@ -95,86 +121,40 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> tuple[torch.Tensor, flo
     return ca * a + cb * b, theta
 
 
-def _slerp(a: State, b: State, cfg: CrossoverConfig, info: dict) -> State:
-    results = {key: slerp(a[key], b[key], 1 - cfg.alpha) for key in keys(a)}
+def _slerp(a: State, b: State, ctx: Context, info: dict) -> State:
+    results = {key: slerp(a[key], b[key], 1 - ctx.cfg.alpha) for key in keys(a)}
     info["angles"] = {key: theta for key, (_, theta) in results.items()}
-    return {key: child for key, (child, _) in results.items()}
+    return _repaired({key: child for key, (child, _) in results.items()}, a, b, ctx, info)
 
 
-# Each operator takes (a_state, b_state, cfg, info), records its choices in `info`
-# and returns the child's state dict.
-OPERATORS: dict[str, Callable[..., State]] = {
-    "random": _random,
-    "layer": _layer,
-    "weighted": _weighted,
-    "aligned": _aligned,
-    "slerp": _slerp,
-}
+@dataclass(frozen=True)
+class Operator:
+    """A crossover operator: `combine(a_state, b_state, ctx, info)` records its choices in `info` and returns
+    the child's state dict; `reads`: the keys of the `crossover` section it reads (`operator_knobs.READS`)."""
+
+    combine: Callable[[State, State, Context, dict], State]
+    reads: tuple[str, ...]
 
 
-def permute(state: State, perm1: torch.Tensor, perm2: torch.Tensor) -> State:
-    """`state` with hidden layer 1 reordered by `perm1` and hidden layer 2 by `perm2`.
-
-    New unit i is old unit perm[i]; LayerNorm normalises over all units, so the
-    function is unchanged (and the plain family has none).
-    """
-    order = {"network.0": (perm1, None), "network.1": (perm1, None), "network.4": (perm2, perm1),
-             "network.5": (perm2, None), "network.8": (None, perm2)}  # (rows, columns) of each layer's tensors
-    permuted = {}
-    for key in keys(state):
-        rows, columns = order[key.rsplit(".", 1)[0]]
-        tensor = state[key] if rows is None else state[key][rows]
-        permuted[key] = tensor[:, columns] if columns is not None and tensor.dim() == 2 else tensor.clone()
-    return permuted
+COMBINE = {"random": _random, "layer": _layer, "weighted": _weighted, "aligned": _aligned, "slerp": _slerp}
+OPERATORS: dict[str, Operator] = {mode: Operator(COMBINE[mode], reads) for mode, reads in READS.items()}
 
 
-def _similarity(a: State, b: State, layer: int) -> torch.Tensor:
-    """S[i, j]: how well B's unit j of hidden `layer` (0 or 1) matches A's unit i,
-    summed over every tensor that unit owns (B already permuted elsewhere)."""
-    lin, norm, nxt = (("network.0", "network.1", "network.4"), ("network.4", "network.5", "network.8"))[layer]
-    A = {k: v.double() for k, v in a.items()}
-    B = {k: v.double() for k, v in b.items()}
-    sim = A[f"{lin}.weight"] @ B[f"{lin}.weight"].T + A[f"{nxt}.weight"].T @ B[f"{nxt}.weight"]
-    for key in (f"{lin}.bias", f"{norm}.weight", f"{norm}.bias"):
-        if key in A:  # the plain family has no norm
-            sim += torch.outer(A[key], B[key])
-    return sim
+def crossover(a: QNetwork, b: QNetwork, cfg: CrossoverConfig,
+              states: torch.Tensor | None = None) -> tuple[QNetwork, dict]:
+    """The child (eval mode, A's Architecture) and a JSON-able record of what the operator chose.
 
-
-def align_to(a_state: State, b_state: State, max_passes: int) -> tuple[State, dict]:
-    """B's state dict with its hidden units permuted onto A's (weight matching), and info.
-
-    Coordinate descent: each permutation in turn is the linear assignment that
-    maximises the summed A·B similarity of its units given the other one; passes
-    repeat until a whole pass changes nothing or `max_passes` is reached.
-    """
-    from scipy.optimize import linear_sum_assignment  # 0.5 s to import; only this operator needs it
-    hidden = a_state["network.0.weight"].shape[0]
-    perms = [torch.arange(hidden), torch.arange(hidden)]
-    converged, passes = False, 0
-    while not converged and passes < max_passes:
-        passes += 1
-        converged = True
-        for layer in (0, 1):
-            sim = _similarity(a_state, permute(b_state, *perms), layer)
-            cols = torch.as_tensor(linear_sum_assignment(sim.numpy(), maximize=True)[1])
-            if not torch.equal(cols, torch.arange(hidden)):  # cols index the already permuted B
-                perms[layer] = perms[layer][cols]
-                converged = False
-    info = {"perm_1": perms[0].tolist(), "perm_2": perms[1].tolist(), "passes": passes, "converged": converged}
-    return permute(b_state, *perms), info
-
-
-def crossover(a: QNetwork, b: QNetwork, cfg: CrossoverConfig) -> tuple[QNetwork, dict]:
-    """The child (eval mode, A's Architecture) and a JSON-able record of what the operator chose."""
+    `states`: the train states, which activation matching and REPAIR measure the parents on."""
     if not (isinstance(a, QNetwork) and isinstance(b, QNetwork)):
         raise RecombError("crossover.parents: parents is a brought MLP outside recomb's LayerNorm family, which the "
                           "operators cannot cross; cross its students (crossover.parents: students)")
     if a.arch != b.arch:
         raise ValueError(f"crossover needs parents of one architecture, got {a.arch} and {b.arch}")
     a_state, b_state = ({k: v.detach().to(torch.float32) for k, v in n.state_dict().items()} for n in (a, b))
-    info: dict = {"mode": cfg.mode, "alpha": cfg.alpha}
-    state = OPERATORS[cfg.mode](a_state, b_state, cfg, info)
-    child = seeded_qnetwork(a.arch, 0)  # seeded construction leaves the global RNG untouched
-    child.load_state_dict(state)
+    if cfg.needs_states and states is None:
+        raise ValueError(f"crossover {cfg.mode} (matching {cfg.matching}, repair {cfg.repair}) needs the train states")
+    operator = OPERATORS[cfg.mode]
+    info: dict = {"mode": cfg.mode, **{key: getattr(cfg, key) for key in operator.reads}}
+    state = operator.combine(a_state, b_state, Context(cfg, a.arch, states), info)
+    child = network(a.arch, state)
     return child.eval(), info

@@ -23,7 +23,7 @@ import torch
 
 from ..config import Section
 from ..networks import QNetwork
-from .search import GridPoint, Outcome, Pair, Recipe
+from .search import GridPoint, Outcome, Pair
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,10 @@ def mutate(net: QNetwork, cfg: MutationConfig, seed: int) -> QNetwork:
 
 
 def generation_points(points: list[GridPoint], generation: int, offset: int) -> list[GridPoint]:
-    """The grid of `generation`: recipe seeds shifted by generation·offset, ids prefixed."""
+    """The grid of `generation`: the seeds of recipes that read one shifted by generation·offset, ids prefixed."""
     shift = generation * offset
-    return [GridPoint(f"g{generation}_{p.child_id}", Recipe(p.recipe.mode, p.recipe.alpha, p.recipe.seed + shift),
+    return [GridPoint(f"g{generation}_{p.child_id}",
+                      replace(p.recipe, seed=p.recipe.seed + shift) if "seed" in p.recipe.reads else p.recipe,
                       p.regime) for p in points]
 
 
@@ -100,8 +101,8 @@ def promote(rows: list[dict], outcomes: dict[str, Outcome], original: Pair, cfg:
     else:
         b, names = original.cross_b, (best, "original_B")
     if cfg.teachers == "original":
-        return Promotion(Pair(a, b, original.teach_a, original.teach_b), names)
-    return Promotion(Pair(a, b, a, b if names[1] != "original_B" else original.teach_b), names)
+        return Promotion(Pair(a, b, original.teach_a, original.teach_b, original.train_states), names)
+    return Promotion(Pair(a, b, a, b if names[1] != "original_B" else original.teach_b, original.train_states), names)
 
 
 def evolve(points: list[GridPoint], finetune_cfgs: dict, original: Pair, cfg: MultigenConfig,

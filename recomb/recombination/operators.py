@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from ..config import Section
-from ..evaluation.leaderboard import recipe as recipe_text
+from ..operator_knobs import recipe_text
 from ..metrics import bound
 from ..evaluation.validation import online_returns, parent_hits, q_values
 from ..networks import QNetwork
@@ -30,7 +31,7 @@ from ..plots import new_figure
 from ..reports import table, with_interval
 from ..stats import primary_over_bound_interval
 from .crossover import OPERATORS, CrossoverConfig, crossover
-from .search import GridPoint, Pair, Recipe, Scoring, crossover_config
+from .search import MATCHINGS, GridPoint, Pair, Recipe, Scoring, crossover_config, recipe_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,9 +60,16 @@ class OperatorsConfig(Section):
         self.require(self.repeats >= 1, "repeats", "must be ≥ 1")
 
 
-def recipes(cfg: OperatorsConfig, alpha: float) -> list[Recipe]:
-    """One recipe per operator of the registry at `alpha`, `random` once per seed (the others ignore the seed)."""
-    return [Recipe(mode, alpha, seed) for mode in OPERATORS for seed in (cfg.seeds if mode == "random" else [0])]
+def recipes(seeds: list[int], alpha: float) -> list[Recipe]:
+    """Every operator of the registry at `alpha` in every form its knobs give: once per seed of `seeds` if it
+    reads a seed, per matching if it reads one, without and with REPAIR if it reads `repair`."""
+    found: list[Recipe] = []
+    for mode in OPERATORS:
+        for seed, matching, repair in itertools.product(seeds, MATCHINGS, (False, True)):
+            recipe = recipe_of(mode, alpha=alpha, seed=seed, matching=matching, repair=repair)
+            if recipe not in found:
+                found.append(recipe)
+    return found
 
 
 def raw_scores(children: dict[str, QNetwork], scoring: Scoring) -> tuple[dict[str, dict], dict[str, float]]:
@@ -116,7 +124,7 @@ def seed_spread(rows: list[dict]) -> dict[str, dict]:
 
 def _name(recipe: Recipe) -> str:
     """`layer`, `weighted α=0.5`, `random α=0.5 seed=1` (as the leaderboards write a recipe)."""
-    return recipe_text({"mode": recipe.mode, "alpha": recipe.alpha, "seed": recipe.seed})
+    return recipe_text({"mode": recipe.mode, **recipe.knobs()})
 
 
 def _numbers(row: dict, keys: tuple[str, ...]) -> dict:
@@ -249,24 +257,26 @@ class Comparison:
 def compare(points: list[GridPoint], pair: Pair, base: CrossoverConfig, tuned: list[dict],
             scoring: Scoring) -> Comparison:
     """Each grid point's raw child, scored on the held-out states, beside the fine-tuned children's rows."""
-    raw_children = {p.child_id: crossover(pair.cross_a, pair.cross_b, crossover_config(base, p.recipe))[0]
-                    for p in points}
+    raw_children = {p.child_id: crossover(pair.cross_a, pair.cross_b, crossover_config(base, p.recipe),
+                                          pair.train_states)[0] for p in points}
     rows, parents = raw_scores(raw_children, scoring)
     return Comparison({p.child_id: p.recipe for p in points}, rows, most_balanced(rows), tuned,
                       parents["parents_agreement"], parents["bound"], len(scoring.heldout),
                       scoring.uncertainty.confidence)
 
 
-def time_operators(a: QNetwork, b: QNetwork, base: CrossoverConfig, seed: int, repeats: int) -> dict[str, dict]:
-    """Median / mean / min wall time (ms) of one `crossover` call per operator at `base.alpha` (`random` with
-    `seed`). Operators take turns in every repeat, so drifts in machine load hit them alike; each runs once
-    untimed first (`aligned` imports scipy on its first call)."""
-    configs = {mode: crossover_config(base, Recipe(mode, base.alpha, seed)) for mode in OPERATORS}
-    samples: dict[str, list[float]] = {mode: [] for mode in OPERATORS}
+def time_operators(a: QNetwork, b: QNetwork, base: CrossoverConfig, seed: int, repeats: int,
+                   states: torch.Tensor) -> dict[str, dict]:
+    """Median / mean / min wall time (ms) of one `crossover` call per operator form at `base.alpha` (`random`
+    with `seed`; activation matching and REPAIR on `states`), by recipe. Forms take turns in every repeat, so
+    drifts in machine load hit them alike; each runs once untimed first (`aligned` imports scipy on its first
+    call)."""
+    configs = {_name(r): crossover_config(base, r) for r in recipes([seed], base.alpha)}
+    samples: dict[str, list[float]] = {name: [] for name in configs}
     for repeat in range(repeats + 1):
         for mode, cfg in configs.items():
             start = time.perf_counter()
-            crossover(a, b, cfg)
+            crossover(a, b, cfg, states)
             if repeat:
                 samples[mode].append((time.perf_counter() - start) * 1e3)
     return {mode: {"median_ms": statistics.median(t), "mean_ms": statistics.fmean(t), "min_ms": min(t)}

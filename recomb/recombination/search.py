@@ -1,6 +1,6 @@
 """The crossover × fine-tune grid in one process: presets, a vectorized run, scoring.
 
-A grid point is a crossover recipe (mode, alpha, seed) and a fine-tune regime. Every
+A grid point is a crossover recipe (an operator and the knobs it reads) and a fine-tune regime. Every
 other knob comes from the pipeline's own `crossover`, `finetune` and
 `validate_recombination` sections, so a child of the grid is the very child a DVC
 experiment with those `-S` overrides builds, with the same metrics.
@@ -26,6 +26,7 @@ from ..evaluation.leaderboard import ranked, row_from_report
 from ..selection import SelectionConfig
 from ..evaluation.validation import ValidateRecombConfig, mean_returns, online_returns, recombination_offline, selection_figures
 from ..networks import QNetwork
+from ..operator_knobs import recipe_knobs
 from ..parallel import Progress, map_processes, map_ray
 from ..quantization.int8 import Int8QNetwork
 from ..quantization.quantize import PTQConfig
@@ -35,42 +36,70 @@ from ..training.tasks import Task
 from .crossover import OPERATORS, CrossoverConfig, crossover
 
 
+MATCHINGS = ("weights", "activations")
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """One crossover recipe; `layer` ignores alpha and seed, only `random` uses the seed."""
+    """One crossover recipe. A knob the operator does not read (`operator_knobs.READS`) keeps its default,
+    so two recipes that build the same child are equal."""
 
     mode: str
-    alpha: float
-    seed: int
+    alpha: float = 0.5
+    seed: int = 0
+    matching: str = "weights"
+    repair: bool = False
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return recipe_knobs(self.mode)
+
+    def knobs(self) -> dict:
+        """The crossover keys this recipe sets: those its operator reads."""
+        return {key: getattr(self, key) for key in self.reads}
 
     @property
     def label(self) -> str:
-        if self.mode == "layer":
-            return "layer"
-        alpha = f"a{self.alpha:.2f}".replace(".", "p")
-        return f"{self.mode}_{alpha}_s{self.seed}" if self.mode == "random" else f"{self.mode}_{alpha}"
+        """`layer`, `weighted_a0p50`, `random_a0p50_s1`, `aligned_a0p50_act_repair` (file- and id-safe)."""
+        parts = {"alpha": f"a{self.alpha:.2f}".replace(".", "p"), "seed": f"s{self.seed}",
+                 "matching": "act" if self.matching == "activations" else "", "repair": "repair" if self.repair else ""}
+        return "_".join([self.mode, *(parts[key] for key in self.reads if parts[key])])
+
+
+def recipe_of(mode: str, **knobs) -> Recipe:
+    """The recipe of `mode` with the `knobs` it reads (the others dropped, so equal children are equal recipes)."""
+    return Recipe(mode, **{key: value for key, value in knobs.items() if key in recipe_knobs(mode)})
 
 
 def parse_recipe(text: str, where: str) -> Recipe:
-    """`mode [alpha [seed]]` as written in a params preset: `layer`, `weighted 0.3`, `random 0.5 1`.
+    """`mode [alpha [seed]] [weights|activations] [repair]` as written in a params preset: `layer`,
+    `weighted 0.3`, `random 0.5 1`, `aligned 0.5 activations repair`.
 
-    Each mode takes exactly what it uses: `layer` nothing, `random` alpha and seed,
-    every other mode alpha; so a preset never lists a knob that does nothing.
+    Each mode takes exactly what it reads: `layer` nothing, `random` alpha and seed, the interpolating modes
+    alpha and `repair`, `aligned` also its matching; so a preset never lists a knob that does nothing.
     """
     words = str(text).split()
     if not words or words[0] not in OPERATORS:
         raise RecombError(f"{where}: {text!r}: the mode must be one of {', '.join(OPERATORS)}")
-    mode, numbers = words[0], words[1:]
-    wanted = 0 if mode == "layer" else 2 if mode == "random" else 1
-    usage = {0: "layer", 1: f"{mode} <alpha>", 2: "random <alpha> <seed>"}[wanted]
+    mode, rest = words[0], words[1:]
+    reads = recipe_knobs(mode)
+    numbers = [key for key in ("alpha", "seed") if key in reads]
+    usage = " ".join([mode, *(f"<{key}>" for key in numbers), *(["[weights|activations]"] * ("matching" in reads)),
+                      *(["[repair]"] * ("repair" in reads))])
+    knobs: dict = {}
     try:
-        alpha = float(numbers[0]) if wanted else 0.5
-        seed = int(numbers[1]) if wanted == 2 else 0
-    except (IndexError, ValueError):
+        for key, word in zip(numbers, rest):
+            knobs[key] = float(word) if key == "alpha" else int(word)
+    except ValueError:
         raise RecombError(f"{where}: {text!r}: write it as `{usage}`") from None
-    if len(numbers) != wanted or not 0 <= alpha <= 1:
+    flags = rest[len(numbers):]
+    if "matching" in reads and flags and flags[0] in MATCHINGS:
+        knobs["matching"], flags = flags[0], flags[1:]
+    if "repair" in reads and flags == ["repair"]:
+        knobs["repair"], flags = True, []
+    if len(knobs) < len(numbers) or flags or not 0 <= knobs.get("alpha", 0.5) <= 1:
         raise RecombError(f"{where}: {text!r}: write it as `{usage}` with alpha in [0, 1]")
-    return Recipe(mode, alpha, seed)
+    return Recipe(mode, **knobs)
 
 
 @dataclass(frozen=True)
@@ -101,9 +130,11 @@ class SearchConfig(Section):
 
     preset: str               # a name of `presets`, or custom
     presets: dict
-    modes: list[str]          # custom grid: modes × alphas × seeds (deduplicated), × regimes
+    modes: list[str]          # custom grid: modes × alphas × seeds × matchings × repairs (deduplicated), × regimes
     alphas: list[float]
     seeds: list[int]
+    matchings: list[str]
+    repairs: list[bool]
     regimes: list[str]
     max_runs: int             # first N grid points only; 0 = all
     degenerate_threshold: float
@@ -119,8 +150,10 @@ class SearchConfig(Section):
         unknown = sorted(set(self.modes) - set(OPERATORS))
         self.require(not unknown, "modes", f"must be among {', '.join(OPERATORS)}")
         self.require(all(0 <= a <= 1 for a in self.alphas), "alphas", "must be in [0, 1]")
+        self.require(set(self.matchings) <= set(MATCHINGS), "matchings", f"must be among {', '.join(MATCHINGS)}")
+        self.require(all(isinstance(r, bool) for r in self.repairs), "repairs", "must be true or false")
         if self.preset == "custom":
-            for key in ("modes", "alphas", "seeds", "regimes"):
+            for key in ("modes", "alphas", "seeds", "matchings", "repairs", "regimes"):
                 self.require(bool(getattr(self, key)), key, "the custom grid needs at least one")
         self.require(self.max_runs >= 0, "max_runs", "must be ≥ 0 (0 = all)")
         self.require(0 <= self.degenerate_threshold <= 1, "degenerate_threshold", "must be in [0, 1] (0 = off)")
@@ -134,11 +167,12 @@ class GridPoint:
     regime: str
 
 
-def custom_recipes(modes: list[str], alphas: list[float], seeds: list[int]) -> list[Recipe]:
-    """modes × alphas × seeds, without recipes that build the same child twice."""
+def custom_recipes(cfg: SearchConfig) -> list[Recipe]:
+    """modes × alphas × seeds × matchings × repairs, without recipes that build the same child twice."""
     recipes: list[Recipe] = []
-    for mode, alpha, seed in itertools.product(modes, alphas, seeds):
-        recipe = Recipe(mode, alphas[0] if mode == "layer" else alpha, seed if mode == "random" else seeds[0])
+    for mode, alpha, seed, matching, repair in itertools.product(cfg.modes, cfg.alphas, cfg.seeds, cfg.matchings,
+                                                                 cfg.repairs):
+        recipe = recipe_of(mode, alpha=alpha, seed=seed, matching=matching, repair=repair)
         if recipe not in recipes:
             recipes.append(recipe)
     return recipes
@@ -147,7 +181,7 @@ def custom_recipes(modes: list[str], alphas: list[float], seeds: list[int]) -> l
 def grid(cfg: SearchConfig, known_regimes: dict) -> list[GridPoint]:
     """The grid points of `cfg.preset` (recipes outer, regimes inner), capped at `max_runs`."""
     if cfg.preset == "custom":
-        recipes, regimes = custom_recipes(cfg.modes, cfg.alphas, cfg.seeds), cfg.regimes
+        recipes, regimes = custom_recipes(cfg), cfg.regimes
     else:
         recipes, regimes = Preset.from_mapping(cfg.presets[cfg.preset], f"{cfg._where}.presets.{cfg.preset}").grid()
     missing = [r for r in regimes if r not in known_regimes]
@@ -162,12 +196,15 @@ def grid(cfg: SearchConfig, known_regimes: dict) -> list[GridPoint]:
 
 @dataclass
 class Pair:
-    """Two networks to cross (`cross_*`) and the teachers their child is fine-tuned against."""
+    """Two networks to cross (`cross_*`), the teachers their child is fine-tuned against, and the states the
+    crossover measures the parents on (activation matching, REPAIR): all the train states, as the crossover
+    stage's, so a grid's child is the child `dvc exp run` builds."""
 
     cross_a: QNetwork
     cross_b: QNetwork
     teach_a: torch.nn.Module
     teach_b: torch.nn.Module
+    train_states: torch.Tensor | None = None
 
 
 @dataclass
@@ -251,7 +288,8 @@ def run_job(job: Job) -> list[Outcome]:
 
 
 def crossover_config(base: CrossoverConfig, recipe: Recipe) -> CrossoverConfig:
-    return replace(base, mode=recipe.mode, alpha=recipe.alpha, seed=recipe.seed)
+    """The pipeline's crossover section with the recipe's operator and the knobs it reads."""
+    return replace(base, mode=recipe.mode, **recipe.knobs())
 
 
 def jobs_for(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: CrossoverConfig,
@@ -268,7 +306,8 @@ def jobs_for(points: list[GridPoint], pair: Pair, states: torch.Tensor, base: Cr
         chunks = len(members) if cfg.lr_schedule_patience else min(workers, len(members))
         for part in np.array_split(np.arange(len(members)), chunks):
             chosen = [members[i] for i in part]
-            raw = [crossover(pair.cross_a, pair.cross_b, crossover_config(base, p.recipe))[0] for p in chosen]
+            raw = [crossover(pair.cross_a, pair.cross_b, crossover_config(base, p.recipe), pair.train_states)[0]
+                   for p in chosen]
             jobs.append(Job([p.child_id for p in chosen], raw, pair, states, cfg, quant, scoring))
     return sorted(jobs, key=lambda j: -j.cfg.epochs * (1 + 0.1 * len(j.raw)) / j.cfg.batch_size)
 

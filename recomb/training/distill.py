@@ -146,8 +146,9 @@ def noisy_copies(states: torch.Tensor, copies: int, max_std: float, seed: int) -
     those changes. Copies labelled by the teacher teach it the neighbourhood the validation gate probes, at a
     range of distances rather than the gate's one. float64 numpy draws: the same bits on every CPU."""
     rng = np.random.default_rng(seed)
-    rows = np.tile(states.numpy().astype(np.float64), (copies, 1))
-    feature_std = states.numpy().astype(np.float64).std(axis=0, keepdims=True)
+    originals = states.numpy().astype(np.float64)
+    rows = np.tile(originals, (copies, 1))
+    feature_std = originals.std(axis=0, keepdims=True)
     noise_std = rng.uniform(0, max_std, (len(rows), 1))
     return torch.from_numpy((rows + rng.standard_normal(rows.shape) * noise_std * feature_std).astype(np.float32))
 
@@ -188,7 +189,8 @@ def distill(
 
     `states` is the training buffer; a `cfg.val_fraction` of it (seeded split)
     scores every epoch, and each student keeps the weights of its lowest
-    validation loss. The rest, with `cfg.augment_copies` noisy copies of it, trains. Returns the students (eval mode) and per-epoch histories.
+    validation loss; the rest, with `cfg.augment_copies` noisy copies of it, trains.
+    Returns the students (eval mode) and per-epoch histories.
     `weight_transform` is applied to the Linear weights in every forward, training
     and validation alike (QAT passes int8 fake quantization). With `score_start`
     the starting weights are scored too (epoch 0, no train losses) and kept if no

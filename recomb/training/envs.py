@@ -144,6 +144,27 @@ def greedy_returns(q_fn: QFunction, episodes: int, seed: int, max_steps: int | N
     return condition_returns(q_fn, [Condition()], episodes, seed, max_steps=max_steps)[0]
 
 
+def population_returns(q_fn: Callable[[torch.Tensor], torch.Tensor], members: int, episodes: int,
+                       seed: int) -> np.ndarray:
+    """(members, episodes) greedy returns of a population: `q_fn` maps states (members, n, 4) to Q-values
+    (members, n, 2), member m's rows through network m. Every member plays the same fixed-seed episodes
+    (episode i from `initial_state(seed + i)`), all in one batch: one forward per step for the whole
+    population. A finished episode's row keeps its last state, so the batch keeps its shape."""
+    state = np.tile(np.stack([initial_state(seed + i) for i in range(episodes)]), (members, 1))
+    returns = np.zeros(members * episodes, dtype=np.float64)
+    running = np.ones(members * episodes, dtype=bool)
+    for _ in range(MAX_EPISODE_STEPS):
+        if not running.any():
+            break
+        with torch.inference_mode():
+            q = q_fn(torch.from_numpy(state.astype(np.float32)).view(members, episodes, OBS_DIM))
+        stepped, terminated = physics_step(state, q.argmax(-1).reshape(-1).numpy())
+        state = np.where(running[:, None], stepped, state)
+        returns[running] += 1.0
+        running &= ~terminated
+    return returns.reshape(members, episodes)
+
+
 class CartPoleBatch:
     """`num_envs` CartPole-v1 copies that reset on the very step an episode ends.
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from . import envs
+from ..networks import QNetwork, QNetworkStack
 from ..config import Section
 from ..errors import RecombError
 
@@ -196,6 +197,10 @@ class Task:
         finally:
             env.close()
 
+    def population_returns(self, networks: list[torch.nn.Module], episodes: int, seed: int) -> np.ndarray:
+        """(len(networks), episodes): each network's `greedy_returns` over the same fixed-seed episodes."""
+        return np.stack([self.greedy_returns(net, episodes, seed) for net in networks])
+
     def condition_returns(self, q_fn, conditions: list[envs.Condition], episodes: int, seed: int,
                           noise_seed: int) -> np.ndarray:
         """(len(conditions), episodes) greedy returns, every condition over the same fixed-seed episodes."""
@@ -253,6 +258,15 @@ class CartPoleTask(Task):
     def condition_returns(self, q_fn, conditions: list[envs.Condition], episodes: int, seed: int,
                           noise_seed: int) -> np.ndarray:
         return envs.condition_returns(q_fn, conditions, episodes, seed, noise_seed)
+
+    def population_returns(self, networks: list[torch.nn.Module], episodes: int, seed: int) -> np.ndarray:
+        """Networks of one `QNetwork` architecture play as one `QNetworkStack` (the same Q-values, one forward
+        per step for all of them); any others one by one."""
+        archs = {getattr(net, "arch", None) for net in networks}
+        if len(archs) != 1 or not all(isinstance(net, QNetwork) for net in networks):
+            return super().population_returns(networks, episodes, seed)
+        stack = QNetworkStack(networks[0].arch, [net.state_dict() for net in networks]).eval()
+        return envs.population_returns(stack, len(networks), episodes, seed)
 
 
 @lru_cache(maxsize=None)
