@@ -248,9 +248,10 @@ class Comparison:
             ax.set_ylabel({"primary_over_bound": "held-out primary / U",
                            "online_return": "greedy return (reported episodes)"}[key])
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8, loc="best")
+        handles, names = ax.get_legend_handles_labels()  # one legend below the panels: inside, it hid points
+        fig.legend(handles, names, loc="lower center", ncol=3, fontsize=8, frameon=False)
         fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
         return fig
 
 
