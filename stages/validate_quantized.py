@@ -52,7 +52,11 @@ def main(params: dict) -> None:
     quality["passed"] = all(r["passed"] for r in quality["students"].values())
     out = Outputs()
     out.add_json(paths.QUANT_REPORT, quality)
-    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, DEFINITIONS, modes))
+    gated = {"both": "every int8 student's greedy return",
+             "ptq": "the PTQ students' greedy return (the QAT students': reported, not gated)",
+             "qat": "the QAT students' greedy return (the PTQ students': reported, not gated)"}[cfg.return_gated]
+    definitions = f"{DEFINITIONS} The return bar gates {gated} (validate_quantized.return_gated)."
+    out.add_text(paths.QUANT_MARKDOWN, quantized_markdown(quality, definitions, modes))
     out.commit()
 
 

@@ -49,7 +49,7 @@ def quant_config(kl_temperature: float = 1.0, throughput_batch_size: int = 8) ->
     return ValidateQuantizedConfig.from_mapping(
         {"top_k": 1, "kl_temperature": kl_temperature, "eval_episodes": 3, "eval_seed": 20000,
          "latency_repeats": 10, "throughput_batch_size": throughput_batch_size, "throughput_repeats": 1,
-         "batch_invariance_states": 2,
+         "batch_invariance_states": 2, "return_gated": "both",
          "thresholds": {"min_action_agreement": 0.4, "max_advantage_relative_mse": 10.0, "min_centered_cosine": -1.0,
                         "max_latency_ratio": 1000.0, "min_greedy_return": None}},
         "validate_quantized")
