@@ -112,12 +112,22 @@ def hidden_values(arch: Architecture, state: State, states: torch.Tensor) -> lis
     return found
 
 
+def _moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean and (population) standard deviation, in float64."""
+    v = values.double()
+    mean = v.mean(0)
+    return mean, (v - mean).pow(2).mean(0).sqrt()
+
+
+def _divisor(std: torch.Tensor) -> torch.Tensor:
+    """`std` with its zeros (constant units) replaced by 1, safe to divide by."""
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
 def _standardised(values: torch.Tensor) -> torch.Tensor:
     """Each column minus its mean over its standard deviation, in float64; a constant column is all 0."""
-    v = values.double()
-    centred = v - v.mean(0)
-    std = centred.pow(2).mean(0).sqrt()
-    return centred / torch.where(std > 0, std, torch.ones_like(std))
+    mean, std = _moments(values)
+    return (values.double() - mean) / _divisor(std)
 
 
 def activation_matching(arch: Architecture, a_state: State, b_state: State, states: torch.Tensor) -> tuple[State, dict]:
@@ -133,10 +143,6 @@ def activation_matching(arch: Architecture, a_state: State, b_state: State, stat
     return permute(b_state, *perms), info
 
 
-def _moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    v = values.double()
-    mean = v.mean(0)
-    return mean, (v - mean).pow(2).mean(0).sqrt()
 
 
 Moments = list[tuple[torch.Tensor, torch.Tensor]]  # per hidden layer: each unit's pre-ReLU mean and std
@@ -161,7 +167,7 @@ def repair(arch: Architecture, child: State, moments_a: Moments, moments_b: Mome
     shrinkage = []
     for layer, ((linear, norm), (target_mean, target_std)) in enumerate(zip(HIDDEN_LAYERS, targets)):
         mean, std = _moments(hidden_values(arch, repaired, states)[layer])
-        scale = torch.where(std > 0, target_std / torch.where(std > 0, std, torch.ones_like(std)), torch.ones_like(std))
+        scale = torch.where(std > 0, target_std / _divisor(std), torch.ones_like(std))
         shift = target_mean - mean * scale
         owner = norm if arch.layer_norm else linear  # the per-unit affine map just before the ReLU
         weight, bias = repaired[f"{owner}.weight"], repaired[f"{owner}.bias"]

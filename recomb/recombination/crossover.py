@@ -29,9 +29,10 @@ from ..config import Section
 from ..errors import RecombError
 from ..networks import Architecture, QNetwork
 from ..operator_knobs import READS
-from .alignment import State, activation_matching, keys, network, repair, unit_moments, weight_matching
+from .alignment import (HIDDEN_LAYERS, State, activation_matching, keys, network, repair, unit_moments,
+                        weight_matching)
 
-BLOCKS = (("network.0", "network.1"), ("network.4", "network.5"), ("network.8",))
+BLOCKS = (*HIDDEN_LAYERS, ("network.8",))  # the hidden (Linear, LayerNorm) pairs, then the output Linear
 
 
 @dataclass(frozen=True)

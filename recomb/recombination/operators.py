@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ..plots import new_figure
 from ..reports import table, with_interval
 from ..stats import primary_over_bound_interval
 from .crossover import OPERATORS, CrossoverConfig, crossover
-from .search import MATCHINGS, GridPoint, Pair, Recipe, Scoring, crossover_config, recipe_of
+from .search import MATCHINGS, GridPoint, Pair, Recipe, Scoring, crossover_config, distinct_recipes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -63,13 +62,7 @@ class OperatorsConfig(Section):
 def recipes(seeds: list[int], alpha: float) -> list[Recipe]:
     """Every operator of the registry at `alpha` in every form its knobs give: once per seed of `seeds` if it
     reads a seed, per matching if it reads one, without and with REPAIR if it reads `repair`."""
-    found: list[Recipe] = []
-    for mode in OPERATORS:
-        for seed, matching, repair in itertools.product(seeds, MATCHINGS, (False, True)):
-            recipe = recipe_of(mode, alpha=alpha, seed=seed, matching=matching, repair=repair)
-            if recipe not in found:
-                found.append(recipe)
-    return found
+    return distinct_recipes(OPERATORS, [alpha], seeds, MATCHINGS, (False, True))
 
 
 def raw_scores(children: dict[str, QNetwork], scoring: Scoring) -> tuple[dict[str, dict], dict[str, float]]:
@@ -275,10 +268,10 @@ def time_operators(a: QNetwork, b: QNetwork, base: CrossoverConfig, seed: int, r
     configs = {_name(r): crossover_config(base, r) for r in recipes([seed], base.alpha)}
     samples: dict[str, list[float]] = {name: [] for name in configs}
     for repeat in range(repeats + 1):
-        for mode, cfg in configs.items():
+        for name, cfg in configs.items():
             start = time.perf_counter()
             crossover(a, b, cfg, states)
             if repeat:
-                samples[mode].append((time.perf_counter() - start) * 1e3)
-    return {mode: {"median_ms": statistics.median(t), "mean_ms": statistics.fmean(t), "min_ms": min(t)}
-            for mode, t in samples.items()}
+                samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: {"median_ms": statistics.median(t), "mean_ms": statistics.fmean(t), "min_ms": min(t)}
+            for name, t in samples.items()}

@@ -167,15 +167,19 @@ class GridPoint:
     regime: str
 
 
-def custom_recipes(cfg: SearchConfig) -> list[Recipe]:
+def distinct_recipes(modes, alphas, seeds, matchings, repairs) -> list[Recipe]:
     """modes × alphas × seeds × matchings × repairs, without recipes that build the same child twice."""
     recipes: list[Recipe] = []
-    for mode, alpha, seed, matching, repair in itertools.product(cfg.modes, cfg.alphas, cfg.seeds, cfg.matchings,
-                                                                 cfg.repairs):
+    for mode, alpha, seed, matching, repair in itertools.product(modes, alphas, seeds, matchings, repairs):
         recipe = recipe_of(mode, alpha=alpha, seed=seed, matching=matching, repair=repair)
         if recipe not in recipes:
             recipes.append(recipe)
     return recipes
+
+
+def custom_recipes(cfg: SearchConfig) -> list[Recipe]:
+    """The custom grid's recipes (`distinct_recipes` of its lists)."""
+    return distinct_recipes(cfg.modes, cfg.alphas, cfg.seeds, cfg.matchings, cfg.repairs)
 
 
 def grid(cfg: SearchConfig, known_regimes: dict) -> list[GridPoint]:
