@@ -89,6 +89,15 @@ class Outputs:
         np.save(buf, np.ascontiguousarray(states, dtype=np.float32), allow_pickle=False)
         self.add_bytes(path, buf.getvalue())
 
+    def add_labels(self, path: str | Path, labels: np.ndarray) -> None:
+        """One non-negative integer per state (int64 `.npy`), e.g. the condition each state was visited in."""
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        if labels.ndim != 1 or (labels < 0).any():
+            raise ValueError(f"{path}: labels must be non-negative integers, one per state")
+        buf = io.BytesIO()
+        np.save(buf, labels, allow_pickle=False)
+        self.add_bytes(path, buf.getvalue())
+
     def add_checkpoint(self, path: str | Path, model: QNetwork | Int8QNetwork, role: str, meta: dict) -> None:
         """Tensors to `path` (safetensors) and everything else to its JSON sidecar.
 
@@ -455,10 +464,9 @@ def _check_npy_size(raw: bytes, path: Path) -> None:
                           f"{dtype}) but {present} bytes follow")
 
 
-def load_states(path: str | Path, input_dim: int) -> np.ndarray:
-    """A float32 (N, input_dim) array of finite states; object arrays (pickles) are refused."""
-    path = Path(path)
-    raw = _read_bytes(path, "states file")
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    """One `.npy` array; pickles, archives and truncated files are refused in one line naming the file."""
+    raw = _read_bytes(path, what)
     if not raw.startswith(NPY_MAGIC):
         reason = "holds Python objects (pickle); refusing to load" if raw.startswith(PICKLE_MAGIC) else "not a .npy file"
         raise RecombError(f"{path}: {reason}")
@@ -472,5 +480,22 @@ def load_states(path: str | Path, input_dim: int) -> np.ndarray:
         raise RecombError(f"{path}: truncated or not a .npy file") from None
     if not isinstance(states, np.ndarray):
         raise RecombError(f"{path}: expected a single .npy array, got an archive")
-    check_states(states, path, input_dim)
     return states
+
+
+def load_states(path: str | Path, input_dim: int) -> np.ndarray:
+    """A float32 (N, input_dim) array of finite states; object arrays (pickles) are refused."""
+    states = _load_npy(Path(path), "states file")
+    check_states(states, Path(path), input_dim)
+    return states
+
+
+def load_labels(path: str | Path, n_states: int, n_labels: int) -> np.ndarray:
+    """The int64 label of each of `n_states` states, each in [0, n_labels) (`Outputs.add_labels`)."""
+    labels = _load_npy(Path(path), "labels file")
+    if labels.dtype != np.int64 or labels.shape != (n_states,):
+        raise RecombError(f"{path}: expected {n_states} int64 labels, one per state, got {labels.dtype} "
+                          f"{labels.shape}")
+    if n_states and not (0 <= labels.min() and labels.max() < n_labels):
+        raise RecombError(f"{path}: labels must lie in [0, {n_labels}) (got {labels.min()}..{labels.max()})")
+    return labels

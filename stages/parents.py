@@ -21,9 +21,10 @@ def main(params: dict) -> None:
     cfg = ParentsConfig.from_params(params, "parents")
     result = make_parents(cfg, imported_files(cfg), WorkerBars())
     out = Outputs()
-    for pair, model, summary, history in zip(paths.PAIRS, result.parents, result.summaries, result.histories):
-        meta = {"source": cfg.source, "env": result.env, "params": cfg.provenance(), "metrics": summary,
-                "history": history}
+    for pair, model, summary, history, variant in zip(paths.PAIRS, result.parents, result.summaries,
+                                                      result.histories, result.variants):
+        meta = {"source": cfg.source, "env": result.env, "variant": dict(variant), "params": cfg.provenance(),
+                "metrics": summary, "history": history}
         out.add_checkpoint(paths.PARENTS.format(pair), model, f"parent_{pair}", meta)
         out.add_csv(paths.PARENT_CURVES.format(pair), history, empty_header=["step", "mean_return"])
         log.info("parent %s: %s", pair, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()))
@@ -34,10 +35,15 @@ def main(params: dict) -> None:
         else f"parents from source {cfg.source}: no training curve",
         kept={pair: s["best_step"] for pair, s in zip(paths.PAIRS, result.summaries)} if trained else None,
         references={"mean_return": {"pass bar": cfg.preset.pass_return}} if trained else None))
-    out.add_states(paths.STATES_TRAIN, result.train)
-    out.add_states(paths.STATES_HELDOUT, result.heldout)
+    buffer = result.buffer
+    out.add_states(paths.STATES_TRAIN, buffer.train)
+    out.add_states(paths.STATES_HELDOUT, buffer.heldout)
+    out.add_labels(paths.STATES_CONDITION.format("train"), buffer.train_condition)
+    out.add_labels(paths.STATES_CONDITION.format("heldout"), buffer.heldout_condition)
+    out.add_json(paths.STATES_CONDITIONS, buffer.competence.to_json())
     out.commit()
-    log.info("states: %d train, %d heldout", len(result.train), len(result.heldout))
+    log.info("states: %d train, %d heldout, from %s", len(buffer.train), len(buffer.heldout),
+             ", ".join(buffer.competence.names))
 
 
 if __name__ == "__main__":

@@ -61,20 +61,33 @@ def test_constant_action_fails_fast():
 
 
 def test_collect_states_shape_and_determinism():
-    a = tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
-    b = tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=3)
+    cartpole = tasks.task("CartPole-v1")
+    a, origin = cartpole.collect_states([(balance, ()), (wobbly, ())], 1001, epsilon=0.1, seed=3)
+    b, _ = cartpole.collect_states([(balance, ()), (wobbly, ())], 1001, epsilon=0.1, seed=3)
     assert a.shape == (1001, envs.OBS_DIM) and a.dtype == np.float32
     assert np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, tasks.task("CartPole-v1").collect_states([balance, wobbly], 1001, epsilon=0.1, seed=4))
+    assert sorted(np.bincount(origin)) == [500, 501]
+    assert not np.array_equal(a, cartpole.collect_states([(balance, ()), (wobbly, ())], 1001, epsilon=0.1, seed=4)[0])
+
+
+def test_collect_states_labels_each_state_with_its_rollout():
+    """A rollout in a variant visits that variant's states: with a pole twice as long (it falls slower), random
+    play reaches the angle limit later and its states are told apart by their labels."""
+    cartpole = tasks.task("CartPole-v1")
+    states, origin = cartpole.collect_states([(balance, ()), (balance, (("pole_length", 2.0),))], 4000,
+                                             epsilon=1.0, seed=0)
+    nominal, long_pole = (np.abs(states[origin == k, 3]).mean() for k in (0, 1))
+    assert long_pole < 0.8 * nominal  # angular velocities are slower under the long pole
 
 
 def test_collect_states_epsilon_one_is_random_play():
-    states = tasks.task("CartPole-v1").collect_states([balance], 4000, epsilon=1.0, seed=0)
+    states, _ = tasks.task("CartPole-v1").collect_states([(balance, ())], 4000, epsilon=1.0, seed=0)
     # The policy's choices play no part. (|θ| ≤ 0.2094 and |x| ≤ 2.4 would hold by construction: terminal states
     # are never recorded.) Random play ends episodes by the pole falling, within a few dozen steps: the pole gets
     # near its limit while the cart stays well inside its own.
-    np.testing.assert_array_equal(states, tasks.task("CartPole-v1").collect_states([always_left], 4000, epsilon=1.0, seed=0))
+    np.testing.assert_array_equal(states, tasks.task("CartPole-v1").collect_states([(always_left, ())], 4000,
+                                                                                   epsilon=1.0, seed=0)[0])
     assert np.abs(states[:, 2]).max() > 0.19
     assert np.abs(states[:, 0]).max() < 1.0
 

@@ -145,8 +145,9 @@ def _train_round(cfg: DQNConfig, online: QNetwork, target: QNetwork, opt: Adam,
 
 
 def train_dqn(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
-              on_eval: Callable[[dict], None] | None = None) -> DQNResult:
-    """Train one parent with `seed`; raise RecombError if it never reaches `pass_return`.
+              on_eval: Callable[[dict], None] | None = None, settings: tuple[Setting, ...] = ((),)) -> DQNResult:
+    """Train one parent with `seed` in the task's variants `settings` (the copies take turns; a return is the
+    mean over the variants); raise RecombError if it never reaches `pass_return`.
 
     The network acts, is evaluated and is returned in eval mode. Its dropout is
     active in gradient steps only with `train_dropout`: on CartPole, dropout noise
@@ -155,14 +156,14 @@ def train_dqn(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout masks
-        return _train(cfg, task, arch, seed, on_eval)
+        return _train(cfg, task, arch, seed, on_eval, settings)
 
 
 def _train(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
-           on_eval: Callable[[dict], None] | None) -> DQNResult:
+           on_eval: Callable[[dict], None] | None, settings: tuple[Setting, ...]) -> DQNResult:
     env_seq, sample_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(sample_seq)
-    env = task.batch(cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)))
+    env = task.batch(cfg.num_envs, int(np.random.default_rng(env_seq).integers(2**63)), settings)
     online = seeded_qnetwork(arch, seed)
     target = seeded_qnetwork(arch, seed).eval()
     target.requires_grad_(False)
@@ -192,7 +193,7 @@ def _train(cfg: DQNConfig, task: Task, arch: Architecture, seed: int,
             online.eval()
         if step >= next_eval or step >= cfg.total_steps:
             next_eval += cfg.eval_interval
-            returns = task.greedy_returns(online, cfg.eval_episodes, cfg.eval_seed)
+            returns = task.returns_in(online, settings, cfg.eval_episodes, cfg.eval_seed)
             row = {"step": step, "mean_return": float(returns.mean()), "min_return": float(returns.min()),
                    "epsilon": eps, "gradient_steps": grad_steps}
             history.append(row)

@@ -166,15 +166,16 @@ def population_returns(q_fn: Callable[[torch.Tensor], torch.Tensor], members: in
 
 
 class CartPoleBatch:
-    """`num_envs` CartPole-v1 copies that reset on the very step an episode ends.
+    """`num_envs` CartPole-v1 copies, under `physics`, that reset on the very step an episode ends.
 
     Unlike gymnasium's next-step autoreset, every `step` yields a real transition
     for every copy, which keeps replay-buffer bookkeeping trivial. Resets draw
     from one Generator seeded by `seed`.
     """
 
-    def __init__(self, num_envs: int, seed: int):
+    def __init__(self, num_envs: int, seed: int, physics: Physics = NOMINAL):
         self.rng = np.random.default_rng(seed)
+        self.physics = physics  # a field may hold one value per copy (a mixture of variants)
         self.state = self._fresh(num_envs)
         self.steps = np.zeros(num_envs, dtype=np.int64)
 
@@ -186,7 +187,7 @@ class CartPoleBatch:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Returns (next obs before any reset, rewards (+1 a step), terminated, truncated, next obs after resets)."""
-        state, terminated = physics_step(self.state, actions)
+        state, terminated = physics_step(self.state, actions, self.physics)
         self.steps += 1
         truncated = ~terminated & (self.steps >= MAX_EPISODE_STEPS)
         final_obs = state.astype(np.float32)

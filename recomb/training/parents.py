@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from . import tasks
+from .competence import Competence, describe
 from ..artifacts import USER_FOLDER, Checkpoint, in_user_folder, load_parent, load_states
 from ..config import Section
 from ..errors import RecombError
@@ -50,6 +51,23 @@ class BufferConfig(Section):
 
 
 @dataclass(frozen=True)
+class Variants(Section):
+    """`parents.dqn.variants`: the task variant each parent trains in, {shift key: level} ({} = nominal), and
+    where the state buffer's rollouts play (`rollouts`, `also`). Keys and levels are `generalize.physics`'s."""
+
+    a: dict
+    b: dict
+    rollouts: Literal["own", "crossed"]  # own: each parent in its variant | crossed: also in the other's
+    also: list[dict]  # further variants every parent also rolls out in, e.g. [{gravity: 4.0}]
+
+    def settings(self, spec: tasks.Task) -> tuple[tasks.Setting, tasks.Setting, list[tasks.Setting]]:
+        """(A's variant, B's variant, the further ones), each checked against the task's shifts."""
+        where = self._where
+        return (spec.setting(self.a, f"{where}.a"), spec.setting(self.b, f"{where}.b"),
+                [spec.setting(v, f"{where}.also[{i}]") for i, v in enumerate(self.also)])
+
+
+@dataclass(frozen=True)
 class DQNSource(Section):
     """`parents.dqn`: two DQN parents (seeds `seed`, `seed + 1`) on `parents.env` and their state buffer."""
 
@@ -57,6 +75,7 @@ class DQNSource(Section):
     hidden: int
     dropout: float
     workers: int
+    variants: Variants
     buffer: BufferConfig
 
     def check(self) -> None:
@@ -139,6 +158,8 @@ class ParentsConfig(Section):
                    for env, preset in self.presets.items()}
         plays = self.source == "dqn" or (self.source == "files" and self.files.task)
         spec = tasks.task(self.env, f"{self._where}.env") if plays else None  # a task it can play
+        if self.source == "dqn":
+            self.dqn.variants.settings(spec)
         # whatever the source: dvc.yaml reads parents.presets.<env>.pass_return, the task's return bar
         self.require(self.env in presets, "env", f"no DQN preset parents.presets.{self.env}; add one "
                                                  f"(presets: {', '.join(map(str, presets))})")
@@ -173,15 +194,28 @@ class ParentsConfig(Section):
 
 
 @dataclass
-class ParentSet:
-    """Two parents, the states to learn from and the states to judge on, and how they were made."""
+class Buffer:
+    """The shared states split into train and held-out, and each state's condition: an index into
+    `competence.conditions`, the variant its rollout played (one condition, nominal, for states not from
+    rollouts), where each parent's return was measured when they play a task."""
 
-    parents: list[QNetwork | MLPQNetwork]
     train: np.ndarray
     heldout: np.ndarray
+    train_condition: np.ndarray
+    heldout_condition: np.ndarray
+    competence: Competence
+
+
+@dataclass
+class ParentSet:
+    """Two parents, their state buffer, and how they were made."""
+
+    parents: list[QNetwork | MLPQNetwork]
+    buffer: Buffer
     env: str | None
     histories: list[list[dict]]
     summaries: list[dict]
+    variants: tuple[tasks.Setting, tasks.Setting] = ((), ())
 
 
 @dataclass
@@ -192,40 +226,77 @@ class ImportedFiles:
     states: np.ndarray | None
 
 
-def split_states(states: np.ndarray, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded shuffle-and-split into (train, heldout), both non-empty."""
-    if len(states) < 2:
-        raise RecombError(f"need at least 2 states to split into train and heldout, got {len(states)}")
-    order = np.random.default_rng(seed).permutation(len(states))
-    n_heldout = min(max(1, round(len(states) * heldout_fraction)), len(states) - 1)
-    return states[order[n_heldout:]], states[order[:n_heldout]]
+def _split_order(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded shuffle-and-split of range(n) into (train, heldout), both non-empty."""
+    if n < 2:
+        raise RecombError(f"need at least 2 states to split into train and heldout, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_heldout = min(max(1, round(n * heldout_fraction)), n - 1)
+    return order[n_heldout:], order[:n_heldout]
 
 
-def _train_one(args: tuple[DQNConfig, tasks.Task, Architecture, int, int, Progress | None]) -> DQNResult:
-    dqn, task, arch, seed, slot, progress = args
+def make_buffer(cfg: ParentsConfig, states: np.ndarray, condition: np.ndarray | None = None,
+                competence: Competence | None = None) -> Buffer:
+    """The states split once into train and held-out, each with its condition (all nominal when not given)."""
+    condition = np.zeros(len(states), dtype=np.int64) if condition is None else condition
+    train, heldout = _split_order(len(states), cfg.heldout_fraction, cfg.split_seed)
+    return Buffer(states[train], states[heldout], condition[train], condition[heldout],
+                  competence or Competence([()], ["nominal"]))
+
+
+def rollout_plan(variants: Variants, spec: tasks.Task) -> tuple[list[tasks.Setting], list[tuple[int, int]]]:
+    """(the buffer's conditions, its rollouts as (parent index, condition index)): each parent in its own
+    variant, with `crossed` in the other's too, and both in every further variant (`also`)."""
+    own_a, own_b, also = variants.settings(spec)
+    conditions = list(dict.fromkeys([own_a, own_b, *also]))
+    plan = [(0, own_a), (1, own_b)]
+    if variants.rollouts == "crossed":
+        plan += [(0, own_b), (1, own_a)]
+    plan += [(parent, v) for v in also for parent in (0, 1)]
+    return conditions, [(parent, conditions.index(v)) for parent, v in dict.fromkeys(plan)]
+
+
+def rollout_buffer(cfg: ParentsConfig, spec: tasks.Task, parents: list, buffer: BufferConfig,
+                   conditions: list[tasks.Setting], plan: list[tuple[int, int]]) -> Buffer:
+    """The planned ε-greedy rollouts' states, and both parents' returns in every condition (their competence
+    there, over the preset's evaluation episodes)."""
+    states, origin = spec.collect_states([(parents[p], conditions[c]) for p, c in plan], buffer.n_states,
+                                         buffer.epsilon, buffer.seed)
+    preset = cfg.presets[cfg.env]
+    returns = np.stack([spec.returns_in(parent, tuple(conditions), preset["eval_episodes"], preset["eval_seed"])
+                        for parent in parents])
+    multipliers = {key for key, shift in spec.shifts.items() if shift.multiplier}
+    competence = Competence(conditions, [describe(c, multipliers) for c in conditions], returns, preset["eval_seed"])
+    return make_buffer(cfg, states, np.array([c for _, c in plan])[origin], competence)
+
+
+def _train_one(args: tuple[DQNConfig, tasks.Task, Architecture, int, tasks.Setting, int, Progress | None]) -> DQNResult:
+    dqn, task, arch, seed, variant, slot, progress = args
     label = f"parent {'AB'[slot]} (seed {seed}), env steps"
     result = train_dqn(dqn, task, arch, seed,
-                       (lambda record: progress(slot, label, record["step"], dqn.total_steps)) if progress else None)
+                       (lambda record: progress(slot, label, record["step"], dqn.total_steps)) if progress else None,
+                       (variant,))
     if progress:
         progress(slot, label, dqn.total_steps, dqn.total_steps)  # stopped early at stop_return: done all the same
     return result
 
 
 def dqn_parents(cfg: ParentsConfig, progress: Progress | None = None) -> ParentSet:
-    """Two DQN parents (seeds `seed`, `seed + 1`) trained on `parents.env` in parallel, then their shared buffer."""
+    """Two DQN parents (seeds `seed`, `seed + 1`), each in its variant, trained on `parents.env` in parallel, then
+    their shared buffer."""
     src, spec = cfg.dqn, tasks.task(cfg.env)
     arch = Architecture(spec.obs_dim, spec.n_actions, src.hidden, src.dropout)
     seeds = [src.seed, src.seed + 1]
-    jobs = [(cfg.preset, spec, arch, s, slot, progress) for slot, s in enumerate(seeds)]
+    variants = src.variants.settings(spec)[:2]
+    jobs = [(cfg.preset, spec, arch, s, v, slot, progress) for slot, (s, v) in enumerate(zip(seeds, variants))]
     results = map_processes(_train_one, jobs, src.workers, start_method="fork")
     parents = [r.network for r in results]
-    states = spec.collect_states(parents, src.buffer.n_states, src.buffer.epsilon, src.buffer.seed)
-    train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
+    buffer = rollout_buffer(cfg, spec, parents, src.buffer, *rollout_plan(src.variants, spec))
     summaries = [
         {"seed": s, "greedy_return": r.best_return, "best_step": r.best_step, "env_steps": r.env_steps}
         for s, r in zip(seeds, results)
     ]
-    return ParentSet(parents, train, heldout, cfg.env, [r.history for r in results], summaries)
+    return ParentSet(parents, buffer, cfg.env, [r.history for r in results], summaries, variants)
 
 
 def synthetic_parents(cfg: ParentsConfig) -> ParentSet:
@@ -235,9 +306,8 @@ def synthetic_parents(cfg: ParentsConfig) -> ParentSet:
     parents = [seeded_qnetwork(arch, s).eval() for s in (syn.seed, syn.seed + 1)]
     rng = np.random.default_rng(syn.state_seed)
     states = rng.standard_normal((syn.n_states, syn.input_dim), dtype=np.float32)
-    train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
     summaries = [{"seed": s} for s in (syn.seed, syn.seed + 1)]
-    return ParentSet(parents, train, heldout, None, [[], []], summaries)
+    return ParentSet(parents, make_buffer(cfg, states), None, [[], []], summaries)
 
 
 MIN_STATES = 4  # one held-out, and train states that still split into training and validation
@@ -266,13 +336,12 @@ def file_parents(cfg: ParentsConfig, imported: ImportedFiles) -> ParentSet:
     """The imported files and their states, or (no states file) rollouts of both parents in the task."""
     parents = [c.model for c in imported.parents]
     env = cfg.env if cfg.files.task else None
-    states = imported.states
-    if states is None:
-        buffer = cfg.files.buffer
-        states = tasks.task(cfg.env).collect_states(parents, buffer.n_states, buffer.epsilon, buffer.seed)
-    train, heldout = split_states(states, cfg.heldout_fraction, cfg.split_seed)
+    if imported.states is None:
+        buffer = rollout_buffer(cfg, tasks.task(cfg.env), parents, cfg.files.buffer, [()], [(0, 0), (1, 0)])
+    else:
+        buffer = make_buffer(cfg, imported.states)
     summaries = [{"file": c.meta.get("file", str(c.path))} for c in imported.parents]
-    return ParentSet(parents, train, heldout, env, [[], []], summaries)
+    return ParentSet(parents, buffer, env, [[], []], summaries)
 
 
 def make_parents(cfg: ParentsConfig, imported: ImportedFiles | None = None,

@@ -113,6 +113,9 @@ SHIFT_NOTES = {  # what a level of each task's shifts means, for reports
 }
 
 
+Setting = tuple[tuple[str, float], ...]  # a task variant: (shift key, level) pairs, sorted by key; () is nominal
+
+
 def known_shifts(env_id: str) -> dict[str, Shift]:
     """The shifts a task id can be played under (none for a task not listed here)."""
     return CARTPOLE_SHIFTS if env_id == envs.ENV_ID else GYM_SHIFTS.get(env_id, {})
@@ -144,29 +147,65 @@ class Task:
             raise RecombError(f"{name}: does not fit {self.env_id} ({self.obs_dim} observations → "
                               f"{self.n_actions} actions): its dims differ")
 
-    def batch(self, num_envs: int, seed: int):
-        """`num_envs` training copies that reset on the step an episode ends (`envs.CartPoleBatch`'s interface)."""
-        return GymBatch(self, num_envs, seed)
+    def setting(self, levels: dict, where: str) -> Setting:
+        """A variant given as {shift key: level}, checked against the task's shifts (one line naming `where`)."""
+        if not isinstance(levels, dict):
+            raise RecombError(f"{where}: expected a mapping of shift keys to levels, e.g. {{}} (nominal)")
+        for key, level in levels.items():
+            if key not in self.shifts:
+                raise RecombError(f"{where}.{key}: {self.env_id} has no such shift"
+                                  + (f" (it has: {', '.join(self.shifts)})" if self.shifts else " (it has none)"))
+            if isinstance(level, bool) or not isinstance(level, (int, float)):
+                raise RecombError(f"{where}.{key}: expected a number (got {level!r})")
+            problem = self.shifts[key].check(float(level))
+            if problem:
+                raise RecombError(f"{where}.{key}: {problem} (got {level!r})")
+        return tuple(sorted((key, float(level)) for key, level in levels.items()
+                            if float(level) != self.shifts[key].unshifted))
+
+    def batch(self, num_envs: int, seed: int, settings: tuple[Setting, ...] = ((),)):
+        """`num_envs` training copies that reset on the step an episode ends (`envs.CartPoleBatch`'s interface);
+        copy i plays variant `settings[i % len(settings)]`."""
+        return GymBatch(self, num_envs, seed, settings)
+
+    def condition(self, setting: Setting) -> envs.Condition:
+        """The condition of a variant (`setting`)."""
+        return envs.Condition(setting=setting)
 
     def shifted(self, key: str, level: float) -> envs.Condition:
         """The condition with shift `key` at `level` (`shifts`)."""
-        return envs.Condition(setting=((key, float(level)),))
+        return self.condition(((key, float(level)),))
 
-    def make_vec(self, num_envs: int, setting: tuple[tuple[str, float], ...] = (), **vector_kwargs):
-        """Gymnasium's synchronous vector env of this task, its shifts (`setting`) applied to every copy."""
-        import gymnasium
-
-        make_args, attributes = {}, {}
+    def _make_args(self, setting: Setting) -> tuple[dict, dict]:
+        """(gymnasium.make arguments, environment attributes) of a variant; a shift's companions (`also`) never
+        undo a shift the variant sets itself."""
+        make_args, attributes, own = {}, {}, {self.shifts[key].make_arg for key, _ in setting}
         for key, level in setting:
             shift = self.shifts[key]
             value = shift.nominal * level if shift.multiplier else level
             if shift.make_arg:
-                make_args.update(shift.also, **{shift.make_arg: value})
+                make_args.update({k: v for k, v in shift.also if k not in own},
+                                 **{shift.make_arg: value})
             else:
                 attributes[shift.attribute] = value
-        env = gymnasium.make_vec(self.env_id, num_envs=num_envs, vectorization_mode="sync", **vector_kwargs,
-                                 **make_args)
-        for copy in env.envs:
+        return make_args, attributes
+
+    def make_vec(self, num_envs: int, setting: Setting = (), settings: tuple[Setting, ...] | None = None,
+                 vector_kwargs: dict | None = None):
+        """Gymnasium's synchronous vector env of this task with a variant (`setting`) applied to every copy, or
+        with copy i in `settings[i % len(settings)]`."""
+        import gymnasium
+
+        per_copy = [setting] * num_envs if settings is None else [settings[i % len(settings)] for i in range(num_envs)]
+        args = [self._make_args(s) for s in per_copy]
+        if len(set(per_copy)) == 1:
+            env = gymnasium.make_vec(self.env_id, num_envs=num_envs, vectorization_mode="sync",
+                                     vector_kwargs=vector_kwargs, **args[0][0])
+        else:
+            env = gymnasium.vector.SyncVectorEnv(
+                [lambda make_args=make_args: gymnasium.make(self.env_id, **make_args) for make_args, _ in args],
+                **(vector_kwargs or {}))
+        for copy, (_, attributes) in zip(env.envs, args):
             for name, value in attributes.items():
                 setattr(copy.unwrapped, name, value)  # an instance attribute shadows the class constant
         return env
@@ -201,6 +240,10 @@ class Task:
         """(len(networks), episodes): each network's `greedy_returns` over the same fixed-seed episodes."""
         return np.stack([self.greedy_returns(net, episodes, seed) for net in networks])
 
+    def returns_in(self, q_fn, settings: tuple[Setting, ...], episodes: int, seed: int) -> np.ndarray:
+        """(len(settings), episodes) greedy returns in each variant, over the same fixed-seed episodes."""
+        return self.condition_returns(q_fn, [self.condition(s) for s in settings], episodes, seed, 0)
+
     def condition_returns(self, q_fn, conditions: list[envs.Condition], episodes: int, seed: int,
                           noise_seed: int) -> np.ndarray:
         """(len(conditions), episodes) greedy returns, every condition over the same fixed-seed episodes."""
@@ -210,20 +253,22 @@ class Task:
                                              else np.asarray(c.observation_noise), noise_seed, c.setting)
                          for c in conditions])
 
-    def collect_states(self, q_fns: list, n_states: int, epsilon: float, seed: int, num_envs: int = 16) -> np.ndarray:
-        """States visited by ε-greedy rollouts of each policy in the task, equal shares, shuffled.
+    def collect_states(self, rollouts: list[tuple], n_states: int, epsilon: float, seed: int,
+                       num_envs: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """States visited by ε-greedy rollouts, equal shares, shuffled, and the rollout each came from.
 
-        The shared state buffer for distillation: covering every parent's own state
-        distribution lets a student imitate each of them where it matters.
+        `rollouts` are (policy, variant `Setting`) pairs. The shared state buffer for distillation: covering
+        every parent's own state distribution (in its own variant, and in others when asked) lets a student
+        imitate each of them where it matters.
         """
-        if not q_fns:
-            raise ValueError("collect_states needs at least one policy")
-        seeds = np.random.SeedSequence(seed).spawn(len(q_fns) + 1)
-        shares = [n_states // len(q_fns) + (k < n_states % len(q_fns)) for k in range(len(q_fns))]
+        if not rollouts:
+            raise ValueError("collect_states needs at least one rollout")
+        seeds = np.random.SeedSequence(seed).spawn(len(rollouts) + 1)
+        shares = [n_states // len(rollouts) + (k < n_states % len(rollouts)) for k in range(len(rollouts))]
         chunks = []
-        for q_fn, share, seq in zip(q_fns, shares, seeds):
+        for (q_fn, setting), share, seq in zip(rollouts, shares, seeds):
             rng = np.random.default_rng(seq)
-            env = self.batch(num_envs, int(rng.integers(2**63)))
+            env = self.batch(num_envs, int(rng.integers(2**63)), (setting,))
             obs = env.observe()
             rows, got = [], 0
             while got < share:
@@ -234,9 +279,9 @@ class Task:
                 got += num_envs
                 *_, obs = env.step(actions)
             chunks.append(np.concatenate(rows)[:share])
-        states = np.concatenate(chunks)
-        np.random.default_rng(seeds[-1]).shuffle(states)
-        return states
+        order = np.random.default_rng(seeds[-1]).permutation(n_states)
+        origin = np.repeat(np.arange(len(rollouts)), shares)
+        return np.concatenate(chunks)[order], origin[order]
 
 
 @dataclass(frozen=True)
@@ -244,11 +289,14 @@ class CartPoleTask(Task):
     """CartPole-v1 through `envs`' vectorised copy of its dynamics: exact, far cheaper per episode, and with
     physics that can be shifted (every condition of an evaluation runs as one batch)."""
 
-    def batch(self, num_envs: int, seed: int):
-        return envs.CartPoleBatch(num_envs, seed)
+    def batch(self, num_envs: int, seed: int, settings: tuple[Setting, ...] = ((),)):
+        per_copy = [self.condition(settings[i % len(settings)]).physics for i in range(num_envs)]
+        physics = per_copy[0] if len(set(settings)) == 1 else envs.Physics(
+            **{key: np.array([getattr(p, key) for p in per_copy]) for key in envs.PHYSICS_KEYS})
+        return envs.CartPoleBatch(num_envs, seed, physics)
 
-    def shifted(self, key: str, level: float) -> envs.Condition:
-        return envs.Condition(envs.NOMINAL.scaled(**{key: level}))
+    def condition(self, setting: Setting) -> envs.Condition:
+        return envs.Condition(envs.NOMINAL.scaled(**dict(setting)))
 
     def greedy_returns(self, q_fn, episodes: int, seed: int, observation_noise: np.ndarray | None = None,
                        noise_seed: int = 0) -> np.ndarray:
@@ -312,10 +360,11 @@ class GymBatch:
     """`num_envs` copies of a Gymnasium environment that reset on the very step an episode ends (Gymnasium's
     same-step autoreset), with the interface of `envs.CartPoleBatch`. Copy i is seeded `seed + i` once."""
 
-    def __init__(self, task: Task, num_envs: int, seed: int):
+    def __init__(self, task: Task, num_envs: int, seed: int, settings: tuple[Setting, ...] = ((),)):
         from gymnasium.vector import AutoresetMode
 
-        self.env = task.make_vec(num_envs, vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+        self.env = task.make_vec(num_envs, settings=settings,
+                                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
         self.obs, _ = self.env.reset(seed=seed)
 
     def observe(self) -> np.ndarray:
