@@ -11,6 +11,7 @@ from recomb.metrics import parents_reference
 
 from . import paths
 from .common import log, progress, run
+from .teaching import competent_sides
 
 
 def main(params: dict) -> None:
@@ -18,13 +19,13 @@ def main(params: dict) -> None:
     quant = PTQConfig.from_params(params, "ptq")  # backend and calibration of an int8 child
     teachers = [load_checkpoint(paths.PARENTS.format(pair)) for pair in paths.PAIRS]
     raw = load_checkpoint(paths.CHILD_RAW)
-    states, validation = split(torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim)),
-                               SelectionConfig.from_params(params, "selection"))
+    train = torch.from_numpy(load_states(paths.STATES_TRAIN, teachers[0].arch.input_dim))
+    states, validation = split(train, SelectionConfig.from_params(params, "selection"))
     for checkpoint in (teachers[1], raw):
         checkpoint.expect_dims(teachers[0].arch.input_dim, teachers[0].arch.output_dim, str(teachers[0].path))
     with progress(cfg.epochs, "finetune") as bar:
         [result] = finetune([raw.float_model()], teachers[0].model, teachers[1].model, states, validation, cfg,
-                            lambda epoch: bar.update())
+                            lambda epoch: bar.update(), competent_sides(params, cfg.teacher_mode, len(train)))
 
     best = result.history[result.best_epoch]
     meta = {"params": cfg.to_dict(), "source": paths.CHILD_RAW, "teachers": [str(t.path) for t in teachers],

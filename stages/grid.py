@@ -18,6 +18,7 @@ from recomb.evaluation.validation import ValidateRecombConfig
 
 from . import paths
 from .common import RuntimeConfig, WorkerBars
+from .teaching import competent_sides
 
 
 class GridInputs:
@@ -44,8 +45,9 @@ class GridInputs:
         heldout = load_states(paths.STATES_HELDOUT, dims[0])
         self.inputs = {"crossed": [str(c.path) for c in crossed], "teachers": [str(t.path) for t in teachers],
                        "scored_against": [str(r.path) for r in roles]}
+        modes = {cfg.teacher_mode for cfg in self.finetune.values()}
         self.pair = Pair(crossed[0].float_model(), crossed[1].float_model(), teachers[0].model, teachers[1].model,
-                         train)
+                         train, competent_sides(params, "competent" if "competent" in modes else "", len(train)))
         self.scoring = Scoring(roles[0].model, roles[1].model, heldout, validation, of_parents(teachers[0].meta),
                                scoring_cfg, selection, UncertaintyConfig.from_params(params, "uncertainty"))
         self.threads = RuntimeConfig.from_params(params, "runtime").torch_threads

@@ -14,7 +14,7 @@ from .grid import GridInputs
 
 
 def main(params: dict) -> None:
-    cfg = MultigenConfig.from_params(params, "multigen")
+    cfg = MultigenConfig.validate(params)
     inputs = GridInputs(params)
     lineage, summary, best = evolve(inputs.points, inputs.finetune, inputs.pair, cfg, inputs.run, inputs.ranked)
     out = Outputs()

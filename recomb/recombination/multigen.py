@@ -41,6 +41,16 @@ class MutationConfig(Section):
 class MultigenConfig(Section):
     sections = ("multigen",)
 
+    @classmethod
+    def validate(cls, params: dict) -> MultigenConfig:
+        """The section, and teachers whose competence is known when the teacher mode reads it."""
+        cfg = cls.from_params(params, "multigen")
+        competent = (params.get("finetune") or {}).get("teacher_mode") == "competent"
+        cfg.require(not (competent and cfg.teachers == "promoted"), "teachers",
+                    "must be original with finetune.teacher_mode competent (a promoted child's competence in each "
+                    "condition was never measured)")
+        return cfg
+
     generations: int
     keep_top_k: int
     selection_strategy: Literal["best", "best_vs_original"]
@@ -101,7 +111,7 @@ def promote(rows: list[dict], outcomes: dict[str, Outcome], original: Pair, cfg:
     else:
         b, names = original.cross_b, (best, "original_B")
     if cfg.teachers == "original":
-        return Promotion(Pair(a, b, original.teach_a, original.teach_b, original.train_states), names)
+        return Promotion(Pair(a, b, original.teach_a, original.teach_b, original.train_states, original.sides), names)
     return Promotion(Pair(a, b, a, b if names[1] != "original_B" else original.teach_b, original.train_states), names)
 
 

@@ -209,6 +209,7 @@ class Pair:
     teach_a: torch.nn.Module
     teach_b: torch.nn.Module
     train_states: torch.Tensor | None = None
+    sides: tuple[torch.Tensor, torch.Tensor] | None = None  # the competent teacher mode's (`finetune`)
 
 
 @dataclass
@@ -278,7 +279,7 @@ def run_job(job: Job) -> list[Outcome]:
         job.progress(job.slot, label, epoch, job.cfg.epochs + 1)  # the last unit: scoring
 
     results = finetune(job.raw, job.pair.teach_a, job.pair.teach_b, job.states, job.scoring.validation, job.cfg,
-                       on_epoch if job.progress else None)
+                       on_epoch if job.progress else None, job.pair.sides)
     outcomes = []
     for child_id, result in zip(job.child_ids, results):
         children = {"child": result.child}

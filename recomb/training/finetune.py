@@ -13,6 +13,11 @@ Teacher modes (`teacher_mode`):
   Q margin is normalised by its median margin on the train states (so parents with
   different Q scales compare), and the disagreement states are split at the median
   of (normalised margin A − normalised margin B). The split is reported as `balance`.
+- `competent`: `balanced`, except that a disagreement state visited in a condition (task variant) where one
+  parent plays measurably better (`competence`) is taught by that parent; the rest follow the confidence rule.
+  Agreement with a parent is then counted where it is not the less competent one, so the primary still asks
+  the child to match each parent where that parent should be matched. A memoryless child sees only the
+  observation: where two variants call for different actions on the same observation it can follow one.
 
 The objective is the distillation one (`distill.objective`) on these per-state targets.
 `quantization_applied` other than `none` trains through int8 fake-quantized weights
@@ -69,7 +74,7 @@ class FinetuneConfig(Section):
     learning_rate: float
     batch_size: int
     quantization_applied: Literal["none", "ptq_dynamic", "ptq_static"]
-    teacher_mode: Literal["a", "dual", "balanced"]
+    teacher_mode: Literal["a", "dual", "balanced", "competent"]
     weight_a: float
     max_grad_norm: float
     seed: int
@@ -144,11 +149,14 @@ class Targets:
     balance: dict
 
 
-def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, share_a: float = 0.5) -> Targets:
+def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, share_a: float = 0.5,
+                 sides: torch.Tensor | None = None) -> Targets:
     """The targets of `cfg.teacher_mode`; `balance` says how the child is split between parents.
 
     In `balanced` mode the `share_a` of disagreement states where A is relatively
-    most confident side with A, the rest with B.
+    most confident side with A, the rest with B. In `competent` mode, `sides` (per state: 1 where A is the
+    more competent parent, −1 where B is, 0 where neither) first gives each decided disagreement to its
+    parent; the `share_a` split applies to the undecided ones.
     """
     agree = q_a.argmax(-1) == q_b.argmax(-1)
     balance = {"parents_agree": agree.double().mean().item()}
@@ -160,9 +168,12 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, shar
         return Targets(w * q_a + (1 - w) * q_b, mix, {**balance, "weight_a": w})
     lean = normalised_margin(q_a, q_a) - normalised_margin(q_b, q_b)
     disagree = ~agree
-    side_a = torch.zeros_like(agree)
-    if disagree.any():
-        side_a = disagree & (lean > torch.quantile(lean[disagree], 1 - share_a))
+    decided = disagree & (sides != 0) if cfg.teacher_mode == "competent" and sides is not None \
+        else torch.zeros_like(agree)
+    free = disagree & ~decided
+    side_a = decided & (sides == 1) if decided.any() else torch.zeros_like(agree)
+    if free.any():
+        side_a = side_a | (free & (lean > torch.quantile(lean[free], 1 - share_a)))
     side_b = disagree & ~side_a
     target_q = torch.where(side_a.unsqueeze(-1), q_a, torch.where(side_b.unsqueeze(-1), q_b, (q_a + q_b) / 2))
 
@@ -177,6 +188,8 @@ def make_targets(q_a: torch.Tensor, q_b: torch.Tensor, cfg: FinetuneConfig, shar
         "share_a": share_a,
         "disagreements_to_a": side_a.double().sum().item() / max(1, n_disagree),
         "disagreements_where_a_more_confident": (disagree & (lean > 0)).double().sum().item() / max(1, n_disagree),
+        **({"disagreements_by_competence": decided.double().sum().item() / max(1, n_disagree)}
+           if cfg.teacher_mode == "competent" else {}),
     })
     return Targets(target_q, soft, balance)
 
@@ -192,7 +205,8 @@ class FinetuneResult:
 
 def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: torch.nn.Module,
              train_states: torch.Tensor, val_states: torch.Tensor, cfg: FinetuneConfig,
-             on_epoch: Callable[[int], None] | None = None) -> list[FinetuneResult]:
+             on_epoch: Callable[[int], None] | None = None,
+             sides: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[FinetuneResult]:
     """Train each child on `train_states` towards the targets of `cfg.teacher_mode`; keep its best epoch.
 
     The children train side by side as one `QNetworkStack` (one optimizer step for
@@ -212,7 +226,8 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     parent the child agrees with less on the validation states (the two parents'
     halves are not equally easy to learn), so validation losses are taken against
     that epoch's targets. Epoch 0 (the child as given) competes too, so fine-tuning
-    never returns a child that validates worse than the raw one.
+    never returns a child that validates worse than the raw one. `sides` (the `competent` mode's, for the train
+    and the validation states) says per state which parent is the more competent in its condition.
     """
     if cfg.lr_schedule_patience and len(children) > 1:
         raise ValueError("a plateau schedule adapts one learning rate: fine-tune one child per call")
@@ -220,11 +235,16 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     train_idx, val_idx = torch.arange(len(train_states)), torch.arange(len(train_states), len(states))
     with torch.inference_mode():
         q_a, q_b = teacher_a.eval()(states), teacher_b.eval()(states)
+    if cfg.teacher_mode == "competent" and sides is None:
+        raise ValueError("teacher_mode competent needs each state's side (`sides`)")
+    side = torch.cat(sides) if sides is not None else torch.zeros(len(states), dtype=torch.int64)
+    # where agreeing with each parent counts: not where it is the less competent one (everywhere, if that is all)
+    counts_a, counts_b = ((c if c.any() else torch.ones_like(c)) for c in (side[val_idx] != -1, side[val_idx] != 1))
     n = len(children)
     shares = [0.5] * n
-    members = [make_targets(q_a, q_b, cfg, 0.5)] * n
+    members = [make_targets(q_a, q_b, cfg, 0.5, side)] * n
     disagreement = max(1e-3, 1 - members[0].balance["parents_agree"])
-    balanced = cfg.teacher_mode == "balanced"
+    balanced = cfg.teacher_mode in ("balanced", "competent")
     first = members[0].q[train_idx]
     q_scale = torch.stack([first.var(), (first - first.mean(-1, keepdim=True)).var()]).clamp_min(1e-8).unsqueeze(0)
     arch = children[0].arch
@@ -248,8 +268,8 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
             child_q = stack(states[val_idx])
             val_loss = objective(child_q, target_q[:, val_idx], q_scale, cfg, cfg.temperature, soft[:, val_idx])["total"]
         picks = child_q.argmax(-1)
-        agree_a = (picks == q_a[val_idx].argmax(-1)).double().mean(-1)
-        agree_b = (picks == q_b[val_idx].argmax(-1)).double().mean(-1)
+        agree_a = (picks == q_a[val_idx].argmax(-1))[:, counts_a].double().mean(-1)
+        agree_b = (picks == q_b[val_idx].argmax(-1))[:, counts_b].double().mean(-1)
         return [{"epoch": epoch, "temperature": temperature, "lr": optimizer.lr, "train_loss": train_loss[m],
                  "val_loss": val_loss[m].item(), "val_agreement_a": agree_a[m].item(),
                  "val_agreement_b": agree_b[m].item(), "val_primary": min(agree_a[m], agree_b[m]).item(),
@@ -297,7 +317,7 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
                 # by about Δ·disagreement each; go half-way towards equal agreement.
                 gap = row["val_agreement_b"] - row["val_agreement_a"]
                 shares[m] = min(0.95, max(0.05, shares[m] + 0.5 * gap / (2 * disagreement)))
-                members[m] = make_targets(q_a, q_b, cfg, shares[m])
+                members[m] = make_targets(q_a, q_b, cfg, shares[m], side)
             if cfg.early_stopping_patience and epoch - best[m]["epoch"] >= cfg.early_stopping_patience:
                 running[m] = False
                 stopped_early[m] = epoch < cfg.epochs
@@ -309,7 +329,7 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
         for key, value in stack.params.items():
             value.copy_(best_state[key])
     return [FinetuneResult(stack.member(m), histories[m], best[m]["epoch"], stopped_early[m],
-                           make_targets(q_a, q_b, cfg, best[m]["share_a"]).balance) for m in range(n)]
+                           make_targets(q_a, q_b, cfg, best[m]["share_a"], side).balance) for m in range(n)]
 
 
 def int8_child(child: QNetwork, states: torch.Tensor, cfg: FinetuneConfig, quant: PTQConfig) -> Int8QNetwork:
