@@ -6,6 +6,7 @@ from recomb.training.tasks import of_parents
 from recomb.artifacts import Outputs, load_checkpoint, load_states, read_json
 from recomb.evaluation.generalization import (GATED, GeneralizeConfig, environment_shifts, evaluate, markdown,
                                               metrics, returns_rows, robustness_figure, state_sets, with_gaps)
+from recomb.evaluation.skills import parent_variants, skills_figure, skills_map, skills_markdown, skills_metrics
 from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
 
@@ -40,12 +41,20 @@ def main(params: dict) -> None:
     sets = state_sets(load_states(paths.STATES_TRAIN, dims), load_states(paths.STATES_HELDOUT, dims), cfg, shifted)
     task = of_parents(parent_a.meta)
     shifts = environment_shifts(cfg, sets["heldout"].std(axis=0), task) if task else None
+    variants, spots = parent_variants(task, [checkpoints[f"parent_{p}"].meta.get("variant", {}) for p in paths.PAIRS]) \
+        if task else ({}, {})
     models = {name: c.model for name, c in checkpoints.items()}
-    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, task, shifts, cfg, unc)
+    found, returns = evaluate(models["parent_A"], models["parent_B"], models, sets, task, shifts, cfg, unc, variants)
     summary = with_gaps(found, cfg)
+    skills = skills_map(returns, task, params["parents"]["presets"][task.env_id]["pass_return"], spots) if task else None
+    shown = [n for n in ("parent_A", "parent_B", GATED, "search_best", "dqn_baseline") if n in checkpoints]
     out = Outputs()
-    out.add_json(paths.GENERALIZE_SUMMARY, metrics(summary, returns, task))
-    out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, task, returns))
+    out.add_json(paths.GENERALIZE_SUMMARY, {**metrics(summary, returns, task),
+                                            **({"skills": skills_metrics(skills)} if skills else {})})
+    out.add_text(paths.GENERALIZE_MARKDOWN, markdown(summary, cfg, unc.confidence, task, returns)
+                 + (skills_markdown(skills, shown) if skills else ""))
+    out.add_figure(paths.SKILLS_PNG, skills_figure(skills, shown, task.env_id) if skills
+                   else skills_figure(None, [], "no environment"))
     out.add_csv(paths.GENERALIZE_CURVES, returns_rows(returns) if returns else [], empty_header=["shift", "level"])
     title = f"generalization, {task.env_id if task else 'no environment'}"
     out.add_figure(paths.GENERALIZE_PNG, robustness_figure(summary, cfg, returns, task, unc.confidence, title))

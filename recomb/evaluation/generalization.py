@@ -189,11 +189,13 @@ def score_network(job: NetworkJob) -> tuple[dict | None, list[dict]]:
 
 def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], task: Task | None,
              shifts: dict[str, dict[float, envs.Condition]] | None, cfg: GeneralizeConfig,
-             unc: UncertaintyConfig) -> tuple[dict, dict | None]:
-    """Every network on every set of states and, with `shifts`, in every shifted environment.
+             unc: UncertaintyConfig, variants: dict[str, envs.Condition] | None = None) -> tuple[dict, dict | None]:
+    """Every network on every set of states and, with `shifts`, in every shifted environment and in the
+    parents' own `variants` (by label).
 
     Returns ({set: {n_states, parents_agreement (+ interval), networks: {name: figures}}},
-    {network: {"nominal": interval, "shifts": {kind: {level: interval}}}} or None). A parent's
+    {network: {"nominal": interval, "shifts": {kind: {level: interval}}, "variants": {label: interval}}} or
+    None). A parent's
     own row on a set would only restate the parents' agreement a, so parents get returns only.
     One job per network, spread over `cfg.workers` forked processes.
     """
@@ -208,8 +210,9 @@ def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], ta
         found[name] = {"n_states": len(states), "parents_agreement": interval["mean"],
                        "parents_agreement_ci": {"low": interval["low"], "high": interval["high"]}, "networks": {}}
     nominal = envs.Condition()
+    variants = variants or {}
     conditions = [] if shifts is None else list(dict.fromkeys(
-        [nominal, *(c for levels in shifts.values() for c in levels.values())]))
+        [nominal, *(c for levels in shifts.values() for c in levels.values()), *variants.values()]))
     jobs = [NetworkJob(model, None if any(model is parent for parent in (parent_a, parent_b)) else prepared,
                        task, conditions, cfg, unc) for model in networks.values()]
     returns = {} if shifts is not None else None
@@ -220,7 +223,8 @@ def evaluate(parent_a, parent_b, networks: dict, sets: dict[str, np.ndarray], ta
         if shifts is not None:
             by_condition = dict(zip(conditions, intervals))
             returns[name] = {"nominal": by_condition[nominal], "shifts": {
-                kind: {level: by_condition[c] for level, c in levels.items()} for kind, levels in shifts.items()}}
+                kind: {level: by_condition[c] for level, c in levels.items()} for kind, levels in shifts.items()},
+                "variants": {label: by_condition[c] for label, c in variants.items()}}
     return found, returns
 
 
