@@ -16,11 +16,13 @@ from .common import log, run, warn_failed
 
 def networks() -> dict:
     """Every network by name: parents, students, PTQ int8 students, raw and fine-tuned child, and the
-    search's recommended child when the search stage has run."""
+    search's recommended child when the search stage has run, and the compute-matched DQN when there is one."""
     found = {f"{name}_{pair}": load_checkpoint(pattern.format(pair))
              for name, pattern in (("parent", paths.PARENTS), ("student", paths.STUDENTS),
                                    ("student_int8", paths.PTQ_INT8)) for pair in paths.PAIRS}
     found |= {"child_raw": load_checkpoint(paths.CHILD_RAW), GATED: load_checkpoint(paths.CHILD)}
+    if Path(paths.BASELINE).exists():  # the compute-matched DQN (DQN parents only)
+        found["dqn_baseline"] = load_checkpoint(paths.BASELINE)
     leaderboard = Path(paths.SEARCH_LEADERBOARD)
     if leaderboard.exists():
         best = read_json(leaderboard, "search leaderboard")["rows"][0]["experiment"]  # ranked: the first is the best

@@ -26,6 +26,7 @@ from recomb.recombination.operators import OperatorsConfig
 from recomb.recombination.search import SearchConfig
 from recomb.selection import SelectionConfig
 from recomb.stats import UncertaintyConfig
+from recomb.training.baseline import BaselineConfig
 from recomb.training.distill import DistillConfig
 from recomb.training.finetune import FinetuneConfig
 from recomb.training.parents import ParentsConfig
@@ -37,8 +38,8 @@ from .common import PARAMS_FILE, RuntimeConfig, run, with_task_values
 
 # Every class that checks whole sections of params.yaml, in the file's order; each names its sections and rules.
 CHECKED: tuple[type[Section], ...] = (
-    RuntimeConfig, ParentsConfig, TasksConfig, DistillConfig, ValidateDistillConfig, PTQConfig, QATConfig, ValidateQuantizedConfig,
-    CrossoverConfig, FinetuneConfig, SelectionConfig, UncertaintyConfig, SearchConfig, MultigenConfig,
+    RuntimeConfig, ParentsConfig, TasksConfig, BaselineConfig, DistillConfig, ValidateDistillConfig, PTQConfig, QATConfig,
+    ValidateQuantizedConfig, CrossoverConfig, FinetuneConfig, SelectionConfig, UncertaintyConfig, SearchConfig, MultigenConfig,
     ValidateRecombConfig, GeneralizeConfig, AnalyzeConfig, CompareObjectivesConfig, ConnectivityConfig, OperatorsConfig,
     AblationConfig)
 SECTIONS = tuple(name for cls in CHECKED for name in cls.sections)

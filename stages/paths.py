@@ -16,6 +16,7 @@ PARENT_CURVES = "data/plots/parents/parent_{}.csv"
 PARENT_PNG = "data/plots/parents/training.png"
 BASELINE = "data/baseline/dqn.safetensors"  # the compute-matched DQN a child must beat (stage `baseline`)
 BASELINE_CURVE = "data/plots/baseline/dqn.csv"
+BASELINE_SKIPPED = "data/baseline/not_trained.json"  # instead, for parents that were not trained (why)
 STUDENTS = "data/students/student_{}.safetensors"
 DISTILL_CURVES = "data/plots/distill/student_{}.csv"
 DISTILL_PNG = "data/plots/distill/learning_curves.png"

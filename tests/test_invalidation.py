@@ -12,14 +12,15 @@ from pathlib import Path
 
 from scratch import ROOT, Project
 
-PIPELINE = ("inputs", "parents", "distill", "validate_distillation", "ptq", "qat", "validate_quantized", "crossover",
-            "finetune", "validate_recombination", "search", "multigen", "generalize", "analyze", "compare_distillation",
-            "compare_operators", "connectivity", "report")
+PIPELINE = ("inputs", "parents", "baseline", "distill", "validate_distillation", "ptq", "qat", "validate_quantized",
+            "crossover", "finetune", "validate_recombination", "search", "multigen", "generalize", "analyze",
+            "compare_distillation", "compare_operators", "connectivity", "report")
 EVERY = set(PIPELINE)
 # `params` checks every section (so it imports every config class) and the ablation validates its conditions the
 # same way: both are in every row; they are cheap, and `params`' output never changes, so it stales nothing after it.
 CHECKERS = {"params", "ablation/dvc.yaml:ablation"}
 ANALYSES_OF_CHILDREN = {"validate_recombination", "search", "multigen", "generalize", "analyze", "compare_operators"}
+DQN = {"inputs", "parents", "baseline"}  # the stages that run training/parents: the parents, their inputs, the baseline
 SCORERS = {"validate_distillation", "validate_quantized", "compare_distillation", "connectivity",
            "report"} | ANALYSES_OF_CHILDREN
 
@@ -27,18 +28,21 @@ EXPECTED = {
     # foundation, models, formats, files: what every stage runs
     **{module: EVERY for module in ("__init__", "errors", "portable", "dispatch", "config", "reports", "networks",
                                     "layouts", "quantization/int8", "artifacts")},
-    "parallel": {"inputs", "parents", "search", "multigen", "generalize", "compare_distillation", "compare_operators"},
-    "plots": EVERY - {"inputs", "validate_distillation", "ptq", "validate_quantized", "crossover",
+    "parallel": DQN | {"search", "multigen", "generalize", "compare_distillation", "compare_operators"},
+    "plots": EVERY - {"inputs", "baseline", "validate_distillation", "ptq", "validate_quantized", "crossover",
                       "validate_recombination", "report"},
     "optim": EVERY - {"validate_distillation", "ptq", "crossover", "generalize", "connectivity", "report"},
-    "metrics": SCORERS | {"finetune"},
-    "stats": SCORERS,
+    # training/competence (each parent's return per condition, with its interval) imports them
+    "metrics": SCORERS | DQN | {"finetune"},
+    "stats": SCORERS | DQN | {"finetune"},
     "selection": SCORERS | {"distill", "qat", "finetune"},
     # tasks: the parents and whatever plays episodes
-    "training/envs": SCORERS | {"inputs", "parents"},
-    "training/tasks": SCORERS | {"inputs", "parents"},
-    "training/dqn": {"inputs", "parents"},
-    "training/parents": {"inputs", "parents"},
+    "training/envs": SCORERS | DQN,
+    "training/tasks": SCORERS | DQN,
+    "training/dqn": DQN,
+    "training/parents": DQN,
+    "training/competence": DQN | {"finetune", "search", "multigen", "compare_operators"},  # competent teaching
+    "training/baseline": {"baseline"},
     # training: nothing upstream of the stage that trains with it
     "training/distill": {"distill", "qat", "validate_quantized", "finetune", "validate_recombination", "search",
                          "multigen", "analyze", "compare_distillation", "compare_operators"},
@@ -50,6 +54,7 @@ EXPECTED = {
     "evaluation/validation": SCORERS,
     "evaluation/verdict": {"report"},
     "evaluation/generalization": {"generalize"},
+    "evaluation/skills": {"generalize"},
     "evaluation/analysis": {"analyze"},
     "evaluation/objectives": {"compare_distillation"},
     "evaluation/leaderboard": {"search", "multigen", "compare_operators"},

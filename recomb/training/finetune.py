@@ -13,11 +13,12 @@ Teacher modes (`teacher_mode`):
   Q margin is normalised by its median margin on the train states (so parents with
   different Q scales compare), and the disagreement states are split at the median
   of (normalised margin A − normalised margin B). The split is reported as `balance`.
-- `competent`: `balanced`, except that a disagreement state visited in a condition (task variant) where one
-  parent plays measurably better (`competence`) is taught by that parent; the rest follow the confidence rule.
-  Agreement with a parent is then counted where it is not the less competent one, so the primary still asks
-  the child to match each parent where that parent should be matched. A memoryless child sees only the
-  observation: where two variants call for different actions on the same observation it can follow one.
+- `competent`: a disagreement state is taught by the parent `competence` names for the condition (task
+  variant) it was visited in: the one that alone passes there, else the generalist; only where that is a tie
+  too, the confidence rule above (an even split, not adapted). The primary that picks the best epoch counts
+  agreement with a parent only on the states it teaches or ties on: the child is asked to match each parent
+  where that parent should be matched. A memoryless child sees only the observation: where two variants call
+  for different actions on the same observation it can follow one (see `competence`).
 
 The objective is the distillation one (`distill.objective`) on these per-state targets.
 `quantization_applied` other than `none` trains through int8 fake-quantized weights
@@ -238,13 +239,12 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
     if cfg.teacher_mode == "competent" and sides is None:
         raise ValueError("teacher_mode competent needs each state's side (`sides`)")
     side = torch.cat(sides) if sides is not None else torch.zeros(len(states), dtype=torch.int64)
-    # where agreeing with each parent counts: not where it is the less competent one (everywhere, if that is all)
-    counts_a, counts_b = ((c if c.any() else torch.ones_like(c)) for c in (side[val_idx] != -1, side[val_idx] != 1))
+    counts_a, counts_b = side[val_idx] != -1, side[val_idx] != 1  # where agreeing with each parent counts
     n = len(children)
     shares = [0.5] * n
     members = [make_targets(q_a, q_b, cfg, 0.5, side)] * n
     disagreement = max(1e-3, 1 - members[0].balance["parents_agree"])
-    balanced = cfg.teacher_mode in ("balanced", "competent")
+    balanced = cfg.teacher_mode == "balanced"
     first = members[0].q[train_idx]
     q_scale = torch.stack([first.var(), (first - first.mean(-1, keepdim=True)).var()]).clamp_min(1e-8).unsqueeze(0)
     arch = children[0].arch
@@ -268,11 +268,15 @@ def finetune(children: list[QNetwork], teacher_a: torch.nn.Module, teacher_b: to
             child_q = stack(states[val_idx])
             val_loss = objective(child_q, target_q[:, val_idx], q_scale, cfg, cfg.temperature, soft[:, val_idx])["total"]
         picks = child_q.argmax(-1)
-        agree_a = (picks == q_a[val_idx].argmax(-1))[:, counts_a].double().mean(-1)
-        agree_b = (picks == q_b[val_idx].argmax(-1))[:, counts_b].double().mean(-1)
+        hits_a, hits_b = picks == q_a[val_idx].argmax(-1), picks == q_b[val_idx].argmax(-1)
+        agree_a, agree_b = hits_a.double().mean(-1), hits_b.double().mean(-1)
+        # a parent that teaches no validation state does not bound the primary
+        goal = torch.minimum(*(hits[:, counts].double().mean(-1) if counts.any()
+                               else torch.ones(n, dtype=torch.float64)
+                               for hits, counts in ((hits_a, counts_a), (hits_b, counts_b))))
         return [{"epoch": epoch, "temperature": temperature, "lr": optimizer.lr, "train_loss": train_loss[m],
                  "val_loss": val_loss[m].item(), "val_agreement_a": agree_a[m].item(),
-                 "val_agreement_b": agree_b[m].item(), "val_primary": min(agree_a[m], agree_b[m]).item(),
+                 "val_agreement_b": agree_b[m].item(), "val_primary": goal[m].item(),
                  "share_a": shares[m]} for m in range(n)]
 
     histories = [[row] for row in validate(0, cfg.temperature, [None] * n)]

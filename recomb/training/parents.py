@@ -263,10 +263,12 @@ def rollout_buffer(cfg: ParentsConfig, spec: tasks.Task, parents: list, buffer: 
     states, origin = spec.collect_states([(parents[p], conditions[c]) for p, c in plan], buffer.n_states,
                                          buffer.epsilon, buffer.seed)
     preset = cfg.presets[cfg.env]
-    returns = np.stack([spec.returns_in(parent, tuple(conditions), preset["eval_episodes"], preset["eval_seed"])
+    measured = list(dict.fromkeys([*conditions, ()]))  # nominal too, where none was rolled out: the generalist's
+    returns = np.stack([spec.returns_in(parent, tuple(measured), preset["eval_episodes"], preset["eval_seed"])
                         for parent in parents])
     multipliers = {key for key, shift in spec.shifts.items() if shift.multiplier}
-    competence = Competence(conditions, [describe(c, multipliers) for c in conditions], returns, preset["eval_seed"])
+    competence = Competence(measured, [describe(c, multipliers) for c in measured], returns, preset["eval_seed"],
+                            preset["pass_return"])
     return make_buffer(cfg, states, np.array([c for _, c in plan])[origin], competence)
 
 
