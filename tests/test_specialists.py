@@ -151,3 +151,59 @@ def test_a_parent_variant_among_the_physics_shifts_is_listed_once():
     assert conditions["A's variant: pole_length ×2"] == cartpole.shifted("pole_length", 2.0)
     both, spots = parent_variants(cartpole, [{"gravity": 2.0, "cart_mass": 2.0}, {"cart_mass": 2.0, "gravity": 2.0}])
     assert list(spots) == ["A and B's variant: cart_mass ×2, gravity ×2"] and list(spots.values()) == [None]
+
+
+def test_the_readmes_specialist_experiment_parses_through_dvc_and_validates(tmp_path):
+    """The `-S` values the README gives, applied by DVC's own parser (what `dvc exp run -S` calls)."""
+    from dvc.utils.hydra import apply_overrides
+
+    readme = (ROOT / "README.md").read_text()
+    command = readme[readme.index("dvc exp run -S '+parents.dqn.variants.a"):]
+    command = command[:command.index("```")].replace("\\\n", " ")
+    overrides = [part.strip().strip("'") for part in command.split("-S")[1:]]
+    assert len(overrides) == 4
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(path, overrides)
+    params = with_task_values(load_params(path))
+    cfg = ParentsConfig.from_params(params, "parents")
+    assert cfg.dqn.variants.settings(tasks.task("CartPole-v1"))[:2] == ((("force_magnitude", 0.25),),
+                                                                        (("pole_length", 3.0),))
+    assert cfg.dqn.variants.rollouts == "crossed" and params["finetune"]["teacher_mode"] == "competent"
+
+
+def test_a_gymnasium_batch_of_two_variants_gives_each_copy_its_own():
+    """LunarLander copies taking turns between nominal and low gravity with wind: make arguments per copy, and a
+    shift's companions (wind's `turbulence_power: 0`) never undo the variant's own turbulence."""
+    lander = tasks.task("LunarLander-v3")
+    windy = lander.setting({"gravity": -5.0, "wind_power": 10.0, "turbulence_power": 1.0}, "variant")
+    batch = lander.batch(4, 0, ((), windy))
+    try:
+        copies = [copy.unwrapped for copy in batch.env.envs]
+        assert [c.gravity for c in copies] == [-10.0, -5.0, -10.0, -5.0]
+        assert [c.enable_wind for c in copies] == [False, True, False, True]
+        assert (copies[1].wind_power, copies[1].turbulence_power) == (10.0, 1.0)
+        final, rewards, terminated, truncated, obs = batch.step(np.zeros(4, dtype=np.int64))
+        assert obs.shape == (4, 8)
+    finally:
+        batch.env.close()
+
+
+def test_condition_labels_are_refused_in_one_line_when_wrong(tmp_path):
+    from recomb.artifacts import Outputs, load_labels
+
+    path = tmp_path / "train_condition.npy"
+    out = Outputs()
+    out.add_labels(path, np.array([0, 1, 1, 0]))
+    out.commit()
+    assert load_labels(path, 4, 2).tolist() == [0, 1, 1, 0]
+    with pytest.raises(RecombError, match=r"train_condition.npy: expected 5 int64 labels, one per state"):
+        load_labels(path, 5, 2)
+    with pytest.raises(RecombError, match=r"train_condition.npy: labels must lie in \[0, 1\) \(got 0..1\)"):
+        load_labels(path, 4, 1)
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(RecombError, match="train_condition.npy: truncated or corrupt"):
+        load_labels(path, 4, 2)
+    np.save(path, np.zeros(4, dtype=np.float32))
+    with pytest.raises(RecombError, match="expected 4 int64 labels, one per state, got float32"):
+        load_labels(path, 4, 2)
