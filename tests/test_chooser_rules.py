@@ -149,8 +149,8 @@ def test_pipeline_json_leaves_out_the_mismatch_prose():
 
 def test_the_short_headline_has_the_verdict_and_the_key_figures_under_short_names():
     assert short_headline(pipeline_report(agreement_a=0.5)) == {
-        "passed": False, "child_pu": 0.97, "child_gain": 0.8, "child_ret": None, "stud_A": 0.5, "stud_B": 0.93,
-        "int8_A": 0.99, "int8_B": None}
+        "passed": False, "child_pu": 0.97, "child_gain": 0.8, "child_ret": None, "child_cov": None, "base_cov": None,
+        "stud_A": 0.5, "stud_B": 0.93, "int8_A": 0.99, "int8_B": None}
 
 
 # ----------------------------------------------------------------------------- crossover: matching units, slerp
