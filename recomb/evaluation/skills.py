@@ -34,7 +34,7 @@ def parent_variants(task: Task, variants: list[dict]) -> tuple[dict, dict]:
     parents' own variants (their sidecars' {shift: level}); nominal ones are the nominal condition already."""
     owners: dict[tuple, list[str]] = {}
     for pair, variant in zip("AB", variants):
-        setting = tuple(sorted((k, float(v)) for k, v in variant.items()))
+        setting = task.setting(variant, f"parent {pair}'s sidecar: variant")
         if setting:
             owners.setdefault(setting, []).append(pair)
     conditions, spots = {}, {}
